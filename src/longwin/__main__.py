@@ -1,0 +1,5 @@
+import sys
+
+from longwin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny BPE tokenizer and tiny Llama models built from a config (no downloads)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from longwin.data.tokenizer import train_bpe_tokenizer
+
+_TEXT = [
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.",
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them.",
+    "The pass key is 12345. Remember it. 12345 is the pass key. What is the pass key?",
+    "Extract the value corresponding to the specified key in the JSON object below.",
+    "line grotesque-classmate: REGISTER_CONTENT is <42527>. Tell me what is the number.",
+    "In the beginning God created the heaven and the earth. And the earth was without form.",
+    "How to start a startup: you need three things, good people, something customers want, and little money.",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A 320-token byte-level BPE trained on a few sentences (digits split one per token)."""
+    return train_bpe_tokenizer(_TEXT, vocab_size=320)
+
+
+def make_tiny_llama(vocab_size: int = 320, *, max_position_embeddings: int = 64, layers: int = 2,
+                    heads: int = 4, kv_heads: int = 2, hidden: int = 32, seed: int = 0,
+                    attn_implementation: str = "sdpa") -> LlamaForCausalLM:
+    """A randomly initialised GQA Llama small enough for unit tests."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    config._attn_implementation = attn_implementation
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def tiny_llama():
+    return make_tiny_llama()
