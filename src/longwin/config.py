@@ -50,14 +50,21 @@ def _parse_list(item_type: Any):
     return parse
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):  # unresolvable forward references: fall back to raw annotations
+        return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: set[str] | frozenset = frozenset()) -> None:
     """Add one flag per dataclass field; defaults are SUPPRESSed so only explicit flags override."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for field in dataclasses.fields(cls):
-        if field.metadata.get("cli") is False:
+        if not field.init or field.name in skip or field.metadata.get("cli") is False:
             continue
-        tp = _base_type(hints[field.name])
-        help_text = field.metadata.get("help", "")
+        tp = _base_type(hints.get(field.name, str))
+        help_text = str(field.metadata.get("help", "")).replace("%", "%%")
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": field.name}
         if tp is bool:
             kwargs.update(type=_parse_bool, nargs="?", const=True, metavar="BOOL")

@@ -1,0 +1,59 @@
+"""Evaluate a model on long-context tasks over a grid of prompt lengths, or compare finished runs
+(--compare DIR DIR ...). Results go to --out: results.json, results.csv (one row per cell) and PNG
+plots; rerunning into the same folder resumes where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+
+from longwin.config import add_config_arguments, config_from_args
+from longwin.errors import LongwinError
+from longwin.eval.options import EvalOptions
+
+
+@dataclass
+class EvalConfig(EvalOptions):
+    model: str = field(default="", metadata={"help": "model reference: alias (toy, smollm2-135m), folder, .gguf"})
+    task: list[str] = field(default_factory=list, metadata={
+        "help": "tasks: passkey, needle, kv-retrieval, lines, ruler, ppl, longbench"})
+    lengths: list[int] = field(default_factory=list, metadata={"help": "prompt lengths in tokens"})
+    out: str = field(default="", metadata={"help": "output folder (rerun into it to resume; with --compare: where the table and plots go)"})
+    seed: int = field(default=0, metadata={"help": "seed for every generated prompt"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, EvalConfig)
+    parser.add_argument("--config", help="YAML file with any of the options above")
+    parser.add_argument("--compare", nargs="+", metavar="DIR", help="compare finished result folders instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(EvalConfig, args)
+    if not cfg.out:
+        raise LongwinError("--out is required (the folder for results)")
+    if args.compare:
+        from longwin.eval.compare import compare_runs
+
+        print(compare_runs(args.compare, cfg.out))
+        print(f"\nwritten: {cfg.out}/compare.csv and compare_<task>.png")
+        return 0
+    if not cfg.model:
+        raise LongwinError("--model is required")
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    from longwin.eval.results import summary_table
+    from longwin.eval.runner import evaluate
+
+    options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
+    results = evaluate(cfg.model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, **options)
+    print(summary_table(results))
+    flagged = sum(t["exceeds_window"] for t in results["tasks"].values())
+    if flagged:
+        print(f"\n{flagged} cell(s) exceed the model's configured window of {results['window']} tokens")
+    print(f"\nresults: {cfg.out}/results.json, {cfg.out}/results.csv")
+    return 0

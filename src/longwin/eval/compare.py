@@ -1,0 +1,64 @@
+"""`longwin eval --compare DIR...`: several finished runs side by side.
+
+One table (task, series, length, then a column per run) as markdown and CSV, and one plot per
+task with the task's primary series for every run.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+from longwin.errors import LongwinError
+from longwin.eval.plots import save_lines
+from longwin.eval.results import format_value, load_results, markdown_table
+
+
+def run_names(dirs: Sequence[Path]) -> list[str]:
+    """Folder names, or full paths when two folders share a name."""
+    names = [d.name or str(d) for d in dirs]
+    return names if len(set(names)) == len(names) else [str(d) for d in dirs]
+
+
+def comparison_rows(runs: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """Rows [task, series, length, value per run]; effective lengths (RULER) as their own rows."""
+    rows: list[list[Any]] = []
+    tasks = list(dict.fromkeys(t for r in runs for t in r["tasks"]))
+    for task in tasks:
+        summaries = [r["tasks"].get(task) for r in runs]
+        series = list(dict.fromkeys(s for sm in summaries if sm for s in sm["series"]))
+        for name in series:
+            points = [sm["series"].get(name, {}) if sm else {} for sm in summaries]
+            for length in sorted({int(n) for p in points for n in p}):
+                rows.append([task, name, length, *[p.get(str(length)) for p in points]])
+        if any(sm and "effective_length" in sm for sm in summaries):
+            rows.append([task, "effective_length", "", *[sm.get("effective_length") if sm else None
+                                                          for sm in summaries]])
+    return rows
+
+
+def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path) -> str:
+    """Write compare.csv and compare_<task>.png into out_dir; return the markdown table."""
+    if len(dirs) < 2:
+        raise LongwinError("--compare needs at least two result folders")
+    paths = [Path(d) for d in dirs]
+    runs = [load_results(p) for p in paths]
+    names = run_names(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    header = ["task", "series", "length", *names]
+    rows = comparison_rows(runs)
+    with (out / "compare.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([[format_value(v) if v is None else v for v in row] for row in rows])
+    for task in dict.fromkeys(t for r in runs for t in r["tasks"]):
+        present = [(name, r["tasks"][task], r.get("window")) for name, r in zip(names, runs) if task in r["tasks"]]
+        primary = next(iter(present[0][1]["series"]))
+        curves = {name: sm["series"].get(primary, {}) for name, sm, _ in present}
+        windows = {w for _, _, w in present}
+        save_lines(out / f"compare_{task}.png", curves, title=f"{task}: {primary}", xlabel="Length (tokens)",
+                   ylabel=present[0][1]["metric"], logy=not present[0][1]["higher_is_better"],
+                   vline=windows.pop() if len(windows) == 1 else None)
+    return markdown_table(header, rows)

@@ -1,0 +1,180 @@
+"""The model interface the harness talks to, and its Hugging Face causal-LM implementation.
+
+Tasks never call transformers directly: they hand `Prompt`s to an `EvalModel`. A prompt carries
+where its long context ends, so a model that takes the context separately (SharedLLM: context
+chunks to the encoder, the question in the decoder's local window) can implement the same two
+methods and plug in without touching any task.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from longwin.errors import LongwinError
+
+# names of learned absolute position tables (GPT-2 `wpe`, OPT/BART `embed_positions`, BERT-likes)
+_POSITION_TABLES = ("wpe", "embed_positions", "position_embeddings")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Token ids of one prompt; `ids[:context_end]` is the long context, the rest the question."""
+
+    ids: list[int]
+    context_end: int
+
+
+@runtime_checkable
+class EvalModel(Protocol):
+    """What the harness needs from a model (greedy generation and token log-likelihoods)."""
+
+    name: str
+    tokenizer: Any
+    window: int | None  # configured context window (flag prompts beyond it)
+    position_limit: int | None  # hard limit: positions beyond it cannot be embedded at all
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuation ids for each prompt, stopped at EOS (EOS not included)."""
+        ...
+
+    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
+        """Summed negative log-likelihood of `ids[score_from:]` given their prefix, and the count."""
+        ...
+
+
+class CausalLMAdapter:
+    """`EvalModel` over any transformers causal LM: batched greedy decoding with a KV cache, and
+    chunked cross-entropy that never holds full-vocabulary logits for a whole long sequence."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None, logits_chunk: int = 512) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        config = model.config
+        self.name = name or getattr(config, "_name_or_path", "") or type(model).__name__
+        self.window = _config_window(config)
+        self.position_limit = self.window if _has_learned_positions(model) else None
+        self.logits_chunk = logits_chunk
+        self.eos_ids = _eos_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        params = inspect.signature(model.forward).parameters
+        self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else (
+            "num_logits_to_keep" if "num_logits_to_keep" in params else None)
+        self._softcap = getattr(config, "final_logit_softcapping", None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
+        n = len(prompts)
+        width = max(len(p.ids) for p in prompts)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding keeps every prompt's last token aligned
+            ids[i, width - len(p.ids):] = torch.tensor(p.ids, dtype=torch.long)
+            mask[i, width - len(p.ids):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        outputs: list[list[int]] = [[] for _ in range(n)]
+        finished = [False] * n
+        cache = None
+        step_ids, step_pos = ids, positions
+        for _ in range(max_new_tokens):
+            kwargs = {self._keep_kw: 1} if self._keep_kw else {}
+            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                             past_key_values=cache, use_cache=True, **kwargs)
+            cache = out.past_key_values
+            next_ids = out.logits[:, -1].argmax(-1)
+            for i, tok in enumerate(next_ids.tolist()):
+                if finished[i]:
+                    continue
+                if tok in self.eos_ids:
+                    finished[i] = True
+                else:
+                    outputs[i].append(tok)
+            if all(finished):
+                break
+            step_ids = next_ids[:, None]
+            step_pos = step_pos[:, -1:] + 1
+            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
+        return outputs
+
+    @torch.inference_mode()
+    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
+        if not 1 <= score_from < len(ids):
+            raise ValueError(f"score_from must be in [1, {len(ids)}), got {score_from}")
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        hidden = self._decoder()(input_ids=x, use_cache=False)[0][0]
+        head = self.model.get_output_embeddings()
+        states, targets = hidden[score_from - 1:-1], x[0, score_from:]
+        total = 0.0
+        for a in range(0, len(targets), self.logits_chunk):
+            logits = head(states[a:a + self.logits_chunk]).float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            total += F.cross_entropy(logits, targets[a:a + self.logits_chunk], reduction="sum").item()
+        return total, len(targets)
+
+    def _decoder(self) -> Any:
+        """The transformer stack without the LM head (`get_decoder()`, else `.model`/`.transformer`)."""
+        getter = getattr(self.model, "get_decoder", None)
+        decoder = getter() if callable(getter) else None
+        if decoder is None or decoder is self.model:
+            decoder = getattr(self.model, "model", None) or getattr(self.model, "transformer", None)
+        if decoder is None:
+            raise LongwinError(f"cannot find the decoder stack of {type(self.model).__name__} for chunked loss")
+        return decoder
+
+
+def _config_window(config: Any) -> int | None:
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _has_learned_positions(model: Any) -> bool:
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLES:
+            return True
+    return False
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    gen = getattr(model, "generation_config", None)
+    for value in (tokenizer.eos_token_id, getattr(gen, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def resolve_model(model: Any, tokenizer: Any = None) -> EvalModel:
+    """Accept an `EvalModel`, a (model, tokenizer) pair, a model plus `tokenizer=`, or a reference
+    string/path for `longwin.models.load_model` (imported only then)."""
+    if isinstance(model, EvalModel):
+        return model
+    name = None
+    if isinstance(model, tuple) and len(model) == 2:
+        model, tokenizer = model
+    elif isinstance(model, (str, Path)):
+        from longwin.models import load_model
+
+        name = str(model)
+        model, tokenizer = load_model(name)
+    if not isinstance(model, torch.nn.Module):
+        raise LongwinError(f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel")
+    if tokenizer is None:
+        raise LongwinError(f"no tokenizer for {name or type(model).__name__}: pass tokenizer=... (or a model folder with tokenizer files)")
+    return CausalLMAdapter(model, tokenizer, name=name)

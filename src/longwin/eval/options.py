@@ -1,0 +1,54 @@
+"""Options shared by the Python API (`evaluate(..., **options)`) and the `longwin eval` flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from longwin.errors import LongwinError
+
+NIAH_NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
+NIAH_QUESTION = "What is the best thing to do in San Francisco?"
+NIAH_ANSWER = "eat a sandwich and sit in Dolores Park"
+
+
+def _opt(default: Any, help_text: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class EvalOptions:
+    """Task options; 0 / empty means "the task's own default"."""
+
+    samples: int = _opt(0, "samples per cell (0: task default; longbench: 0 = every item)")
+    depths: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "passkey/needle depths in percent")
+    positions: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "kv-retrieval gold positions in percent of the pairs")
+    max_new_tokens: int = _opt(0, "override every task's number of generated tokens (0: task defaults)")
+    chat_template: bool = _opt(False, "wrap prompts in the tokenizer's chat template (instruct models)")
+    batch_size: int = _opt(4, "prompts per generation batch (same length only, left padded)")
+    batch_tokens: int = _opt(32768, "cap on batch_size x prompt length")
+    haystack: str = _opt("", "needle/ruler essay haystack: corpus name or path (default: Paul Graham essays)")
+    needle: str = _opt(NIAH_NEEDLE, "needle sentence")
+    question: str = _opt(NIAH_QUESTION, "needle question")
+    answer: str = _opt(NIAH_ANSWER, "needle answer key phrase (exact match, case-insensitive)")
+    corpus: str = _opt("", "perplexity corpus: name or path (default: Paul Graham essays)")
+    conventions: list[str] = _opt(["sliding", "chunks", "last-k"], "perplexity conventions: sliding, chunks, last-k")
+    stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)")
+    last_k: int = _opt(256, "last-k convention: tokens scored at the end of each window")
+    ruler_tasks: list[str] = _opt([], "RULER subtasks (default: all 11 offline ones)")
+    threshold: float = _opt(85.6, "RULER effective-length threshold (average score, percent)")
+    data_dir: str = _opt("", "folder of LongBench JSONL files (<task>.jsonl)")
+    longbench_tasks: list[str] = _opt([], "LongBench tasks to run (default: every known task file in --data-dir)")
+    save_prompts: bool = _opt(False, "also write every prompt to prompts.jsonl")
+    progress: bool = _opt(True, "show a progress bar")
+
+
+def make_options(values: dict[str, Any]) -> EvalOptions:
+    """Build options from keyword arguments, naming the valid ones when a key is unknown."""
+    names = [f.name for f in fields(EvalOptions)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise LongwinError(f"unknown eval option(s): {', '.join(unknown)} (valid: {', '.join(names)})")
+    return EvalOptions(**values)

@@ -1,0 +1,134 @@
+"""Perplexity vs context length in three conventions (research/evals.md §2.8), always named.
+
+The corpus is tokenised once into a stream (documents joined by a blank line). Sample i of every
+length ends at the same stream offset, so the tokens scored by `last-k` are identical across
+lengths and only the amount of context before them changes. Each window starts with BOS (when the
+tokenizer has one) and is `length` tokens long.
+
+- `sliding`: a 2*length span scored with windows of `length` tokens every `stride` tokens; each
+  window scores only tokens not scored before (PI / YaRN convention).
+- `chunks`: one window of `length` tokens, every token scored (Landmark / LongLoRA convention).
+- `last-k`: one window of `length` tokens, only its last K tokens scored (CEPE / SharedLLM).
+PPL per length = exp(total NLL / total scored tokens) over the samples.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from longwin.errors import LongwinError
+from longwin.eval.haystack import iter_texts
+from longwin.eval.model import EvalModel
+from longwin.eval.plots import save_lines
+from longwin.eval.tasks.base import Cell, NllTask
+
+CONVENTIONS = ("sliding", "chunks", "last-k")
+
+
+class PerplexityTask(NllTask):
+    name = "ppl"
+    default_samples = 2
+
+    def __init__(self, options, seed) -> None:
+        super().__init__(options, seed)
+        unknown = [c for c in options.conventions if c not in CONVENTIONS]
+        if unknown or not options.conventions:
+            raise LongwinError(f"unknown perplexity convention(s) {unknown} (known: {', '.join(CONVENTIONS)})")
+        if options.stride < 0 or options.last_k < 1:
+            raise LongwinError("--stride must be >= 0 and --last-k >= 1")
+        self.conventions = list(dict.fromkeys(options.conventions))
+        self.settings = {"corpus": options.corpus or "essays", "stride": options.stride, "last_k": options.last_k}
+        self._stream: list[int] | None = None
+        self._span = 0  # stream tokens reserved per sample (the largest need over the grid)
+
+    def _stride(self, length: int) -> int:
+        return self.options.stride or max(1, length // 2)
+
+    def _last_k(self, length: int) -> int:
+        return min(self.options.last_k, length // 2)
+
+    def _need(self, convention: str, length: int) -> int:
+        """Stream tokens one sample of this convention and length covers (at most)."""
+        return 2 * length if convention == "sliding" else length
+
+    def cells(self, lengths: Sequence[int]) -> list[Cell]:
+        if min(lengths) < 4:
+            raise LongwinError("perplexity needs lengths of at least 4 tokens")
+        # samples sit at multiples of the largest need: part of the fingerprint, since a grid with a
+        # longer length moves every sample (cells from a shorter grid are then recomputed)
+        self._span = self.settings["span"] = max(self._need(c, n) for c in self.conventions for n in lengths)
+        return [Cell(self.name, n, c, s) for n in lengths for c in self.conventions for s in range(self.samples)]
+
+    def _tokens(self, model: EvalModel) -> list[int]:
+        if self._stream is None:
+            need = self.samples * self._span
+            stream: list[int] = []
+            for text in iter_texts(self.options.corpus):
+                stream.extend(model.tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"])
+                if len(stream) >= need:
+                    break
+            if len(stream) < need:
+                raise LongwinError(f"corpus {self.settings['corpus']!r} has {len(stream)} tokens; {self.samples} "
+                                   f"samples at these lengths need {need} (use fewer --samples or a larger --corpus)")
+            self._stream = stream
+        return self._stream
+
+    def measure(self, cell: Cell, model: EvalModel) -> dict[str, Any]:
+        stream = self._tokens(model)
+        end = (cell.sample + 1) * self._span
+        bos = model.tokenizer.bos_token_id
+        head = [bos] if bos is not None else []
+        body = cell.length - len(head)
+        segment = stream[end - (2 * body if cell.position == "sliding" else body):end]
+        nll, count = 0.0, 0
+        if cell.position == "sliding":
+            stride = self._stride(cell.length)
+            starts = list(range(0, len(segment) - body + 1, stride))
+            if starts[-1] != len(segment) - body:
+                starts.append(len(segment) - body)
+            scored_to = 0
+            for start in starts:
+                window = head + segment[start:start + body]
+                first_new = max(scored_to - start, 0) + len(head)
+                part, n = model.nll(window, max(first_new, 1))
+                nll, count, scored_to = nll + part, count + n, start + body
+        else:
+            window = head + segment
+            score_from = 1 if cell.position == "chunks" else len(window) - self._last_k(cell.length)
+            nll, count = model.nll(window, score_from)
+        return {"nll": nll, "tokens": count, "ppl": math.exp(nll / count), "window_tokens": cell.length,
+                "convention": self._describe(cell.position, cell.length)}
+
+    def _describe(self, convention: str, length: int) -> str:
+        if convention == "sliding":
+            return f"sliding (window {length}, stride {self._stride(length)}, each token scored once)"
+        if convention == "last-k":
+            return f"last-k (loss on the last {self._last_k(length)} of {length} tokens)"
+        return f"chunks (one {length}-token window, all tokens scored)"
+
+    def _explain(self, convention: str) -> str:
+        """The convention for any length L, as recorded in results.json."""
+        if convention == "sliding":
+            stride = self.options.stride or "L/2"
+            return f"windows of L tokens every {stride} tokens over a 2L span, each token scored once (PI/YaRN)"
+        if convention == "last-k":
+            return f"loss on the last min({self.options.last_k}, L/2) tokens of an L-token window (CEPE/SharedLLM)"
+        return "one L-token window, every token scored (Landmark/LongLoRA)"
+
+    def summarize(self, rows: list[dict]) -> dict[str, Any]:
+        series: dict[str, dict[str, float]] = {}
+        for conv in self.conventions:
+            at = [r for r in rows if r["position"] == conv]
+            series[conv] = {str(n): round(math.exp(sum(r["nll"] for r in at if r["length"] == n)
+                                                   / sum(r["tokens"] for r in at if r["length"] == n)), 4)
+                            for n in sorted({r["length"] for r in at})}
+        return {"metric": "perplexity", "higher_is_better": False, "series": series,
+                "conventions": {c: self._explain(c) for c in self.conventions},
+                "corpus": self.settings["corpus"]}
+
+    def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
+        save_lines(out_dir / "ppl_vs_length.png", summary["series"], logy=True, vline=window,
+                   title=f"Perplexity on {summary['corpus']}", xlabel="Context length (tokens)", ylabel="Perplexity")
+        return ["ppl_vs_length.png"]

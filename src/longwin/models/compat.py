@@ -1,0 +1,34 @@
+"""The few transformers API differences between 4.5x and 5.x that model loading touches."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+
+def dtype_keyword() -> str:
+    """`from_pretrained` took `torch_dtype=` before transformers 4.56 and `dtype=` since."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
+def rope_theta(config: PretrainedConfig) -> float | None:
+    """RoPE base: `config.rope_parameters["rope_theta"]` in 5.x, `config.rope_theta` in 4.x."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and "rope_theta" in params:
+        return float(params["rope_theta"])
+    theta = getattr(config, "rope_theta", None)
+    return None if theta is None else float(theta)
+
+
+def set_rope_theta(config: PretrainedConfig, theta: float) -> None:
+    """Set the RoPE base wherever this transformers version keeps it."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict):
+        params["rope_theta"] = theta
+    else:
+        config.rope_theta = theta

@@ -1,0 +1,136 @@
+"""Pretrain the built-in toy base model: a small Llama with a 256-token native window.
+
+It learns language from the offline corpora and retrieval (pass keys, key-value lookups, line
+registers, repeated spans) inside its window, so that the gap beyond 256 tokens is the only thing
+the context-extension methods must close. The result is a stock transformers folder (safetensors +
+tokenizer) with a model card; `longwin pretrain-toy --output-dir src/longwin/assets/toy` rebuilds the
+checkpoint that ships inside the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from longwin.config import add_config_arguments, config_from_args, to_dict
+
+
+@dataclass
+class PretrainToyConfig:
+    output_dir: str = field(default="out/toy-base", metadata={"help": "where the model folder is written"})
+    checkpoint_dir: str = field(default="out/toy-base-checkpoints", metadata={"help": "Trainer checkpoints (resume)"})
+    corpora: str = field(default="essays+kjv", metadata={"help": "natural-text sources ('+'-joined)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "documents held out for perplexity"})
+    seed: int = 0
+    seq_len: int = field(default=256, metadata={"help": "native context window"})
+    vocab_size: int = 2048
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 6
+    intermediate_size: int = 512
+    rope_theta: float = 10000.0
+    max_steps: int = 1800
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    card_samples: int = field(default=20, metadata={"help": "passkey samples per (length, depth) for the card"})
+    card_lengths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024, 2048])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with any of the options below")
+    add_config_arguments(parser, PretrainToyConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(PretrainToyConfig, args)
+    pretrain(cfg)
+    return 0
+
+
+def build_tokenizer(cfg: PretrainToyConfig, texts: list[str]):
+    from longwin.data.tokenizer import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(texts, cfg.vocab_size)
+
+
+def build_model(cfg: PretrainToyConfig, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.seq_len, rope_theta=cfg.rope_theta, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def pretrain(cfg: PretrainToyConfig) -> Path:
+    import numpy as np
+    import torch
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from longwin.data import synthetic
+    from longwin.data.corpora import load_documents, split_documents
+    from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    started = time.time()
+
+    train_docs, val_docs = split_documents(load_documents(cfg.corpora), cfg.val_fraction, seed=cfg.seed)
+    texts = [d.text for d in train_docs]
+    tokenizer = build_tokenizer(cfg, texts)
+    natural = [np.asarray(tokenizer(t, add_special_tokens=False)["input_ids"], dtype=np.int32) for t in texts]
+    sentences = [s for t in texts for s in synthetic.split_sentences(t)]
+    sources = MixSources(natural=natural, sentences=sentences, words=synthetic.word_list(texts))
+    dataset = PretrainMixDataset(sources, tokenizer, seq_len=cfg.seq_len,
+                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed)
+
+    model = build_model(cfg, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"toy model: {n_params / 1e6:.2f}M parameters, window {cfg.seq_len}, {cfg.max_steps} steps")
+    args = TrainingArguments(
+        output_dir=cfg.checkpoint_dir, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine",
+        weight_decay=cfg.weight_decay, adam_beta2=0.95, max_grad_norm=1.0, logging_steps=50,
+        save_steps=300, save_total_limit=1, report_to=[], use_cpu=True, seed=cfg.seed,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=dataset)
+    resume = any(Path(cfg.checkpoint_dir).glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.time() - started
+
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    card = {
+        "model": "longwin toy base (Llama architecture)",
+        "parameters": n_params,
+        "native_window": cfg.seq_len,
+        "data": {"natural": cfg.corpora, "train_documents": len(train_docs), "val_documents": len(val_docs),
+                 "val_document_ids": [d.id for d in val_docs], "synthetic_mix": dataset_mix(dataset)},
+        "recipe": to_dict(cfg),
+        "tokens_seen": cfg.max_steps * cfg.batch_size * cfg.seq_len,
+        "final_train_loss": losses[-1] if losses else math.nan,
+        "train_wall_seconds": round(train_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"saved toy model to {out} after {train_seconds / 60:.1f} min")
+    return out
+
+
+def dataset_mix(dataset) -> dict[str, float]:
+    return {k: round(float(p), 3) for k, p in zip(dataset.kinds, dataset.kind_p)}

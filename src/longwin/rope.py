@@ -1,0 +1,198 @@
+"""Extend a model's context window by rewriting the RoPE fields of its config in transformers' format.
+
+transformers computes the rotary frequencies itself from these fields (its `ROPE_INIT_FUNCTIONS`), so a
+model saved with a scaled config loads in stock transformers without `trust_remote_code`.
+
+What `scale_rope` writes on a copy of the config:
+
+* transformers 5.x configs (they carry `rope_parameters`): one flat dict with `rope_type`, `rope_theta`,
+  `factor`, `original_max_position_embeddings`, ... ; transformers 4.x configs: `rope_scaling` (None for
+  the default type) plus `rope_theta`.
+* `max_position_embeddings = target_length`, except for `dynamic`: transformers reads
+  `max_position_embeddings` as the length past which dynamic NTK starts growing the base, so it stays at
+  the native window (the model still runs at any length; nothing in transformers enforces it).
+* `longwin_rope`: a record of the method, the extension factor and the native window and base. Stock
+  transformers ignores it. It lets `describe_rope` name static NTK (to transformers just a larger base)
+  and lets a later `scale_rope` start again from the native settings.
+
+Scaling is always relative to the native window and the native base: scaling an already-scaled config
+replaces the previous scaling instead of compounding it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+from typing import TYPE_CHECKING, Any
+
+from longwin.errors import LongwinError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+# Method -> options it accepts, with their defaults (None: transformers' own default applies).
+_METHOD_OPTIONS: dict[str, dict[str, float | None]] = {
+    "none": {},
+    "linear": {},
+    "ntk": {},
+    "dynamic": {},
+    "yarn": {"beta_fast": None, "beta_slow": None, "attention_factor": None},
+    "llama3": {"low_freq_factor": 1.0, "high_freq_factor": 4.0},
+}
+SUPPORTED_METHODS: tuple[str, ...] = tuple(_METHOD_OPTIONS)
+_RECORD = "longwin_rope"
+
+
+def _rope_fields(config: PretrainedConfig) -> dict[str, Any]:
+    """The config's RoPE settings as one flat dict in the 5.x layout (rope_type, rope_theta, factor, ...)."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and params:
+        if any(isinstance(value, dict) for value in params.values()):
+            raise LongwinError(f"{type(config).__name__} has per-layer RoPE parameters, "
+                               "which scale_rope does not support")
+        rope = dict(params)
+    else:
+        rope = {**(getattr(config, "rope_scaling", None) or {}), "rope_theta": getattr(config, "rope_theta", None)}
+    if rope.get("rope_theta") is None:
+        raise LongwinError(f"{type(config).__name__} has no RoPE (no rope_theta or rope_parameters); "
+                           "RoPE scaling needs a rotary model such as Llama, Mistral or Qwen2")
+    kind, legacy = rope.pop("rope_type", None), rope.pop("type", None)
+    rope["rope_type"] = kind or legacy or "default"
+    return rope
+
+
+def _record(config: PretrainedConfig) -> dict[str, Any] | None:
+    record = getattr(config, _RECORD, None)
+    return record if isinstance(record, dict) else None
+
+
+def native_window(config: PretrainedConfig) -> int:
+    """The context length the model was pretrained with, whatever scaling its config carries now."""
+    rope = _rope_fields(config)
+    record = _record(config)
+    if record is not None:
+        return int(record["native_window"])
+    # Phi-3-style configs keep the pretraining length at the top level instead of inside the RoPE dict.
+    return int(rope.get("original_max_position_embeddings") or getattr(config, "original_max_position_embeddings", None)
+               or config.max_position_embeddings)
+
+
+def _as_int(name: str, value: Any) -> int:
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = 0
+    if isinstance(value, bool) or number <= 0:
+        raise LongwinError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _as_positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise LongwinError(f"RoPE option {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _method_options(method: str, options: dict[str, Any]) -> dict[str, float]:
+    """Defaults merged with the caller's options (None means "use the default"), checked for sense."""
+    allowed = _METHOD_OPTIONS[method]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise LongwinError(f"unknown option(s) for RoPE method {method!r}: {', '.join(unknown)}; "
+                           f"allowed: {', '.join(allowed) or 'none'}")
+    values = {name: default for name, default in allowed.items() if default is not None}
+    values.update({name: _as_positive_float(name, v) for name, v in options.items() if v is not None})
+    if method == "yarn":
+        fast, slow = values.get("beta_fast", 32.0), values.get("beta_slow", 1.0)  # transformers' defaults
+        if fast <= slow:
+            raise LongwinError(f"yarn needs beta_fast > beta_slow, got beta_fast={fast} and beta_slow={slow}")
+    if method == "llama3" and values["high_freq_factor"] <= values["low_freq_factor"]:
+        raise LongwinError(f"llama3 needs high_freq_factor > low_freq_factor, got {values['high_freq_factor']} "
+                           f"and {values['low_freq_factor']}")
+    return values
+
+
+def _rotary_dim(config: PretrainedConfig, rope: dict[str, Any]) -> int:
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    partial = rope.get("partial_rotary_factor") or getattr(config, "partial_rotary_factor", None) or 1.0
+    return int(head_dim * partial)
+
+
+def _scaled_fields(method: str, factor: float, native: int, theta: float, rotary_dim: int,
+                   options: dict[str, float]) -> dict[str, Any]:
+    """The new RoPE dict (5.x layout) for one method."""
+    if method == "none":
+        return {"rope_type": "default", "rope_theta": theta}
+    if method == "ntk":
+        # Static NTK-aware base change b' = b * s^(d/(d-2)); transformers only sees a larger base.
+        if rotary_dim <= 2:
+            raise LongwinError(f"ntk needs a rotary dimension above 2, got {rotary_dim}")
+        return {"rope_type": "default", "rope_theta": theta * factor ** (rotary_dim / (rotary_dim - 2))}
+    fields: dict[str, Any] = {"rope_type": method, "rope_theta": theta, "factor": factor}
+    if method in ("yarn", "llama3"):
+        fields["original_max_position_embeddings"] = native
+    return {**fields, **options}
+
+
+def scale_rope(config: PretrainedConfig, method: str, target_length: int, *, original_length: int | None = None,
+               **options: Any) -> PretrainedConfig:
+    """A copy of `config` whose RoPE runs at `target_length` tokens with `method`.
+
+    Methods: `none` (frequencies unchanged; only `max_position_embeddings` rises, i.e. plain extrapolation),
+    `linear` (position interpolation, s = target/original), `ntk` (static NTK-aware base change),
+    `dynamic` (transformers' dynamic NTK), `yarn` (options beta_fast, beta_slow, attention_factor),
+    `llama3` (options low_freq_factor=1, high_freq_factor=4). `original_length` defaults to the native
+    window (`native_window`); the base used is always the native one.
+    """
+    rope = _rope_fields(config)
+    if method not in _METHOD_OPTIONS:
+        raise LongwinError(f"unknown RoPE scaling method {method!r}; supported: {', '.join(SUPPORTED_METHODS)}")
+    target = _as_int("target_length", target_length)
+    native = native_window(config) if original_length is None else _as_int("original_length", original_length)
+    if target <= native:
+        raise LongwinError(f"target_length {target} must exceed the native window {native}")
+    factor = target / native
+    record = _record(config)
+    theta = float(record["native_rope_theta"]) if record is not None else float(rope["rope_theta"])
+    fields = _scaled_fields(method, factor, native, theta, _rotary_dim(config, rope), _method_options(method, options))
+
+    scaled = copy.deepcopy(config)
+    if isinstance(getattr(config, "rope_parameters", None), dict):
+        if "partial_rotary_factor" in rope:
+            fields["partial_rotary_factor"] = rope["partial_rotary_factor"]
+        scaled.rope_parameters = fields
+    else:
+        scaled.rope_theta = fields.pop("rope_theta")
+        scaled.rope_scaling = fields if fields["rope_type"] != "default" else None
+    scaled.max_position_embeddings = native if method == "dynamic" else target
+    if hasattr(scaled, "original_max_position_embeddings"):
+        scaled.original_max_position_embeddings = native
+    setattr(scaled, _RECORD, {"method": method, "factor": factor, "native_window": native, "native_rope_theta": theta})
+    return scaled
+
+
+def describe_rope(config: PretrainedConfig) -> dict[str, Any]:
+    """The config's RoPE scaling in plain terms, for run reports.
+
+    `factor` is the window extension factor (target/native; 1.0 for an unscaled config), `rope_theta` the
+    base in effect and `target_length` the length the scaling is meant for.
+    """
+    rope = _rope_fields(config)
+    record = _record(config)
+    native = native_window(config)
+    if record is not None:
+        method, factor = record["method"], float(record["factor"])
+    else:
+        method = "none" if rope["rope_type"] == "default" else rope["rope_type"]
+        factor = float(rope.get("factor") or 1.0)
+    target = round(native * factor) if rope["rope_type"] == "dynamic" else int(config.max_position_embeddings)
+    return {
+        "method": method,
+        "rope_type": rope["rope_type"],
+        "factor": factor,
+        "native_window": native,
+        "target_length": target,
+        "rope_theta": float(rope["rope_theta"]),
+        "max_position_embeddings": int(config.max_position_embeddings),
+    }

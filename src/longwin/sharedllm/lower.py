@@ -1,0 +1,164 @@
+"""The lower model: truncated views of the checkpoint that encode tree nodes and probe similarity.
+
+A view is an instance of the checkpoint's own base-model class (LlamaModel, MistralModel, ...)
+whose embedding, first n decoder layers, final norm and rotary embedding are the *same module
+objects* as the source model's, so transformers' own masking, caching and attention code runs
+and no weights are copied. Every node is encoded as an independent sequence (positions 0..l-1).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.models.llama.modeling_llama import repeat_kv
+
+from longwin.sharedllm.rotary import rotate
+from longwin.sharedllm.tree import keep_positions
+
+
+def truncated_view(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
+    """A `type(model)` running only the first `num_layers` layers, sharing all modules with `model`."""
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = num_layers
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types[:num_layers])
+    with torch.device("meta"):
+        view = type(model)(config)
+    view.embed_tokens = model.embed_tokens
+    view.layers = nn.ModuleList(model.layers[:num_layers])
+    view.norm = model.norm
+    view.rotary_emb = model.rotary_emb
+    view.train(model.training)
+    return view
+
+
+@contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Run frozen views in eval mode: no dropout, and no gradient-checkpointing wrapper dropping the KV cache.
+
+    The views share modules with the (possibly training) upper model, so the flags are restored after.
+    """
+    modules = {m for model in models for m in model.modules()}
+    saved = {m: m.training for m in modules}
+    for m in modules:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, flag in saved.items():
+            m.training = flag
+
+
+def layer_kv(cache: object, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, V) of one layer of a transformers DynamicCache (4.5x keeps lists, 5.x keeps layer objects)."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]
+
+
+def last_states(view: PreTrainedModel, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
+    """Final-normed hidden state at `index` (default: the last real token) of each row, [rows, hidden]."""
+    out = view(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+    hidden = out.last_hidden_state
+    if index is None:
+        if attention_mask is None:
+            index = torch.full((hidden.shape[0],), hidden.shape[1] - 1, device=hidden.device)
+        else:
+            positions = torch.arange(hidden.shape[1], device=hidden.device)
+            index = (attention_mask.bool() * (positions + 1)).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index.to(hidden.device)]
+
+
+def last_token_state(view: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """Final-normed state of each row's last token after the view's first layer, [rows, hidden].
+
+    Equal to `last_states` on a one-layer view, but it computes only what the last token needs:
+    keys and values at every position, queries, attention output and MLP at the last one. This
+    keeps the query-aware search cheap (the paper reports about +12% time for it).
+    """
+    layer, attn = view.layers[0], view.layers[0].self_attn
+    embeds = view.embed_tokens(input_ids)
+    x = layer.input_layernorm(embeds)
+    rows, length, _ = x.shape
+    head_dim = attn.head_dim
+    positions = torch.arange(length, device=x.device)[None]
+    cos, sin = view.rotary_emb(x, positions)
+    k = rotate(attn.k_proj(x).view(rows, length, -1, head_dim).transpose(1, 2), cos, sin)
+    v = attn.v_proj(x).view(rows, length, -1, head_dim).transpose(1, 2)
+    q = rotate(attn.q_proj(x[:, -1:]).view(rows, 1, -1, head_dim).transpose(1, 2), cos[:, -1:], sin[:, -1:])
+    groups = q.shape[1] // k.shape[1]
+    out = F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), scale=attn.scaling)
+    h = embeds[:, -1:] + attn.o_proj(out.transpose(1, 2).reshape(rows, 1, -1))
+    h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return view.norm(h)[:, 0]
+
+
+def _batches(lengths: torch.Tensor, batch_tokens: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Rows grouped by span length (one rectangular batch per group), split to at most `batch_tokens`
+    tokens per batch when `batch_tokens` > 0."""
+    for length in torch.unique(lengths).tolist():
+        idx = (lengths == length).nonzero(as_tuple=True)[0]
+        rows = max(1, batch_tokens // length) if batch_tokens > 0 else len(idx)
+        for part in idx.split(rows):
+            yield int(length), part
+
+
+def _gather(chunks: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
+    offsets = starts[:, None] + torch.arange(length, device=starts.device)
+    return chunks[rows[:, None], offsets]
+
+
+def span_states(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor, batch_tokens: int = 0) -> torch.Tensor:
+    """Last-token state (after one layer + final norm) of one span per chunk, [trees, 2] of (start, length),
+    each span encoded on its own from position 0."""
+    spans = spans.to(chunks.device)
+    states = None
+    for length, idx in _batches(spans[:, 1], batch_tokens):
+        h = last_token_state(view, _gather(chunks, idx, spans[idx, 0], length))
+        if states is None:
+            states = h.new_empty(spans.shape[0], h.shape[-1])
+        states[idx] = h
+    return states
+
+
+def encode_spans(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor, kv_per_node: int,
+                 batch_tokens: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (K, V) of all preserved nodes, each node subsampled to `kv_per_node` positions.
+
+    spans: [trees, nodes, 2]. Returns one (K, V) per view layer, each [trees, kv_heads, nodes·p, head_dim],
+    nodes in the order given; keys carry RoPE at their node-local positions. `batch_tokens` > 0 bounds
+    the tokens encoded per pass (memory), 0 encodes each length group at once (the paper's parallelism).
+    """
+    trees, nodes, _ = spans.shape
+    layers = view.config.num_hidden_layers
+    flat = spans.reshape(-1, 2).to(chunks.device)
+    rows = torch.arange(trees, device=chunks.device).repeat_interleave(nodes)
+    kept: dict[tuple[int, int], torch.Tensor] = {}  # (layer, 0=K / 1=V) -> [trees·nodes, H, p, d]
+    for length, idx in _batches(flat[:, 1], batch_tokens):
+        cache = view(input_ids=_gather(chunks, rows[idx], flat[idx, 0], length), use_cache=True).past_key_values
+        keep = keep_positions(length, kv_per_node).to(chunks.device)
+        for layer in range(layers):
+            for slot, tensor in enumerate(layer_kv(cache, layer)):
+                if (layer, slot) not in kept:
+                    kept[layer, slot] = tensor.new_empty(trees * nodes, tensor.shape[1], kv_per_node, tensor.shape[3])
+                kept[layer, slot][idx] = tensor[:, :, keep]
+    return [(_nodes_to_sequence(kept[layer, 0], trees, nodes), _nodes_to_sequence(kept[layer, 1], trees, nodes))
+            for layer in range(layers)]
+
+
+def _nodes_to_sequence(t: torch.Tensor, trees: int, nodes: int) -> torch.Tensor:
+    """[trees·nodes, H, p, d] -> [trees, H, nodes·p, d]."""
+    _, heads, p, dim = t.shape
+    return t.view(trees, nodes, heads, p, dim).permute(0, 2, 1, 3, 4).reshape(trees, heads, nodes * p, dim)
+
+
+def cosine_to(states: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine similarity in float32."""
+    return F.cosine_similarity(states.float(), query.float(), dim=-1)

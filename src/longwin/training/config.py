@@ -1,0 +1,151 @@
+"""What `longwin train` is asked to do: our extension options plus Hugging Face `TrainingArguments`.
+
+Both are plain dataclasses; every field is a `--kebab-case` flag and a YAML key, so a recipe file and
+the command line speak the same language (`--max-steps`, `--output-dir`, `--deepspeed`, `--fsdp`, ...
+come straight from `TrainingArguments`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from longwin.config import add_config_arguments, build_config, load_yaml
+from longwin.errors import LongwinError
+
+
+@dataclass
+class ExtendConfig:
+    """Options of the context-extension recipe (the Trainer's own options live in TrainingArguments)."""
+
+    model: str = field(default="toy", metadata={"help": "model alias, local folder, .gguf file or cached HF id"})
+    method: str = field(default="positions", metadata={
+        "help": "positions: fine-tune with manipulated position ids; sharedllm: train a SharedLLM",
+        "choices": ["positions", "sharedllm"]})
+    scheme: str = field(default="cream", metadata={"help": "position scheme: cream, pose, randpos, none, full"})
+    scheme_options: dict = field(default_factory=dict, metadata={
+        "help": "scheme options as k=v,k=v (e.g. sigma=3,mode=truncated,p_continuity=0.5)"})
+    rope: str = field(default="linear", metadata={"help": "RoPE scaling: none, linear, ntk, dynamic, yarn, llama3"})
+    target_length: int = field(default=0, metadata={"help": "target context window L (required)"})
+    train_length: int = field(default=0, metadata={"help": "training window (default: the native window N)"})
+    allow_long_train_window: bool = field(default=False, metadata={
+        "help": "allow a training window above the native window (full-length fine-tuning)"})
+    data: str = field(default="essays+kjv", metadata={"help": "corpus names or paths, '+'-joined"})
+    text_field: str = field(default="text", metadata={"help": "text column of JSONL/Parquet/datasets data"})
+    val_fraction: float = field(default=0.1, metadata={"help": "documents held out from training (by id)"})
+    dtype: str = field(default="auto", metadata={"help": "weights dtype when loading: auto, float32, bfloat16"})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_trainable_embeddings: bool = field(default=False, metadata={
+        "help": "LongLoRA-style: also train embeddings and norms fully"})
+    merge_lora: bool = field(default=True, metadata={"help": "save a merged plain model (else the adapter)"})
+    # SharedLLM (method=sharedllm)
+    sharedllm_lower_layers: int = 2
+    sharedllm_chunk_size: int = 64
+    sharedllm_tree_height: int = 3
+    sharedllm_kv_per_node: int = 4
+    sharedllm_query_aware: bool = False
+    sharedllm_trainable: str = field(default="cross_attn+top", metadata={
+        "help": "cross_attn+top (paper LM stage) or cross_attn"})
+    sharedllm_local_length: int = field(default=0, metadata={"help": "tokens the upper model decodes (default N)"})
+
+
+# Defaults we prefer over TrainingArguments' own (a recipe or flag still overrides them).
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "output_dir": "out/extended",
+    "per_device_train_batch_size": 8,
+    "learning_rate": 2e-5,
+    "max_steps": 1000,
+    "warmup_steps": 10,
+    "lr_scheduler_type": "linear",
+    "weight_decay": 0.0,
+    "logging_steps": 10,
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transformers import TrainingArguments
+
+    parser.add_argument("--config", help="YAML recipe: a path or a packaged recipe name (see `--list-recipes`)")
+    parser.add_argument("--list-recipes", action="store_true", help="list the packaged recipes and exit")
+    add_config_arguments(parser, ExtendConfig)
+    add_config_arguments(parser, TrainingArguments, skip={f.name for f in dataclasses.fields(ExtendConfig)})
+
+
+def recipe_dir() -> Path:
+    return Path(str(resources.files("longwin") / "recipes" / "configs"))
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = recipe_dir() / f"{name_or_path.removesuffix('.yaml')}.yaml"
+    if packaged.is_file():
+        return packaged
+    raise LongwinError(f"no recipe file or packaged recipe named {name_or_path!r} (known: {', '.join(list_recipes())})")
+
+
+def parse_options(text: str | dict) -> dict[str, Any]:
+    """`k=v,k=v` → dict with numbers and booleans typed, for `--scheme-options`."""
+    if isinstance(text, dict):
+        return text
+    out: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if "=" not in item:
+            raise LongwinError(f"scheme option {item!r} is not of the form key=value")
+        key, value = (x.strip() for x in item.split("=", 1))
+        out[key] = _typed(value)
+    return out
+
+
+def _typed(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def configs_from_args(args: argparse.Namespace):
+    """(ExtendConfig, TrainingArguments) from TRAINER_DEFAULTS < YAML recipe < explicit flags."""
+    from transformers import TrainingArguments
+
+    yaml_values = load_yaml(resolve_recipe(args.config)) if getattr(args, "config", None) else {}
+    given = vars(args)
+    ext_names = {f.name for f in dataclasses.fields(ExtendConfig)}
+    ta_names = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    unknown = sorted(set(yaml_values) - ext_names - ta_names)
+    if unknown:
+        raise LongwinError(f"unknown recipe key(s): {', '.join(unknown)}")
+    ext = build_config(ExtendConfig, {k: v for k, v in yaml_values.items() if k in ext_names}, given)
+    ext.scheme_options = parse_options(ext.scheme_options)
+    ta_values = {**TRAINER_DEFAULTS, **{k: v for k, v in yaml_values.items() if k in ta_names}}
+    ta_values.update({k: v for k, v in given.items() if k in ta_names})
+    try:
+        targs = TrainingArguments(**ta_values)
+    except (TypeError, ValueError) as exc:
+        raise LongwinError(f"bad training arguments: {str(exc).splitlines()[0]}") from None
+    if ext.target_length <= 0:
+        raise LongwinError("--target-length is required (the context window to extend to)")
+    return ext, targs
