@@ -108,7 +108,7 @@ def test_needle_whole_at_sentence_boundary_near_depth(fmt, tiny_tokenizer):
         assert abs(100 * at / len(haystack) - float(cell.position)) <= 100 * longest / len(haystack) + 1
         assert len(sample.prompt.ids) <= cell.length
         assert len(sample.prompt.ids) >= cell.length - max_tokens(tiny_tokenizer, sentences[:200]) - 2
-        assert sample.text.endswith("San Francisco?\nAnswer:")
+        assert sample.text.endswith("San Francisco?\nAnswer: The best thing to do in San Francisco is")
 
 
 def test_lines_asked_line_once(fmt):
@@ -177,3 +177,17 @@ def test_prompt_split_marks_where_the_context_ends(fmt, tiny_tokenizer):
     prompt = fmt.encode(parts)
     assert prompt.ids[0] == tiny_tokenizer.bos_token_id
     assert tiny_tokenizer.decode(prompt.ids[prompt.context_end:]) == "\nThe question? Answer:"
+
+
+def test_haystack_and_corpus_from_a_text_file(tmp_path, fmt, tiny_tokenizer):
+    text = tmp_path / "psalm.txt"
+    text.write_text(" ".join(f"The Lord is my shepherd number {i}. I shall not want." for i in range(300)))
+    _, cells, built = build_all("needle", [600], fmt, samples=1, depths=[50.0], haystack=str(text))
+    sample = built[cells[0].key]
+    assert "shepherd number" in sample.text and sample.text.count(NIAH_NEEDLE) == 1
+    task = make_task("ppl", EvalOptions(corpus=str(text), samples=1, conventions=["chunks"]), 0)
+    task.cells([64])
+    stream = task._tokens(type("M", (), {"tokenizer": tiny_tokenizer})())
+    assert tiny_tokenizer.decode(stream[:40]).startswith("The Lord is my shepherd number 0.")
+    with pytest.raises(LongwinError, match="unknown corpus or missing path"):
+        build_all("needle", [600], fmt, samples=1, depths=[50.0], haystack=str(tmp_path / "missing.txt"))

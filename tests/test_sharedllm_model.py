@@ -9,7 +9,7 @@ from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Mis
                           Qwen2Config, Qwen2ForCausalLM)
 
 from longwin.errors import LongwinError
-from longwin.sharedllm import SharedLLMForCausalLM
+from longwin.sharedllm import SharedLLMConfig, SharedLLMForCausalLM
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -131,6 +131,11 @@ def test_a_context_shorter_than_one_chunk_leaves_the_base_model_unchanged():
     out = model(input_ids=x, context_input_ids=ids(2, 20))
     assert out.tree_kv.num_keys == 0
     torch.testing.assert_close(out.logits, model(input_ids=x).logits, rtol=0, atol=0)
+    mask = torch.ones(2, 70, dtype=torch.long)
+    mask[1, :50] = 0  # in a batch, a sample without a whole chunk attends to nothing (and gets no NaN)
+    mixed = model(input_ids=x, context_input_ids=ids(2, 70), context_attention_mask=mask).logits
+    torch.testing.assert_close(mixed[1], model(input_ids=x[1:]).logits[0], rtol=1e-5, atol=1e-5)
+    assert (mixed[0] - model(input_ids=x[:1]).logits[0]).abs().max() > 1e-3
 
 
 def test_decoding_with_the_cached_tree_equals_recomputing_from_scratch():
@@ -223,6 +228,8 @@ def test_user_errors_are_one_line_longwin_errors():
         SharedLLMForCausalLM.from_base(make_tiny_llama(), **{**OPTS, "kv_per_node": 16})
     with pytest.raises(LongwinError, match="batch size"):
         wrapped()(input_ids=ids(2, 4), context_input_ids=ids(1, 64))
+    with pytest.raises(LongwinError, match="base_config"):
+        SharedLLMForCausalLM(SharedLLMConfig())
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
@@ -247,3 +254,49 @@ def test_encoding_in_bounded_batches_builds_the_same_tree():
     assert torch.equal(whole.spans, batched.spans)
     for a, b in zip(whole.keys + whole.values, batched.keys + batched.values):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_chunk_rotation_adds_the_chunk_id_to_the_local_position_even_with_yarn_scaling():
+    from longwin.rope import scale_rope
+    from longwin.sharedllm.rotary import rotate
+
+    base = make_tiny_llama(layers=2)
+    config = scale_rope(base.config, "yarn", 256)
+    model = SharedLLMForCausalLM.from_base(type(base)(config).eval(), **OPTS)
+    rotary = model.model.rotary_emb
+    assert rotary.attention_scaling != 1.0
+    k = torch.randn(3, 2, 5, 8)
+    local = torch.arange(5)[None].expand(3, -1)
+    chunk = torch.tensor([0, 4, 9])
+    stored = rotate(k, *rotary(k, local))  # what the lower model caches: RoPE at node-local positions
+    expected = rotate(k, *rotary(k, local + chunk[:, None]))  # RoPE at local + chunk id, scaled once
+    torch.testing.assert_close(model._rotate_by_chunk(stored, chunk), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_queries_sit_at_the_chunk_count():
+    model = wrapped()
+    mask = torch.ones(2, 106, dtype=torch.long)
+    mask[1, :40] = 0  # sample 1 holds 66 real tokens: 2 whole chunks
+    tree = model.build_tree(ids(2, 106), mask, input_ids=ids(2, 4))
+    assert tree.chunk_counts.tolist() == [3, 2]
+    cos, sin = model.model.rotary_emb(tree.query_cos, torch.tensor([[3], [2]]))
+    assert torch.equal(tree.query_cos, cos) and torch.equal(tree.query_sin, sin)
+    assert tree.key_mask.sum(1).tolist() == [3 * 12, 2 * 12]
+
+
+def test_query_length_makes_the_prompt_the_query():
+    model = wrapped(query_aware=True)
+    context, prompt, response = ids(1, 4 * 32, seed=12), ids(1, 6, seed=13), ids(1, 5, seed=14)
+    from_prompt = model.build_tree(context, input_ids=prompt)
+    with_response = model.build_tree(context, input_ids=torch.cat([prompt, response], 1), query_length=torch.tensor([6]))
+    assert torch.equal(from_prompt.spans, with_response.spans)
+
+
+def test_from_base_accepts_a_model_folder(tmp_path, tiny_tokenizer):
+    base = make_tiny_llama(layers=3)
+    base.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    x, context = ids(1, 6), ids(1, 64, seed=15)
+    model = SharedLLMForCausalLM.from_base(str(tmp_path), **OPTS)
+    torch.testing.assert_close(model(input_ids=x, context_input_ids=context).logits, base(input_ids=x).logits,
+                               rtol=0, atol=0)

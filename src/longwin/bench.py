@@ -168,6 +168,7 @@ def _base_model(spec: dict[str, Any], scaled: bool) -> tuple[Any, dict[str, Any]
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+    from longwin.models.compat import dtype_keyword
     from longwin.rope import describe_rope, scale_rope
 
     if spec["model"] == "random":
@@ -184,7 +185,8 @@ def _base_model(spec: dict[str, Any], scaled: bool) -> tuple[Any, dict[str, Any]
         torch.manual_seed(0)
         model = LlamaForCausalLM(config)
     else:
-        model = AutoModelForCausalLM.from_pretrained(folder, config=config, local_files_only=True, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, config=config, local_files_only=True,
+                                                     **{dtype_keyword(): torch.float32})
     return model.eval(), describe_rope(config)
 
 

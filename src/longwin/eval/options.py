@@ -10,6 +10,8 @@ from longwin.errors import LongwinError
 NIAH_NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
 NIAH_QUESTION = "What is the best thing to do in San Francisco?"
 NIAH_ANSWER = "eat a sandwich and sit in Dolores Park"
+# priming the answer sentence: small instruct models otherwise often stop right after "Answer:"
+NIAH_PREFIX = "Answer: The best thing to do in San Francisco is"
 
 
 def _opt(default: Any, help_text: str) -> Any:
@@ -33,6 +35,8 @@ class EvalOptions:
     needle: str = _opt(NIAH_NEEDLE, "needle sentence")
     question: str = _opt(NIAH_QUESTION, "needle question")
     answer: str = _opt(NIAH_ANSWER, "needle answer key phrase (exact match, case-insensitive)")
+    needle_prefix: str = _opt("", "text the model continues after the needle question "
+                                  f"(default: '{NIAH_PREFIX}' for the default needle, else 'Answer:')")
     corpus: str = _opt("", "perplexity corpus: name or path (default: Paul Graham essays)")
     conventions: list[str] = _opt(["sliding", "chunks", "last-k"], "perplexity conventions: sliding, chunks, last-k")
     stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)")

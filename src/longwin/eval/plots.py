@@ -56,7 +56,10 @@ def save_heatmap(path: Path, cells: Mapping[str, Mapping[str, float]], *, rows: 
 def save_lines(path: Path, series: Mapping[str, Mapping[str, float]], *, title: str, xlabel: str,
                ylabel: str, lengths_on_x: bool = True, logy: bool = False, vline: float | None = None,
                hline: float | None = None, bold: str | None = None) -> None:
-    """One line per series over its x keys; lengths go on a log2 axis with "4k"-style ticks."""
+    """One line per series over its x keys; lengths go on a log2 axis with "4k"-style ticks.
+
+    `vline` marks the model's window when it lies near the plotted lengths; `bold` thickens a series.
+    """
     fig = _figure((7.0, 4.5))
     ax = fig.add_subplot()
     xs_all: set[float] = set()
@@ -71,8 +74,14 @@ def save_lines(path: Path, series: Mapping[str, Mapping[str, float]], *, title: 
         ax.set_xticks(ticks, [length_label(int(x)) for x in ticks])
         ax.minorticks_off()
     if logy:
+        from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+        ys_all = [y for points in series.values() for y in points.values() if y and y > 0]
         ax.set_yscale("log")
-    if vline:
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        narrow = bool(ys_all) and max(ys_all) < 10 * min(ys_all)  # label minor ticks only within a decade
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if narrow else NullFormatter())
+    if vline and xs_all and min(xs_all) / 2 <= vline <= 2 * max(xs_all):  # a far-off line would squash the data
         ax.axvline(vline, color="grey", linestyle="--", linewidth=1, label="model window")
     if hline is not None:
         ax.axhline(hline, color="grey", linestyle=":", linewidth=1)

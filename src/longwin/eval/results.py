@@ -1,7 +1,8 @@
 """Writing and reading a run's results: results.json (summaries), results.csv (one row per cell).
 
 Every task summary has the same core shape so runs can be compared generically:
-`{"metric": str, "higher_is_better": bool, "series": {name: {length: value}}, ...}`.
+`{"metric": str, "higher_is_better": bool, "series": {name: {length: value}}, ...}`; a summary whose
+series measure different things names them in `series_metrics`.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def summary_table(results: dict[str, Any]) -> str:
     rows, notes = [], []
     for task, summary in results["tasks"].items():
         for name, points in summary["series"].items():
-            rows.append([task, name, summary["metric"], *[points.get(str(n)) for n in lengths]])
+            metric = summary.get("series_metrics", {}).get(name, summary["metric"])
+            rows.append([task, name, metric, *[points.get(str(n)) for n in lengths]])
         if "effective_length" in summary:
             notes.append(f"{task} effective length (average > {summary['threshold']}): "
                          f"{format_value(summary['effective_length'])}")

@@ -69,6 +69,8 @@ def check_base_model(model: nn.Module) -> None:
 
 def check_options(config: SharedLLMConfig) -> None:
     """Raise LongwinError for option values the model cannot run with."""
+    if config.base_config is None:
+        raise LongwinError("a SharedLLMConfig needs the base model's config (base_config); use from_base")
     layers = config.base_config.num_hidden_layers
     if not 1 <= config.num_lower_layers <= layers:
         raise LongwinError(f"num_lower_layers must be between 1 and the model's {layers} layers, got {config.num_lower_layers}")
@@ -258,8 +260,8 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
                            cfg.split_noise)
         rotary = self.model.rotary_emb
         positions = counts.to(device) if cfg.chunk_positions else torch.zeros_like(counts, device=device)
-        probe_dtype = self.lm_head.weight.dtype
-        query_cos, query_sin = rotary(torch.empty(0, device=device, dtype=probe_dtype), positions[:, None])
+        dtype = self.lm_head.weight.dtype
+        query_cos, query_sin = rotary(torch.empty(0, device=device, dtype=dtype), positions[:, None])
         if not len(chunks):
             return TreeKV([], [], None, query_cos, query_sin, spans, counts)
         keys, values = [], []
@@ -318,6 +320,8 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         The context is cut into chunks of `chunk_size` after dropping padding (context_attention_mask)
         and left-truncating a remainder; samples may have different chunk counts (their missing
         chunks are masked). A context shorter than one chunk gives the base model's output.
+        `query_length` (per sample, counted from the row start, so for right-padded windows) puts the
+        query-aware search's query at token query_length-1 instead of the last real token.
         `tree_kv` (from a previous output) skips building the tree; `labels` score the local window.
         """
         if tree_kv is None and context_input_ids is not None:

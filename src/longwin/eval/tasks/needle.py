@@ -2,8 +2,9 @@
 
 The haystack is whole sentences of a corpus (Paul Graham essays by default), starting at a seeded
 sentence and cycling through the corpus; the needle goes in whole at the sentence boundary nearest
-the requested depth. Scores: `score` = the answer key phrase appears in the output (case and
-spacing ignored); `rouge_l` = ROUGE-L F of the output's first line against the needle.
+the requested depth. The prompt ends with the question and an answer prefix that starts the answer
+sentence. Scores: `score` = the answer key phrase appears in the output (case and spacing ignored);
+`rouge_l` = ROUGE-L F of the output's first line against the needle.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Sequence
 
 from longwin.eval.haystack import load_texts, split_sentences
 from longwin.eval.metrics import rouge_l
+from longwin.eval.options import NIAH_NEEDLE, NIAH_PREFIX
 from longwin.eval.plots import save_heatmap
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
 from longwin.eval.tasks.base import Cell, GenerationTask, Sample, by_length, by_length_position, fmt_pos, pct, rng_for
@@ -46,8 +48,9 @@ class NeedleTask(GenerationTask):
     def __init__(self, options, seed) -> None:
         super().__init__(options, seed)
         self.depths = list(options.depths)
+        self.prefix = options.needle_prefix or (NIAH_PREFIX if options.needle == NIAH_NEEDLE else "Answer:")
         self.settings.update(depths=self.depths, haystack=options.haystack or "essays", needle=options.needle,
-                             question=options.question, answer=options.answer)
+                             question=options.question, answer=options.answer, prefix=self.prefix)
         self._sentences: list[str] | None = None
         self._guess: dict[int, int] = {}
 
@@ -60,7 +63,7 @@ class NeedleTask(GenerationTask):
 
     def _parts(self, start: int, count: int, depth: float) -> tuple[Parts, float]:
         context, actual = insert_at_depth(self._haystack(start, count), self.options.needle, depth)
-        return Parts(context, f"\n\n{self.options.question}\n", "Answer:"), actual
+        return Parts(context, f"\n\n{self.options.question}\n", self.prefix), actual
 
     def build(self, cell: Cell, fmt: PromptFormatter) -> Sample:
         if self._sentences is None:
@@ -83,6 +86,7 @@ class NeedleTask(GenerationTask):
         return {
             "metric": "exact match (%)", "higher_is_better": True,
             "series": {"exact": by_length(rows), "rouge_l": by_length(rows, "rouge_l")},
+            "series_metrics": {"rouge_l": "ROUGE-L F (x100)"},
             "by_position": by_length_position(rows), "by_position_rouge_l": by_length_position(rows, "rouge_l"),
             "overall": pct(r["score"] for r in rows), "overall_rouge_l": pct(r["rouge_l"] for r in rows),
         }

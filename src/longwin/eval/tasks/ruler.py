@@ -27,11 +27,11 @@ from longwin.eval.tasks.kv_retrieval import random_uuid
 from longwin.eval.tasks.passkey import GARBAGE as NOISE
 from longwin.eval.words import ADJECTIVES, NOUNS, all_words, pseudo_words
 
-NIAH_INTRO = ("Some special magic {type_v} are hidden within the following text. Make sure to memorize it. "
+MAGIC_INTRO = ("Some special magic {type_v} are hidden within the following text. Make sure to memorize it. "
               "I will quiz you about the {type_v} afterwards.\n")
-NIAH_QUESTION = "\nWhat are all the special magic {type_v} for {query} mentioned in the provided text?"
-NIAH_PREFIX = " The special magic {type_v} for {query} mentioned in the provided text are"
-NEEDLE = "One of the special magic {type_v} for {key} is: {value}."
+MAGIC_QUESTION = "\nWhat are all the special magic {type_v} for {query} mentioned in the provided text?"
+MAGIC_PREFIX = " The special magic {type_v} for {query} mentioned in the provided text are"
+MAGIC_NEEDLE = "One of the special magic {type_v} for {key} is: {value}."
 
 VT_INTRO = "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n"
 VT_QUESTION = "\nQuestion: Find all variables that are assigned the value {query} in the text above."
@@ -105,12 +105,12 @@ def niah_generator(spec: NiahSpec, rng: random.Random, sentences: list[str]) -> 
             keys.append(key)
     values = [[_draw(rng, spec.value_type) for _ in range(spec.num_values)] for _ in keys]
     type_v = spec.value_type
-    needles = [NEEDLE.format(type_v=type_v, key=k, value=v) for k, vs in zip(keys, values) for v in vs]
+    needles = [MAGIC_NEEDLE.format(type_v=type_v, key=k, value=v) for k, vs in zip(keys, values) for v in vs]
     rng.shuffle(needles)
     fractions = [rng.random() for _ in needles]
     queries = keys[:spec.num_queries]
     answers = [v for vs in values[:spec.num_queries] for v in vs]
-    intro, question, prefix = NIAH_INTRO, NIAH_QUESTION, NIAH_PREFIX
+    intro, question, prefix = MAGIC_INTRO, MAGIC_QUESTION, MAGIC_PREFIX
     if spec.num_queries * spec.num_values == 1:  # RULER's singular wording
         intro, question, prefix = (t.replace("Some", "A").replace("are all", "is").replace("are", "is")
                                    for t in (intro, question, prefix))
@@ -127,7 +127,7 @@ def niah_generator(spec: NiahSpec, rng: random.Random, sentences: list[str]) -> 
         while len(distractors) < n:  # a prefix of one seeded sequence, never a queried key
             key = _draw(distractor_rng, spec.key_type)
             if key not in keys:
-                distractors.append(NEEDLE.format(type_v=spec.value_type, key=key,
+                distractors.append(MAGIC_NEEDLE.format(type_v=spec.value_type, key=key,
                                                  value=_draw(distractor_rng, spec.value_type)))
         return distractors[:n], "\n"
 

@@ -1,0 +1,114 @@
+"""longwin train: position ids reach attention, the CLI end to end, and every bad-input message."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import _TEXT, make_tiny_llama
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from longwin import positions
+from longwin.cli import main
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_manipulated_position_ids_equal_reference_at_absolute_positions(attn):
+    """Logits at CREAM ids == logits of the same tokens placed at those absolute positions in a long row
+    whose other tokens are masked out, so the ids really reach the rotary attention."""
+    model = make_tiny_llama(max_position_embeddings=256, attn_implementation=attn)
+    pos = positions.sample("cream", 64, 256, seed=3)
+    ids = torch.randint(3, 320, (1, 64), generator=torch.Generator().manual_seed(0))
+    got = model(input_ids=ids, position_ids=pos[None]).logits
+
+    length = int(pos[-1]) + 1
+    long_ids = torch.full((1, length), 5)
+    long_ids[0, pos] = ids[0]
+    visible = torch.zeros(length, dtype=torch.bool)
+    visible[pos] = True
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    mask = (causal & visible[None, :])[None, None]
+    mask4d = torch.zeros(1, 1, length, length).masked_fill(~mask, torch.finfo(torch.float32).min)
+    ref = model(input_ids=long_ids, attention_mask=mask4d).logits[:, pos]
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    contiguous = model(input_ids=ids).logits
+    assert not torch.allclose(got, contiguous, atol=1e-3), "position ids had no effect"
+
+
+@pytest.fixture
+def tiny_setup(tmp_path, tiny_tokenizer):
+    model_dir = tmp_path / "base"
+    make_tiny_llama(max_position_embeddings=64).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.jsonl"
+    with corpus.open("w") as f:
+        for i in range(10):
+            f.write(json.dumps({"id": f"d{i}", "text": " ".join(rng.choice(_TEXT) for _ in range(30))}) + "\n")
+        f.write(json.dumps({"id": "short", "text": "too short"}) + "\n")
+    return model_dir, corpus
+
+
+def _train_args(model_dir, corpus, out, *extra):
+    return ["train", "--model", str(model_dir), "--data", str(corpus), "--target-length", "256",
+            "--max-steps", "3", "--per-device-train-batch-size", "2", "--use-cpu", "true",
+            "--output-dir", str(out), "--learning-rate", "1e-3", "--save-steps", "100", "--disable-tqdm", "true",
+            *extra]
+
+
+@pytest.mark.parametrize("scheme,rope", [("cream", "linear"), ("pose", "yarn"), ("none", "ntk")])
+def test_train_cli_saves_a_stock_transformers_model(tiny_setup, tmp_path, scheme, rope, capsys):
+    model_dir, corpus = tiny_setup
+    out = tmp_path / "out"
+    assert main(_train_args(model_dir, corpus, out, "--scheme", scheme, "--rope", rope)) == 0
+    config = AutoConfig.from_pretrained(out)
+    assert config.max_position_embeddings == 256
+    rope_params = getattr(config, "rope_parameters", None) or {}
+    assert rope_params.get("rope_type", "default") == {"linear": "linear", "yarn": "yarn", "ntk": "default"}[rope]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters())), "weights unchanged"
+    card = json.loads((out / "longwin_training.json").read_text())
+    assert card["scheme"] == scheme and card["steps"] == 3 and card["target_length"] == 256
+    assert "skipped 1 shorter than 64 tokens" in capsys.readouterr().err
+
+
+def test_train_with_lora_saves_merged_model(tiny_setup, tmp_path):
+    model_dir, corpus = tiny_setup
+    out = tmp_path / "lora"
+    assert main(_train_args(model_dir, corpus, out, "--lora", "true", "--lora-r", "4")) == 0
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--target-length", "64"], "must be above the native window 64"),
+    (["--train-length", "128"], "is above the native window 64"),
+    (["--scheme", "bogus"], "unknown position scheme 'bogus'"),
+    (["--rope", "bogus"], "bogus"),
+    (["--scheme-options", "colour=red"], "unknown option(s) colour"),
+    (["--train-length", "60", "--data", "SHORT"], "no training document has 60 tokens"),
+])
+def test_train_bad_input_is_one_line_exit_2(tiny_setup, tmp_path, capsys, extra, message):
+    model_dir, corpus = tiny_setup
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words")
+    extra = [str(short) if x == "SHORT" else x for x in extra]
+    assert main(_train_args(model_dir, corpus, tmp_path / "o", *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and message in err[-1] and err[-1].startswith("longwin train: error:")
+
+
+def test_train_refuses_model_without_rope(tmp_path, tiny_tokenizer, capsys):
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=320, n_positions=64)).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    assert main(["train", "--model", str(folder), "--target-length", "256", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "RoPE" in capsys.readouterr().err or "rope" in capsys.readouterr().err.lower()
+
+
+def test_train_requires_target_length(capsys):
+    assert main(["train", "--model", "toy"]) == 2
+    assert "--target-length is required" in capsys.readouterr().err
