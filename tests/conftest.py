@@ -42,3 +42,12 @@ def make_tiny_llama(vocab_size: int = 320, *, max_position_embeddings: int = 64,
 @pytest.fixture
 def tiny_llama():
     return make_tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The CPU is shared with long training runs; tiny models gain nothing from more threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,12 +14,7 @@ from longwin.cli import build_parser, main
 from longwin.config import config_from_args
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stream(model, ids, sinks, window, segment):

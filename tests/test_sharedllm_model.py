@@ -12,13 +12,7 @@ from longwin.errors import LongwinError
 from longwin.sharedllm import SharedLLMConfig, SharedLLMForCausalLM
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared with long training runs; tiny models gain nothing from more threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 OPTS = dict(num_lower_layers=2, chunk_size=32, tree_height=2, kv_per_node=4)

@@ -11,12 +11,7 @@ from longwin.sharedllm import SharedLLMCollator, SharedLLMForCausalLM, trainable
 from longwin.sharedllm.data import IGNORE_INDEX
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(layers: int = 3) -> SharedLLMForCausalLM:
