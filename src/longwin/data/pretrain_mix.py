@@ -28,11 +28,12 @@ class MixSources:
     natural: Sequence[np.ndarray]
     sentences: Sequence[str]
     words: Sequence[str]
-    weights: np.ndarray = field(init=False)
+    cumulative: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        """Documents are drawn in proportion to their length (cumulative table, built once)."""
         lengths = np.array([len(d) for d in self.natural], dtype=np.float64)
-        self.weights = lengths / lengths.sum()
+        self.cumulative = np.cumsum(lengths / lengths.sum())
 
 
 class PretrainMixDataset(Dataset):
@@ -45,6 +46,7 @@ class PretrainMixDataset(Dataset):
         mix = mix or DEFAULT_MIX
         self.kinds, self.kind_p = list(mix), np.array(list(mix.values()), dtype=np.float64)
         self.kind_p /= self.kind_p.sum()
+        self._kind_cumulative = np.cumsum(self.kind_p)
         self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
         # tokens per filler unit, measured once, to size examples to the space left
         self._unit_tokens = {k: self._measure(k) for k in synthetic.GENERATORS}
@@ -59,7 +61,7 @@ class PretrainMixDataset(Dataset):
         fn, pool_name = synthetic.GENERATORS[kind]
         pool = {"grass": synthetic.GRASS_SENTENCES, "sentences": self.sources.sentences,
                 "words": self.sources.words}[pool_name]
-        return self._encode(fn(rng, pool, units).text) + [self.eos]
+        return self._encode(fn(rng, pool, units)) + [self.eos]
 
     def _measure(self, kind: str) -> float:
         rng = random.Random(0)
@@ -68,7 +70,7 @@ class PretrainMixDataset(Dataset):
 
     def _natural(self, rng: random.Random, n: int) -> list[int]:
         nat = self.sources.natural
-        doc = nat[int(np.searchsorted(np.cumsum(self.sources.weights), rng.random()))]
+        doc = nat[int(np.searchsorted(self.sources.cumulative, rng.random()))]
         doc = doc if len(doc) > n else np.resize(doc, n + 1)
         start = rng.randrange(len(doc) - n + 1)
         return doc[start : start + n].tolist()
@@ -95,7 +97,7 @@ class PretrainMixDataset(Dataset):
         ids = [self.bos]
         while len(ids) < self.seq_len:
             room = self.seq_len - len(ids)
-            kind = self.kinds[int(np.searchsorted(np.cumsum(self.kind_p), rng.random()))]
+            kind = self.kinds[int(np.searchsorted(self._kind_cumulative, rng.random()))]
             ex = None if kind == "natural" or room < 24 else self._example(kind, rng, room)
             if ex is None:
                 ex = self._natural(rng, min(room, rng.randint(16, self.seq_len)))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import string
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 GRASS = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
@@ -22,14 +20,6 @@ PASSKEY_INTROS = (
     "Remember the number hidden in the text below.",
     "Read the text and keep the pass key in mind.",
 )
-
-
-@dataclass(frozen=True)
-class Example:
-    """A rendered training example: its text and how many filler units it used (for sizing)."""
-
-    text: str
-    size: int
 
 
 def _key(rng: random.Random, digits: int | None = None) -> str:
@@ -54,17 +44,17 @@ def _filler(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     return " ".join(sentences[(start + i) % len(sentences)] for i in range(units))
 
 
-def passkey(rng: random.Random, sentences: Sequence[str], units: int) -> Example:
+def passkey(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     """A pass key hidden at a random depth of `units` filler sentences, then asked for."""
     key = _key(rng, 5 if rng.random() < 0.6 else None)
     before = rng.randint(0, units)
     info = f"The pass key is {key}. Remember it. {key} is the pass key."
     parts = [rng.choice(PASSKEY_INTROS), _filler(rng, sentences, before), info,
              _filler(rng, sentences, units - before), f"What is the pass key? The pass key is {key}."]
-    return Example("\n".join(p for p in parts if p), units)
+    return "\n".join(p for p in parts if p)
 
 
-def kv_lookup(rng: random.Random, sentences: Sequence[str], units: int) -> Example:
+def kv_lookup(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     """A JSON object of `units` key-value pairs and a question about one of them."""
     long_ids = rng.random() < 0.5
     make = (lambda: _uuid(rng)) if long_ids else (lambda: _hex(rng, rng.choice((6, 8))))
@@ -75,10 +65,10 @@ def kv_lookup(rng: random.Random, sentences: Sequence[str], units: int) -> Examp
         "Extract the value corresponding to the specified key in the JSON object below.\n\n"
         f"JSON data:\n{{{body}}}\n\nKey: \"{key}\"\nCorresponding value: \"{value}\""
     )
-    return Example(text, units)
+    return text
 
 
-def line_registers(rng: random.Random, words: Sequence[str], units: int) -> Example:
+def line_registers(rng: random.Random, words: Sequence[str], units: int) -> str:
     """LongChat-style records: `units` named lines, each holding a number; one is asked for."""
     names = []
     while len(names) < max(units, 1):
@@ -93,11 +83,11 @@ def line_registers(rng: random.Random, words: Sequence[str], units: int) -> Exam
         f"{lines}\n\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line {names[ask]}? "
         f"I need the number.\nThe <REGISTER_CONTENT> in line {names[ask]} is <{values[ask]}>."
     )
-    return Example(text, units)
+    return text
 
 
 # name -> (renderer, pool it draws from: "grass" filler, natural "sentences" or "words")
-GENERATORS: dict[str, tuple[Callable[[random.Random, Sequence[str], int], Example], str]] = {
+GENERATORS: dict[str, tuple[Callable[[random.Random, Sequence[str], int], str], str]] = {
     "passkey_grass": (passkey, "grass"),
     "passkey_text": (passkey, "sentences"),
     "kv": (kv_lookup, "sentences"),
@@ -116,5 +106,4 @@ def word_list(texts: Sequence[str], limit: int = 3000) -> list[str]:
     for text in texts:
         for w in re.findall(r"[a-z]{4,10}", text):
             counts[w] = counts.get(w, 0) + 1
-    ranked = sorted(counts, key=lambda w: (-counts[w], w))
-    return [w for w in ranked if all(c in string.ascii_lowercase for c in w)][:limit]
+    return sorted(counts, key=lambda w: (-counts[w], w))[:limit]

@@ -1,0 +1,45 @@
+"""The toy pretraining mix: fixed-length windows, deterministic per index, whole retrieval examples."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import pytest
+from conftest import _TEXT
+
+from longwin.data import synthetic
+from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
+
+
+@pytest.fixture(scope="module")
+def mix(tiny_tokenizer):
+    plain = [t for t in _TEXT if "pass key" not in t]  # natural text must not contain pass keys itself
+    texts = [" ".join(plain[i:i + 25]) for i in range(0, 100, 25)]
+    natural = [np.asarray(tiny_tokenizer(t, add_special_tokens=False)["input_ids"], dtype=np.int32) for t in texts]
+    sources = MixSources(natural, [s for t in texts for s in synthetic.split_sentences(t)], synthetic.word_list(texts))
+    return PretrainMixDataset(sources, tiny_tokenizer, seq_len=128, num_windows=40, seed=7)
+
+
+def test_windows_have_fixed_length_start_with_bos_and_are_deterministic(mix, tiny_tokenizer):
+    for i in range(len(mix)):
+        item = mix[i]
+        assert item["input_ids"].shape == (128,) and item["input_ids"][0] == tiny_tokenizer.bos_token_id
+        assert item["input_ids"].tolist() == item["labels"].tolist() == mix.window(i)
+    assert mix.window(3) != mix.window(4)
+
+
+def test_passkey_examples_are_whole_and_answer_their_own_key(mix, tiny_tokenizer):
+    text = "".join(tiny_tokenizer.decode(mix.window(i)) for i in range(len(mix)))
+    asked = re.findall(r"The pass key is (\d+)\. Remember it\.(?:.|\n)*?What is the pass key\? The pass key is (\d+)\.", text)
+    assert asked, "no complete passkey example in 40 windows"
+    assert all(stored == answered for stored, answered in asked)
+
+
+@pytest.mark.parametrize("kind", sorted(synthetic.GENERATORS))
+def test_generators_grow_with_units(kind):
+    fn, pool = synthetic.GENERATORS[kind]
+    items = {"grass": synthetic.GRASS_SENTENCES, "sentences": [f"Sentence number {i} is here." for i in range(50)],
+             "words": [f"word{c}" for c in "abcdefghij"]}[pool]
+    assert len(fn(random.Random(0), items, 10)) > len(fn(random.Random(0), items, 2))
