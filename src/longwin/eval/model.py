@@ -8,7 +8,6 @@ methods and plug in without touching any task.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -63,9 +62,6 @@ class CausalLMAdapter:
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
-        params = inspect.signature(model.forward).parameters
-        self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else (
-            "num_logits_to_keep" if "num_logits_to_keep" in params else None)
         self._softcap = getattr(config, "final_logit_softcapping", None)
 
     @property
@@ -74,38 +70,29 @@ class CausalLMAdapter:
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
-        n = len(prompts)
+        """Greedy continuations (EOS dropped) via transformers' `generate`, prompts left-padded.
+
+        A fresh GenerationConfig keeps a checkpoint's sampling/penalty defaults out of the scores.
+        """
+        from transformers import GenerationConfig
+
         width = max(len(p.ids) for p in prompts)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):  # left padding keeps every prompt's last token aligned
             ids[i, width - len(p.ids):] = torch.tensor(p.ids, dtype=torch.long)
             mask[i, width - len(p.ids):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        outputs: list[list[int]] = [[] for _ in range(n)]
-        finished = [False] * n
-        cache = None
-        step_ids, step_pos = ids, positions
-        for _ in range(max_new_tokens):
-            kwargs = {self._keep_kw: 1} if self._keep_kw else {}
-            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                             past_key_values=cache, use_cache=True, **kwargs)
-            cache = out.past_key_values
-            next_ids = out.logits[:, -1].argmax(-1)
-            for i, tok in enumerate(next_ids.tolist()):
-                if finished[i]:
-                    continue
-                if tok in self.eos_ids:
-                    finished[i] = True
-                else:
-                    outputs[i].append(tok)
-            if all(finished):
-                break
-            step_ids = next_ids[:, None]
-            step_pos = step_pos[:, -1:] + 1
-            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
-        return outputs
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                  pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids) or None)
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                  generation_config=config)
+        return [self._until_eos(row) for row in out[:, width:].tolist()]
+
+    def _until_eos(self, tokens: list[int]) -> list[int]:
+        for i, tok in enumerate(tokens):
+            if tok in self.eos_ids:
+                return tokens[:i]
+        return tokens
 
     @torch.inference_mode()
     def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
