@@ -22,6 +22,12 @@ class EvalConfig(EvalOptions):
     out: str = field(default="", metadata={"help": "output folder (rerun into it to resume; with --compare: where the table and plots go)"})
     seed: int = field(default=0, metadata={"help": "seed for every generated prompt"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
+    device: str = field(default="auto", metadata={"help": "auto (GPU when there is one), cpu, cuda, cuda:1, ..."})
+    dtype: str = field(default="auto", metadata={"help": "weights dtype: auto (as stored), float32, bfloat16, float16"})
+    attn_implementation: str = field(default="", metadata={"help": "eager, sdpa, flash_attention_2 (default: transformers')"})
+    rope: str = field(default="", metadata={
+        "help": "training-free RoPE scaling before evaluating: linear, ntk, dynamic, yarn, llama3 (needs --target-length)"})
+    target_length: int = field(default=0, metadata={"help": "window the --rope scaling targets"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +52,16 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    from longwin.eval.loading import load_for_eval
+    from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
-    from longwin.eval.runner import evaluate
+    from longwin.eval.runner import check_request, evaluate
 
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
-    results = evaluate(cfg.model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, **options)
+    check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # bad input fails before the model loads
+    model = load_for_eval(cfg.model, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                          rope=cfg.rope, target_length=cfg.target_length)
+    results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, **options)
     print(summary_table(results))
     flagged = sum(t["exceeds_window"] for t in results["tasks"].values())
     if flagged:

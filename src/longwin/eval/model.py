@@ -164,4 +164,8 @@ def resolve_model(model: Any, tokenizer: Any = None) -> EvalModel:
         raise LongwinError(f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel")
     if tokenizer is None:
         raise LongwinError(f"no tokenizer for {name or type(model).__name__}: pass tokenizer=... (or a model folder with tokenizer files)")
+    if getattr(getattr(model, "config", None), "model_type", None) == "longwin-sharedllm":
+        from longwin.eval.sharedllm_adapter import SharedLLMAdapter  # context to the trees, question local
+
+        return SharedLLMAdapter(model, tokenizer, name=name)
     return CausalLMAdapter(model, tokenizer, name=name)

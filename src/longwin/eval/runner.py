@@ -31,12 +31,18 @@ def evaluate(model: Any, tasks: str | Sequence[str], lengths: Sequence[int] | st
     tokenizer) pair, a model with `tokenizer=`, or any `EvalModel`. `options`: see `EvalOptions`.
     """
     opts = make_options(options)
-    grid = _lengths(lengths)
-    task_objs = [make_task(name, opts, seed) for name in _task_names(tasks)]  # bad input fails before loading
+    task_objs, grid = check_request(tasks, lengths, opts, seed)  # bad input fails before loading
     runner = _Run(resolve_model(model, tokenizer), opts, seed, Path(out_dir))
     for task in task_objs:
         runner.check_positions(task, grid)
     return runner.run(task_objs, grid)
+
+
+def check_request(tasks: str | Sequence[str], lengths: Sequence[int] | str, options: EvalOptions,
+                  seed: int) -> tuple[list[Task], list[int]]:
+    """The task objects and the length grid, failing in one line on bad input (before any model loads)."""
+    grid = _lengths(lengths)
+    return [make_task(name, options, seed) for name in _task_names(tasks)], grid
 
 
 def _task_names(tasks: str | Sequence[str]) -> list[str]:

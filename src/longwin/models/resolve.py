@@ -102,7 +102,9 @@ def check_model_folder(folder: Path) -> None:
         raise LongwinError(f"{config_file}: not a valid model config ({first_line(exc)})") from exc
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if model_type == "longwin-sharedllm":
+        import longwin.sharedllm  # noqa: F401  (registers the SharedLLM config and model with the Auto classes)
+    elif model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise LongwinError(f"{folder}: model_type {model_type!r} is not a causal LM architecture transformers supports")
     if not any((folder / name).is_file() for name in _WEIGHT_FILES):
         raise LongwinError(f"{folder}: no weights (model.safetensors or pytorch_model.bin)")

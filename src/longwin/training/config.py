@@ -56,6 +56,17 @@ class ExtendConfig:
     sharedllm_trainable: str = field(default="cross_attn+top", metadata={
         "help": "cross_attn+top (paper LM stage) or cross_attn"})
     sharedllm_local_length: int = field(default=0, metadata={"help": "tokens the upper model decodes (default N)"})
+    sharedllm_stage: str = field(default="lm", metadata={
+        "help": "lm: loss on the whole local window; instruct: loss on responses only (prompt = query)",
+        "choices": ["lm", "instruct"]})
+    sharedllm_retrieval_fraction: float = field(default=0.0, metadata={
+        "help": "share of synthetic retrieval examples (evidence in the context, question + answer local)"})
+    sharedllm_retrieval_kinds: list[str] = field(default_factory=lambda: ["passkey_grass", "passkey_text", "kv", "lines"],
+                                                 metadata={"help": "longwin.data.synthetic generators to draw from"})
+    sharedllm_min_chunks: int = field(default=1, metadata={
+        "help": "fewest context chunks per example (drawn uniformly up to what --target-length allows)"})
+    sharedllm_instructions: str = field(default="", metadata={
+        "help": "instruct stage: JSONL of {prompt, response[, context]} records (else natural text gets the LM loss)"})
 
 
 # Defaults we prefer over TrainingArguments' own (a recipe or flag still overrides them).

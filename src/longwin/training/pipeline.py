@@ -22,8 +22,10 @@ def train(ext: ExtendConfig, targs) -> Path:
     from longwin.training.data import PositionSchemeDataset, build_pool
     from longwin.training.setup import prepare
 
-    if ext.method != "positions":
-        raise LongwinError("--method sharedllm is not available yet in `longwin train`")
+    if ext.method == "sharedllm":
+        from longwin.training.sharedllm_stage import train_sharedllm
+
+        return train_sharedllm(ext, targs)
     if targs.max_steps <= 0:
         raise LongwinError("--max-steps must be positive (examples are drawn per step)")
     set_seed(targs.seed)

@@ -1,0 +1,347 @@
+"""`longwin train --method sharedllm`: documents → (context, local window) examples → HF Trainer → a SharedLLM.
+
+Each example is a few whole context chunks (read through the context trees) followed by a local
+window of at most the native window, so the upper model's self-attention never leaves its
+pretraining range. The chunk count is drawn per example between --sharedllm-min-chunks and what
+--target-length allows, so one model serves every context length up to it. Stages (spec §5):
+
+- `lm`: loss on every local-window token (the paper's LM stage);
+- `instruct`: loss on responses only, with the prompt as the tree's query (the paper's SFT stage).
+  Responses come from synthetic retrieval documents and --sharedllm-instructions records; natural
+  text keeps the LM loss, as the paper mixes pretraining text into its SFT data.
+
+A share of examples (--sharedllm-retrieval-fraction) are synthetic retrieval documents with the
+evidence in the context and the question + answer in the local window: a small model only learns
+to read the tree from such a dense signal. Example i is a pure function of (seed, i).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch.utils.data import Dataset
+
+from longwin.config import to_dict
+from longwin.data import synthetic
+from longwin.errors import LongwinError
+from longwin.training.config import ExtendConfig
+from longwin.training.data import DocumentPool
+
+STAGES = ("lm", "instruct")
+# the answer closing every synthetic document: the last number / hex id / uuid of its last line
+_ANSWER = re.compile(r"[0-9a-f]{3,}(?:-[0-9a-f]{3,})*")
+_RENDER_TRIES = 12
+_FILLER_CHARS = 2_000_000  # natural text decoded for the fillers of retrieval documents
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an example is cut: `chunks` whole chunks of `chunk` tokens, then `local` tokens."""
+
+    local: int
+    chunk: int
+    min_chunks: int
+    max_chunks: int
+
+    def draw(self, rng: random.Random) -> int:
+        return rng.randint(self.min_chunks, self.max_chunks)
+
+
+def make_layout(ext: ExtendConfig, chunk: int, native: int) -> Layout:
+    """The example layout for `ext`, refusing windows the upper model was not pretrained on."""
+    local = ext.sharedllm_local_length or ext.train_length or native
+    if local > native and not ext.allow_long_train_window:
+        raise LongwinError(f"local window {local} is above the native window {native}: the upper model's "
+                           f"self-attention would leave its pretraining range; pass --allow-long-train-window true "
+                           f"if you mean it")
+    max_chunks = (ext.target_length - local) // chunk
+    if max_chunks < 1:
+        raise LongwinError(f"--target-length {ext.target_length} leaves {ext.target_length - local} context tokens "
+                           f"after the {local}-token local window: less than one chunk of {chunk}")
+    if not 1 <= ext.sharedllm_min_chunks <= max_chunks:
+        raise LongwinError(f"--sharedllm-min-chunks must be between 1 and the {max_chunks} chunks that "
+                           f"--target-length {ext.target_length} allows, got {ext.sharedllm_min_chunks}")
+    return Layout(local, chunk, ext.sharedllm_min_chunks, max_chunks)
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class RetrievalDocs:
+    """Synthetic retrieval documents (`longwin.data.synthetic`) sized to a token budget."""
+
+    def __init__(self, tokenizer: Any, kinds: Sequence[str], texts: Sequence[str]) -> None:
+        unknown = [k for k in kinds if k not in synthetic.GENERATORS]
+        if unknown or not kinds:
+            raise LongwinError(f"unknown retrieval kind(s) {unknown} (known: {', '.join(synthetic.GENERATORS)})")
+        self.tokenizer, self.kinds = tokenizer, list(kinds)
+        self.pools = {"grass": synthetic.GRASS_SENTENCES,
+                      "sentences": [s for t in texts for s in synthetic.split_sentences(t)],
+                      "words": synthetic.word_list(texts)}
+        if not self.pools["sentences"] or not self.pools["words"]:
+            raise LongwinError("the training text has no usable sentences for the retrieval documents' fillers")
+        self._size = {k: self._measure(k) for k in self.kinds}
+
+    def _text(self, kind: str, rng: random.Random, units: int) -> str:
+        fn, pool = synthetic.GENERATORS[kind]
+        return fn(rng, self.pools[pool], units)
+
+    def _measure(self, kind: str) -> tuple[float, float]:
+        """(tokens per filler unit, fixed tokens) of `kind`, to size a document to a budget."""
+        rng = random.Random(0)
+        small, big = (len(_encode(self.tokenizer, self._text(kind, rng, u))) for u in (2, 12))
+        per_unit = max((big - small) / 10, 1.0)
+        return per_unit, small - 2 * per_unit
+
+    def render(self, rng: random.Random, budget: int, local: int) -> tuple[list[int], int] | None:
+        """(ids, answer tokens): a document of at most `budget` tokens ending in its question, answer and EOS.
+
+        The answer is the last `answer tokens` ids. Redrawn until its evidence (the first copy of the
+        answer) ends before the last `local` tokens, i.e. lies in the context; after a few tries a
+        document with local evidence is returned. None when nothing fits the budget.
+        """
+        kind = rng.choice(self.kinds)
+        per_unit, fixed = self._size[kind]
+        units = max(int((budget - fixed) / per_unit), 1)
+        fallback = None
+        for _ in range(_RENDER_TRIES):
+            text = self._text(kind, rng, units)
+            split = self._split(text)
+            if split is None:
+                return None
+            prompt, answer, evidence_end = split
+            ids = prompt + answer + [self.tokenizer.eos_token_id]
+            if len(ids) > budget:
+                units = int(units * budget / len(ids) * 0.95)
+                if units < 1:
+                    return fallback
+                continue
+            if evidence_end <= len(ids) - local:
+                return ids, len(answer) + 1
+            fallback = fallback or (ids, len(answer) + 1)
+        return fallback
+
+    def _split(self, text: str) -> tuple[list[int], list[int], int] | None:
+        """(prompt ids, answer ids, tokens up to the end of the evidence) of a rendered document."""
+        last_line = text.rfind("\n") + 1
+        found = list(_ANSWER.finditer(text, last_line))
+        if not found:
+            return None
+        start = found[-1].start()
+        if text[start - 1:start] == " ":
+            start -= 1  # " 12345": the space belongs to the answer, as the model generates it
+        evidence = text.find(found[-1].group())
+        evidence_end = len(_encode(self.tokenizer, text[:evidence + len(found[-1].group())]))
+        return _encode(self.tokenizer, text[:start]), _encode(self.tokenizer, text[start:]), evidence_end
+
+
+def load_instructions(path: str) -> list[dict[str, str]]:
+    """Instruction records {prompt, response[, context]} from a JSONL file."""
+    file = Path(path)
+    if not file.is_file():
+        raise LongwinError(f"--sharedllm-instructions: no such file {path}")
+    records = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LongwinError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("prompt", "response"))
+                and isinstance(row.get("context", ""), str)):
+            raise LongwinError(f"{path}:{number}: an instruction record needs string fields prompt and response "
+                               f"(and optionally context)")
+        records.append(row)
+    if not records:
+        raise LongwinError(f"--sharedllm-instructions: {path} has no records")
+    return records
+
+
+class SharedLLMDataset(Dataset):
+    """`num_samples` examples for `SharedLLMCollator`: natural text, retrieval documents, instructions."""
+
+    def __init__(self, pool: DocumentPool, tokenizer: Any, layout: Layout, *, num_samples: int, seed: int,
+                 stage: str = "lm", retrieval: RetrievalDocs | None = None, retrieval_fraction: float = 0.0,
+                 instructions: Sequence[dict[str, str]] = ()) -> None:
+        if stage not in STAGES:
+            raise LongwinError(f"unknown SharedLLM stage {stage!r} (choose from {', '.join(STAGES)})")
+        if not 0 <= retrieval_fraction <= 1:
+            raise LongwinError(f"--sharedllm-retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
+        if retrieval_fraction > 0 and retrieval is None:
+            raise ValueError("a retrieval fraction needs retrieval documents")
+        self.pool, self.tokenizer, self.layout = pool, tokenizer, layout
+        self.num_samples, self.seed, self.stage = num_samples, seed, stage
+        self.retrieval, self.retrieval_fraction = retrieval, retrieval_fraction
+        self.instructions = list(instructions)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        rng = random.Random(f"{self.seed}:{index}")
+        chunks = self.layout.draw(rng)
+        if self.retrieval is not None and rng.random() < self.retrieval_fraction:
+            example = self._retrieval(rng, chunks)
+            if example is not None:
+                return example
+        if self.stage == "instruct" and self.instructions:
+            return self._instruction(rng)
+        return self._natural(rng, chunks)
+
+    def _doc(self, rng: random.Random) -> Any:
+        usable = self.pool.usable
+        return self.pool.corpus.doc(int(usable[rng.randrange(len(usable))]))
+
+    def _natural(self, rng: random.Random, chunks: int) -> dict[str, list[int]]:
+        """A random span of one document: `chunks` chunks of context (fewer if the document is short)."""
+        lay = self.layout
+        doc = self._doc(rng)
+        chunks = min(chunks, (len(doc) - lay.local) // lay.chunk)
+        span = chunks * lay.chunk + lay.local
+        start = rng.randrange(len(doc) - span + 1)
+        tokens = doc[start:start + span].tolist()
+        return {"context_ids": tokens[:chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk:]}
+
+    def _filler(self, rng: random.Random, length: int) -> list[int]:
+        """`length` tokens of natural text (from a random offset of random documents)."""
+        out: list[int] = []
+        while len(out) < length:
+            doc = self._doc(rng)
+            take = min(length - len(out), len(doc))
+            start = rng.randrange(len(doc) - take + 1)
+            out.extend(doc[start:start + take].tolist())
+        return out
+
+    def _retrieval(self, rng: random.Random, chunks: int) -> dict[str, list[int]] | None:
+        """A retrieval document filling the example, after natural text when it comes out shorter."""
+        lay = self.layout
+        total = chunks * lay.chunk + lay.local
+        rendered = self.retrieval.render(rng, total, lay.local)
+        if rendered is None:
+            return None
+        ids, answer = rendered
+        tokens = self._filler(rng, total - len(ids)) + ids
+        context, window = tokens[:chunks * lay.chunk], tokens[chunks * lay.chunk:]
+        if self.stage == "instruct" and answer < len(window):
+            return {"context_ids": context, "prompt_ids": window[:-answer], "response_ids": window[-answer:]}
+        return {"context_ids": context, "input_ids": window}
+
+    def _instruction(self, rng: random.Random) -> dict[str, list[int]]:
+        """A record whose prompt tail fits the local window with its response; the prompt's head joins the context."""
+        lay, tok = self.layout, self.tokenizer
+        record = self.instructions[rng.randrange(len(self.instructions))]
+        context = ([tok.bos_token_id] + _encode(tok, record["context"])) if record.get("context") else []
+        prompt = _encode(tok, record["prompt"])
+        response = (_encode(tok, record["response"]) + [tok.eos_token_id])[:lay.local // 2]
+        cut = max(0, len(prompt) - (lay.local - len(response)))
+        context = (context + prompt[:cut])[-lay.max_chunks * lay.chunk:]
+        return {"context_ids": context, "prompt_ids": prompt[cut:], "response_ids": response}
+
+
+def _filler_texts(pool: DocumentPool, tokenizer: Any) -> list[str]:
+    """Training documents decoded back to text (up to ~2M characters) for sentence and word fillers."""
+    texts: list[str] = []
+    total = 0
+    for index in pool.usable:
+        texts.append(tokenizer.decode(pool.corpus.doc(int(index)).tolist(), skip_special_tokens=True))
+        total += len(texts[-1])
+        if total >= _FILLER_CHARS:
+            break
+    return texts
+
+
+def _check_request(ext: ExtendConfig, targs: Any) -> None:
+    if ext.lora:
+        raise LongwinError("--lora is not supported with --method sharedllm (the paper trains without PEFT: "
+                           "choose --sharedllm-trainable cross_attn+top, cross_attn or all)")
+    if targs.max_steps <= 0:
+        raise LongwinError("--max-steps must be positive (examples are drawn per step)")
+    if ext.sharedllm_stage not in STAGES:
+        raise LongwinError(f"unknown --sharedllm-stage {ext.sharedllm_stage!r} (choose from {', '.join(STAGES)})")
+    if ext.sharedllm_instructions and ext.sharedllm_stage != "instruct":
+        raise LongwinError("--sharedllm-instructions needs --sharedllm-stage instruct")
+
+
+def _sharedllm(ext: ExtendConfig):
+    """(model, tokenizer): the base wrapped by `from_base`, or a saved SharedLLM trained further."""
+    from longwin.models import load_model
+    from longwin.sharedllm import SharedLLMForCausalLM
+
+    model, tokenizer = load_model(ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation)
+    if not isinstance(model, SharedLLMForCausalLM):
+        model = SharedLLMForCausalLM.from_base(
+            model, num_lower_layers=ext.sharedllm_lower_layers, chunk_size=ext.sharedllm_chunk_size,
+            tree_height=ext.sharedllm_tree_height, kv_per_node=ext.sharedllm_kv_per_node,
+            query_aware=ext.sharedllm_query_aware)
+    return model, tokenizer
+
+
+def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
+    """Train a SharedLLM with the HF Trainer; save it with its tokenizer and `longwin_training.json`."""
+    from transformers import Trainer, set_seed
+
+    from longwin.rope import native_window
+    from longwin.sharedllm import SharedLLMCollator, trainable_parameters
+    from longwin.training.data import build_pool
+
+    _check_request(ext, targs)
+    set_seed(targs.seed)
+    started = time.time()
+    instructions = load_instructions(ext.sharedllm_instructions) if ext.sharedllm_instructions else []
+    model, tokenizer = _sharedllm(ext)
+    native = native_window(model.config.get_text_config())
+    layout = make_layout(ext, model.config.chunk_size, native)
+    params = trainable_parameters(model, ext.sharedllm_trainable)
+    pool = build_pool(ext.data, tokenizer, min_tokens=layout.local + layout.chunk, val_fraction=ext.val_fraction,
+                      seed=targs.seed, text_field=ext.text_field)
+    print(f"longwin train: {pool.describe()}", file=sys.stderr)
+    retrieval = None
+    if ext.sharedllm_retrieval_fraction > 0:
+        retrieval = RetrievalDocs(tokenizer, ext.sharedllm_retrieval_kinds, _filler_texts(pool, tokenizer))
+    global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
+    dataset = SharedLLMDataset(pool, tokenizer, layout, num_samples=targs.max_steps * global_batch, seed=targs.seed,
+                               stage=ext.sharedllm_stage, retrieval=retrieval,
+                               retrieval_fraction=ext.sharedllm_retrieval_fraction, instructions=instructions)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.train()
+    targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
+    trainer = Trainer(model=model, args=targs, train_dataset=dataset,
+                      data_collator=SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk))
+    trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    out = Path(targs.output_dir)
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        card = _card(ext, targs, model.config, layout, native, pool, trainer, sum(p.numel() for p in params),
+                     time.time() - started)
+        (out / "longwin_training.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return out
+
+
+def _card(ext: ExtendConfig, targs: Any, config: Any, layout: Layout, native: int, pool: DocumentPool,
+          trainer: Any, trainable: int, seconds: float) -> dict[str, Any]:
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "method": "sharedllm", "stage": ext.sharedllm_stage, "base_model": ext.model,
+        "load": "import longwin.sharedllm (registers the model type), then "
+                "transformers.AutoModelForCausalLM.from_pretrained(this folder); `longwin eval --model` does both",
+        "native_window": native, "local_window": layout.local, "target_length": ext.target_length,
+        "context_chunks": [layout.min_chunks, layout.max_chunks],
+        "tree": {key: getattr(config, key) for key in ("num_lower_layers", "chunk_size", "tree_height", "kv_per_node",
+                                                       "kv_per_chunk", "query_aware", "chunk_positions")},
+        "trainable": ext.sharedllm_trainable, "trainable_parameters": trainable,
+        "retrieval_fraction": ext.sharedllm_retrieval_fraction, "data": pool.describe(),
+        "steps": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
+        "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
+        "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
+        "command": " ".join(sys.argv),
+    }
