@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -51,3 +54,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_setup(tmp_path, tiny_tokenizer):
+    """(model folder, corpus JSONL): a tiny saved Llama (window 64) and ten documents plus a short one."""
+    model_dir = tmp_path / "base"
+    make_tiny_llama(max_position_embeddings=64).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.jsonl"
+    with corpus.open("w") as f:
+        for i in range(10):
+            f.write(json.dumps({"id": f"d{i}", "text": " ".join(rng.choice(_TEXT) for _ in range(30))}) + "\n")
+        f.write(json.dumps({"id": "short", "text": "too short"}) + "\n")
+    return model_dir, corpus

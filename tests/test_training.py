@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
-from conftest import _TEXT, make_tiny_llama
+from conftest import make_tiny_llama
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from longwin import positions
@@ -35,20 +34,6 @@ def test_manipulated_position_ids_equal_reference_at_absolute_positions(attn):
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     contiguous = model(input_ids=ids).logits
     assert not torch.allclose(got, contiguous, atol=1e-3), "position ids had no effect"
-
-
-@pytest.fixture
-def tiny_setup(tmp_path, tiny_tokenizer):
-    model_dir = tmp_path / "base"
-    make_tiny_llama(max_position_embeddings=64).save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
-    rng = random.Random(0)
-    corpus = tmp_path / "corpus.jsonl"
-    with corpus.open("w") as f:
-        for i in range(10):
-            f.write(json.dumps({"id": f"d{i}", "text": " ".join(rng.choice(_TEXT) for _ in range(30))}) + "\n")
-        f.write(json.dumps({"id": "short", "text": "too short"}) + "\n")
-    return model_dir, corpus
 
 
 def _train_args(model_dir, corpus, out, *extra):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training import _train_args, tiny_setup  # noqa: F401  (fixture)
+from test_training import _train_args
 
 
 def _losses(checkpoint: Path) -> dict[int, float]:

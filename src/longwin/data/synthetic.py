@@ -22,17 +22,17 @@ PASSKEY_INTROS = (
 )
 
 
-def _key(rng: random.Random, digits: int | None = None) -> str:
+def random_key(rng: random.Random, digits: int | None = None) -> str:
     n = digits or rng.randint(3, 7)
     return str(rng.randint(10 ** (n - 1), 10**n - 1))
 
 
-def _hex(rng: random.Random, n: int) -> str:
+def random_hex(rng: random.Random, n: int) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(n))
 
 
-def _uuid(rng: random.Random) -> str:
-    return "-".join(_hex(rng, n) for n in (8, 4, 4, 4, 12))
+def random_uuid(rng: random.Random) -> str:
+    return "-".join(random_hex(rng, n) for n in (8, 4, 4, 4, 12))
 
 
 GRASS_SENTENCES = tuple(s if s.endswith(".") else s + "." for s in GRASS.split(". "))
@@ -46,7 +46,7 @@ def _filler(rng: random.Random, sentences: Sequence[str], units: int) -> str:
 
 def passkey(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     """A pass key hidden at a random depth of `units` filler sentences, then asked for."""
-    key = _key(rng, 5 if rng.random() < 0.6 else None)
+    key = random_key(rng, 5 if rng.random() < 0.6 else None)
     before = rng.randint(0, units)
     info = f"The pass key is {key}. Remember it. {key} is the pass key."
     parts = [rng.choice(PASSKEY_INTROS), _filler(rng, sentences, before), info,
@@ -57,7 +57,7 @@ def passkey(rng: random.Random, sentences: Sequence[str], units: int) -> str:
 def kv_lookup(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     """A JSON object of `units` key-value pairs and a question about one of them."""
     long_ids = rng.random() < 0.5
-    make = (lambda: _uuid(rng)) if long_ids else (lambda: _hex(rng, rng.choice((6, 8))))
+    make = (lambda: random_uuid(rng)) if long_ids else (lambda: random_hex(rng, rng.choice((6, 8))))
     pairs = [(make(), make()) for _ in range(max(units, 1))]
     key, value = rng.choice(pairs)
     body = ", ".join(f'"{k}": "{v}"' for k, v in pairs)
@@ -75,7 +75,7 @@ def line_registers(rng: random.Random, words: Sequence[str], units: int) -> str:
         name = f"{rng.choice(words)}-{rng.choice(words)}"
         if name not in names:
             names.append(name)
-    values = [_key(rng, rng.choice((4, 5))) for _ in names]
+    values = [random_key(rng, rng.choice((4, 5))) for _ in names]
     ask = rng.randrange(len(names))
     lines = "\n".join(f"line {n}: REGISTER_CONTENT is <{v}>" for n, v in zip(names, values))
     text = (

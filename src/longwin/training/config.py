@@ -47,6 +47,11 @@ class ExtendConfig:
     lora_trainable_embeddings: bool = field(default=False, metadata={
         "help": "LongLoRA-style: also train embeddings and norms fully"})
     merge_lora: bool = field(default=True, metadata={"help": "save a merged plain model (else the adapter)"})
+    retrieval_fraction: float = field(default=0.0, metadata={
+        "help": "share of retrieval examples (evidence far back, question + answer at the end) mixed into the "
+                "natural text; small models forget retrieval without them"})
+    retrieval_kinds: list[str] = field(default_factory=lambda: ["passkey_grass", "passkey_text", "kv", "lines"],
+                                       metadata={"help": "retrieval example kinds to draw from"})
     # SharedLLM (method=sharedllm)
     sharedllm_lower_layers: int = 2
     sharedllm_chunk_size: int = 64
@@ -59,10 +64,6 @@ class ExtendConfig:
     sharedllm_stage: str = field(default="lm", metadata={
         "help": "lm: loss on the whole local window; instruct: loss on responses only (prompt = query)",
         "choices": ["lm", "instruct"]})
-    sharedllm_retrieval_fraction: float = field(default=0.0, metadata={
-        "help": "share of synthetic retrieval examples (evidence in the context, question + answer local)"})
-    sharedllm_retrieval_kinds: list[str] = field(default_factory=lambda: ["passkey_grass", "passkey_text", "kv", "lines"],
-                                                 metadata={"help": "longwin.data.synthetic generators to draw from"})
     sharedllm_min_chunks: int = field(default=1, metadata={
         "help": "fewest context chunks per example (drawn uniformly up to what --target-length allows)"})
     sharedllm_instructions: str = field(default="", metadata={

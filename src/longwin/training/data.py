@@ -7,6 +7,7 @@ both drawn from `i`, so data-parallel ranks, resumed runs and reruns see exactly
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from longwin import positions
 from longwin.data.corpora import load_documents, split_documents
+from longwin.data.retrieval_docs import RetrievalExamples
 from longwin.data.tokenized import TokenizedCorpus
 from longwin.errors import LongwinError
 
@@ -32,6 +34,28 @@ class DocumentPool:
     def describe(self) -> str:
         return (f"{len(self.usable)} training documents ({int(self.corpus.lengths[self.usable].sum()):,} tokens); "
                 f"skipped {self.skipped} shorter than {self.min_tokens} tokens")
+
+
+    def stream(self, rng: random.Random, length: int) -> list[int]:
+        """`length` consecutive tokens of natural text from a random place (documents joined when short)."""
+        out: list[int] = []
+        while len(out) < length:
+            doc = self.corpus.doc(int(self.usable[rng.randrange(len(self.usable))]))
+            take = min(length - len(out), len(doc))
+            start = rng.randrange(len(doc) - take + 1)
+            out.extend(doc[start:start + take].tolist())
+        return out
+
+    def texts(self, tokenizer, max_chars: int = 2_000_000) -> list[str]:
+        """Training documents decoded back to text (up to about `max_chars`), for word and sentence fillers."""
+        texts: list[str] = []
+        total = 0
+        for index in self.usable:
+            texts.append(tokenizer.decode(self.corpus.doc(int(index)).tolist(), skip_special_tokens=True))
+            total += len(texts[-1])
+            if total >= max_chars:
+                break
+        return texts
 
 
 def build_pool(source: str, tokenizer, *, min_tokens: int, val_fraction: float, seed: int,
@@ -55,12 +79,22 @@ def _unit(seed: int, index: int) -> int:
 
 
 class PositionSchemeDataset(Dataset):
-    """`num_samples` examples; each reads one document through the scheme's layout."""
+    """`num_samples` examples; each reads one document through the scheme's layout.
+
+    With `retrieval` and a `retrieval_fraction` > 0, that share of examples are retrieval examples
+    built on the same sampled position ids (`longwin.data.retrieval_docs`).
+    """
 
     def __init__(self, pool: DocumentPool, scheme: str, *, train_len: int, target_len: int,
-                 num_samples: int, seed: int, options: dict[str, Any] | None = None) -> None:
+                 num_samples: int, seed: int, options: dict[str, Any] | None = None,
+                 retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0) -> None:
+        if not 0 <= retrieval_fraction <= 1:
+            raise LongwinError(f"--retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
+        if retrieval_fraction > 0 and retrieval is None:
+            raise ValueError("a retrieval fraction needs retrieval examples")
         self.pool, self.scheme, self.train_len, self.target_len = pool, scheme, train_len, target_len
         self.num_samples, self.seed, self.options = num_samples, seed, dict(options or {})
+        self.retrieval, self.retrieval_fraction = retrieval, retrieval_fraction
         # fail now, in one line, on a bad scheme/options rather than inside a dataloader worker
         positions.sample(scheme, train_len, target_len, seed=0, **self.options)
 
@@ -69,6 +103,13 @@ class PositionSchemeDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         key = _unit(self.seed, index)
+        if self.retrieval is not None:
+            rng = random.Random(key)
+            if rng.random() < self.retrieval_fraction:
+                placed = positions.sample(self.scheme, self.train_len, self.target_len, seed=key >> 1, **self.options)
+                ids = self.retrieval.build(rng, placed, self.target_len)
+                if ids is not None:
+                    return {"input_ids": ids, "labels": ids.clone(), "position_ids": placed}
         doc = self.pool.corpus.doc(int(self.pool.usable[key % len(self.pool.usable)]))
         layout = positions.layout(self.scheme, len(doc), self.train_len, self.target_len,
                                   seed=key >> 1, **self.options)

@@ -19,6 +19,7 @@ from longwin.training.config import ExtendConfig
 def train(ext: ExtendConfig, targs) -> Path:
     from transformers import Trainer, default_data_collator, set_seed
 
+    from longwin.data.retrieval_docs import RetrievalExamples
     from longwin.training.data import PositionSchemeDataset, build_pool
     from longwin.training.setup import prepare
 
@@ -34,10 +35,14 @@ def train(ext: ExtendConfig, targs) -> Path:
     pool = build_pool(ext.data, prep.tokenizer, min_tokens=prep.train_length, val_fraction=ext.val_fraction,
                       seed=targs.seed, text_field=ext.text_field)
     print(f"longwin train: {pool.describe()}", file=sys.stderr)
+    retrieval = None
+    if ext.retrieval_fraction > 0:
+        retrieval = RetrievalExamples(prep.tokenizer, pool.stream, pool.texts(prep.tokenizer), ext.retrieval_kinds)
     global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
     dataset = PositionSchemeDataset(pool, ext.scheme, train_len=prep.train_length, target_len=ext.target_length,
                                     num_samples=targs.max_steps * global_batch, seed=targs.seed,
-                                    options=ext.scheme_options)
+                                    options=ext.scheme_options, retrieval=retrieval,
+                                    retrieval_fraction=ext.retrieval_fraction)
     trainer = Trainer(model=prep.model, args=targs, train_dataset=dataset, data_collator=default_data_collator)
     trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     out = Path(targs.output_dir)
@@ -65,6 +70,7 @@ def write_card(out: Path, ext: ExtendConfig, targs, prep, pool, trainer, seconds
         "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope,
         "base_model": ext.model, "native_window": prep.native_window, "train_length": prep.train_length,
         "target_length": ext.target_length, "data": pool.describe(),
+        "retrieval_fraction": ext.retrieval_fraction,
         "steps": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
         "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},

@@ -10,7 +10,7 @@ pretraining range. The chunk count is drawn per example between --sharedllm-min-
   Responses come from synthetic retrieval documents and --sharedllm-instructions records; natural
   text keeps the LM loss, as the paper mixes pretraining text into its SFT data.
 
-A share of examples (--sharedllm-retrieval-fraction) are synthetic retrieval documents with the
+A share of examples (--retrieval-fraction) are synthetic retrieval documents with the
 evidence in the context and the question + answer in the local window: a small model only learns
 to read the tree from such a dense signal. Example i is a pure function of (seed, i).
 """
@@ -38,7 +38,6 @@ STAGES = ("lm", "instruct")
 # the answer closing every synthetic document: the last number / hex id / uuid of its last line
 _ANSWER = re.compile(r"[0-9a-f]{3,}(?:-[0-9a-f]{3,})*")
 _RENDER_TRIES = 12
-_FILLER_CHARS = 2_000_000  # natural text decoded for the fillers of retrieval documents
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ class SharedLLMDataset(Dataset):
         if stage not in STAGES:
             raise LongwinError(f"unknown SharedLLM stage {stage!r} (choose from {', '.join(STAGES)})")
         if not 0 <= retrieval_fraction <= 1:
-            raise LongwinError(f"--sharedllm-retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
+            raise LongwinError(f"--retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
         if retrieval_fraction > 0 and retrieval is None:
             raise ValueError("a retrieval fraction needs retrieval documents")
         self.pool, self.tokenizer, self.layout = pool, tokenizer, layout
@@ -211,16 +210,6 @@ class SharedLLMDataset(Dataset):
         tokens = doc[start:start + span].tolist()
         return {"context_ids": tokens[:chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk:]}
 
-    def _filler(self, rng: random.Random, length: int) -> list[int]:
-        """`length` tokens of natural text (from a random offset of random documents)."""
-        out: list[int] = []
-        while len(out) < length:
-            doc = self._doc(rng)
-            take = min(length - len(out), len(doc))
-            start = rng.randrange(len(doc) - take + 1)
-            out.extend(doc[start:start + take].tolist())
-        return out
-
     def _retrieval(self, rng: random.Random, chunks: int) -> dict[str, list[int]] | None:
         """A retrieval document filling the example, after natural text when it comes out shorter."""
         lay = self.layout
@@ -229,7 +218,7 @@ class SharedLLMDataset(Dataset):
         if rendered is None:
             return None
         ids, answer = rendered
-        tokens = self._filler(rng, total - len(ids)) + ids
+        tokens = self.pool.stream(rng, total - len(ids)) + ids
         context, window = tokens[:chunks * lay.chunk], tokens[chunks * lay.chunk:]
         if self.stage == "instruct" and answer < len(window):
             return {"context_ids": context, "prompt_ids": window[:-answer], "response_ids": window[-answer:]}
@@ -245,18 +234,6 @@ class SharedLLMDataset(Dataset):
         cut = max(0, len(prompt) - (lay.local - len(response)))
         context = (context + prompt[:cut])[-lay.max_chunks * lay.chunk:]
         return {"context_ids": context, "prompt_ids": prompt[cut:], "response_ids": response}
-
-
-def _filler_texts(pool: DocumentPool, tokenizer: Any) -> list[str]:
-    """Training documents decoded back to text (up to ~2M characters) for sentence and word fillers."""
-    texts: list[str] = []
-    total = 0
-    for index in pool.usable:
-        texts.append(tokenizer.decode(pool.corpus.doc(int(index)).tolist(), skip_special_tokens=True))
-        total += len(texts[-1])
-        if total >= _FILLER_CHARS:
-            break
-    return texts
 
 
 def _check_request(ext: ExtendConfig, targs: Any) -> None:
@@ -305,12 +282,12 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
                       seed=targs.seed, text_field=ext.text_field)
     print(f"longwin train: {pool.describe()}", file=sys.stderr)
     retrieval = None
-    if ext.sharedllm_retrieval_fraction > 0:
-        retrieval = RetrievalDocs(tokenizer, ext.sharedllm_retrieval_kinds, _filler_texts(pool, tokenizer))
+    if ext.retrieval_fraction > 0:
+        retrieval = RetrievalDocs(tokenizer, ext.retrieval_kinds, pool.texts(tokenizer))
     global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
     dataset = SharedLLMDataset(pool, tokenizer, layout, num_samples=targs.max_steps * global_batch, seed=targs.seed,
                                stage=ext.sharedllm_stage, retrieval=retrieval,
-                               retrieval_fraction=ext.sharedllm_retrieval_fraction, instructions=instructions)
+                               retrieval_fraction=ext.retrieval_fraction, instructions=instructions)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.train()
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
@@ -339,7 +316,7 @@ def _card(ext: ExtendConfig, targs: Any, config: Any, layout: Layout, native: in
         "tree": {key: getattr(config, key) for key in ("num_lower_layers", "chunk_size", "tree_height", "kv_per_node",
                                                        "kv_per_chunk", "query_aware", "chunk_positions")},
         "trainable": ext.sharedllm_trainable, "trainable_parameters": trainable,
-        "retrieval_fraction": ext.sharedllm_retrieval_fraction, "data": pool.describe(),
+        "retrieval_fraction": ext.retrieval_fraction, "data": pool.describe(),
         "steps": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
         "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},

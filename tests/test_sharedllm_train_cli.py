@@ -1,0 +1,76 @@
+"""`longwin train --method sharedllm` end to end: examples, a saved model the Auto classes load, eval on it."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import _TEXT
+from transformers import AutoModelForCausalLM
+
+from longwin.cli import main
+from longwin.data.tokenized import TokenizedCorpus
+from longwin.errors import LongwinError
+from longwin.training.data import DocumentPool
+from longwin.training.sharedllm_stage import Layout, SharedLLMDataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _args(model_dir, corpus, out, *extra):
+    return ["train", "--method", "sharedllm", "--model", str(model_dir), "--data", str(corpus),
+            "--target-length", "192", "--sharedllm-chunk-size", "32", "--sharedllm-tree-height", "2",
+            "--sharedllm-kv-per-node", "4", "--sharedllm-lower-layers", "1", "--max-steps", "3",
+            "--per-device-train-batch-size", "2", "--use-cpu", "true", "--output-dir", str(out),
+            "--learning-rate", "1e-3", "--save-steps", "100", "--disable-tqdm", "true", *extra]
+
+
+def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_setup, tmp_path):
+    model_dir, corpus = tiny_setup
+    out = tmp_path / "shared"
+    assert main(_args(model_dir, corpus, out, "--retrieval-fraction", "0.5")) == 0
+    card = json.loads((out / "longwin_training.json").read_text())
+    assert card["method"] == "sharedllm" and card["steps"] == 3 and card["context_chunks"] == [1, 4]
+    import longwin.sharedllm  # noqa: F401  (registers the model type with the Auto classes)
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert type(model).__name__ == "SharedLLMForCausalLM" and model.config.chunk_size == 32
+    evaluated = tmp_path / "eval"
+    assert main(["eval", "--model", str(out), "--task", "passkey,ppl", "--lengths", "160", "--samples", "1",
+                 "--depths", "0", "--corpus", str(corpus), "--out", str(evaluated)]) == 0
+    results = json.loads((evaluated / "results.json").read_text())
+    assert set(results["tasks"]) == {"passkey", "ppl"} and results["window"] is None
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--lora", "true"], "--lora is not supported with --method sharedllm"),
+    (["--target-length", "80"], "less than one chunk of 32"),
+    (["--sharedllm-min-chunks", "9"], "--sharedllm-min-chunks must be between 1 and the 4 chunks"),
+    (["--sharedllm-lower-layers", "5"], "lower"),
+    (["--sharedllm-instructions", "x.jsonl"], "needs --sharedllm-stage instruct"),
+])
+def test_bad_sharedllm_requests_are_one_line_errors(tiny_setup, tmp_path, capsys, extra, message):
+    model_dir, corpus = tiny_setup
+    assert main(_args(model_dir, corpus, tmp_path / "o", *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and message in err[-1] and err[-1].startswith("longwin train: error:")
+
+
+def test_natural_examples_keep_chunks_whole_and_the_local_window_bounded(tiny_tokenizer, tmp_path):
+    rng = random.Random(0)
+    docs = [{"id": str(i), "text": " ".join(rng.choice(_TEXT) for _ in range(40))} for i in range(4)]
+    from longwin.data.corpora import Document
+
+    corpus = TokenizedCorpus.build([Document(d["id"], d["text"]) for d in docs], tiny_tokenizer, tmp_path)
+    pool = DocumentPool(corpus, corpus.indices_longer_than(95), 0, 96)
+    layout = Layout(local=64, chunk=32, min_chunks=1, max_chunks=6)
+    data = SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=40, seed=0)
+    for i in range(40):
+        item = data[i]
+        assert len(item["context_ids"]) % 32 == 0 and 32 <= len(item["context_ids"]) <= 6 * 32
+        assert len(item["input_ids"]) == 64
+    assert data[3] == data[3]
+    with pytest.raises(LongwinError, match="stage"):
+        SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=1, seed=0, stage="rlhf")
