@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 from conftest import make_tiny_llama
 
 from longwin.cli import main
@@ -40,6 +41,29 @@ def test_eval_from_a_model_folder(tmp_path, model_dir, capsys):
     assert results["model"] == str(model_dir) and results["tasks"]["passkey"]["cells"] == 4
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
+
+
+def test_training_free_rope_scaling_is_applied_and_named(tmp_path, model_dir):
+    out = tmp_path / "yarn"
+    assert main(["eval", "--model", str(model_dir), "--rope", "yarn", "--target-length", "256", "--task", "passkey",
+                 "--lengths", "200", "--out", str(out), *QUICK]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["window"] == 256 and results["tasks"]["passkey"]["exceeds_window"] == 0
+    assert results["model"] == f"{model_dir} (yarn RoPE to 256, training-free)"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rope", "yarn"], "--rope needs --target-length"),
+    (["--target-length", "256"], "--target-length without --rope does nothing"),
+    (["--rope", "bogus", "--target-length", "256"], "bogus"),
+    pytest.param(["--device", "cuda"], "no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")),
+])
+def test_loading_options_bad_input(tmp_path, model_dir, capsys, argv, message):
+    code = main(["eval", "--model", str(model_dir), "--task", "passkey", "--lengths", "100", "--out",
+                 str(tmp_path / "o"), *QUICK, *argv])
+    assert code == 2
+    assert message in error_line(capsys)
 
 
 def test_yaml_config_and_flags(tmp_path, model_dir):

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # bad input fails before the model loads
     model = load_for_eval(cfg.model, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
                           rope=cfg.rope, target_length=cfg.target_length)
-    results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, **options)
+    name = f"{cfg.model} ({cfg.rope} RoPE to {cfg.target_length}, training-free)" if cfg.rope else cfg.model
+    results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, name=name, **options)
     print(summary_table(results))
     flagged = sum(t["exceeds_window"] for t in results["tasks"].values())
     if flagged:

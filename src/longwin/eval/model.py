@@ -147,19 +147,18 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def resolve_model(model: Any, tokenizer: Any = None) -> EvalModel:
+def resolve_model(model: Any, tokenizer: Any = None, name: str | None = None) -> EvalModel:
     """Accept an `EvalModel`, a (model, tokenizer) pair, a model plus `tokenizer=`, or a reference
-    string/path for `longwin.models.load_model` (imported only then)."""
+    string/path for `longwin.models.load_model` (imported only then). `name` labels the results."""
     if isinstance(model, EvalModel):
         return model
-    name = None
     if isinstance(model, tuple) and len(model) == 2:
         model, tokenizer = model
     elif isinstance(model, (str, Path)):
         from longwin.models import load_model
 
-        name = str(model)
-        model, tokenizer = load_model(name)
+        name = name or str(model)
+        model, tokenizer = load_model(str(model))
     if not isinstance(model, torch.nn.Module):
         raise LongwinError(f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel")
     if tokenizer is None:

@@ -24,15 +24,16 @@ from longwin.eval.tasks.base import Cell, GenerationTask, NllTask, Sample, Task
 
 
 def evaluate(model: Any, tasks: str | Sequence[str], lengths: Sequence[int] | str, out_dir: str | Path, *,
-             seed: int = 0, tokenizer: Any = None, **options: Any) -> dict[str, Any]:
+             seed: int = 0, tokenizer: Any = None, name: str | None = None, **options: Any) -> dict[str, Any]:
     """Evaluate `model` on `tasks` at each prompt length; write results into `out_dir` and return them.
 
     `model`: a reference for `longwin.models.load_model` ("toy", a folder, a .gguf), a (model,
-    tokenizer) pair, a model with `tokenizer=`, or any `EvalModel`. `options`: see `EvalOptions`.
+    tokenizer) pair, a model with `tokenizer=`, or any `EvalModel`; `name` labels it in the results
+    (default: the reference or the model's own name). `options`: see `EvalOptions`.
     """
     opts = make_options(options)
     task_objs, grid = check_request(tasks, lengths, opts, seed)  # bad input fails before loading
-    runner = _Run(resolve_model(model, tokenizer), opts, seed, Path(out_dir))
+    runner = _Run(resolve_model(model, tokenizer, name), opts, seed, Path(out_dir))
     for task in task_objs:
         runner.check_positions(task, grid)
     return runner.run(task_objs, grid)
