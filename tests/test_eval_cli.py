@@ -52,7 +52,28 @@ def test_training_free_rope_scaling_is_applied_and_named(tmp_path, model_dir):
     assert results["model"] == f"{model_dir} (yarn RoPE to 256, training-free)"
 
 
+def test_truncation_baseline_sees_only_the_last_tokens(tmp_path, model_dir, tiny_tokenizer):
+    from longwin.eval.model import CausalLMAdapter, Prompt, TruncatingAdapter
+    from longwin.models import load_model
+
+    model, tokenizer = load_model(str(model_dir))
+    full, cut = CausalLMAdapter(model, tokenizer), TruncatingAdapter(model, tokenizer, keep=16)
+    ids = list(range(3, 103))
+    prompt = Prompt(ids, 90)
+    assert cut.generate([prompt], 4) == full.generate([Prompt(ids[-16:], 6)], 4)
+    total, count = cut.nll(ids, 50)
+    assert count == 50
+    pieces = [(92, 100), (84, 92), (76, 84), (68, 76), (60, 68), (52, 60), (50, 52)]  # (first, end), keep/2 = 8
+    expected = sum(full.nll(ids[max(0, e - 16):e], f - max(0, e - 16))[0] for f, e in pieces)
+    assert total == pytest.approx(expected, rel=1e-5)
+    out = tmp_path / "trunc"
+    assert main(["eval", "--model", str(model_dir), "--truncate", "32", "--task", "passkey", "--lengths", "200",
+                 "--out", str(out), *QUICK]) == 0
+    assert json.loads((out / "results.json").read_text())["model"].endswith("(truncated to the last 32 tokens)")
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--truncate", "1"], "--truncate must keep at least 2 tokens"),
     (["--rope", "yarn"], "--rope needs --target-length"),
     (["--target-length", "256"], "--target-length without --rope does nothing"),
     (["--rope", "bogus", "--target-length", "256"], "bogus"),

@@ -121,6 +121,36 @@ class CausalLMAdapter:
         return decoder
 
 
+class TruncatingAdapter(CausalLMAdapter):
+    """The truncation baseline: the model sees only the last `keep` tokens of every prompt.
+
+    Perplexity follows the same rule: scored pieces of keep/2 tokens, each with at most `keep`
+    tokens of context ending at the piece's end, so every scored token sees between keep/2 and
+    `keep` tokens, as a sliding window with stride keep/2 gives.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, keep: int, name: str | None = None) -> None:
+        super().__init__(model, tokenizer, name=name)
+        if keep < 2:
+            raise LongwinError(f"--truncate must keep at least 2 tokens, got {keep}")
+        self.keep = keep
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
+        cut = [Prompt(p.ids[-self.keep:], max(0, p.context_end - max(0, len(p.ids) - self.keep))) for p in prompts]
+        return super().generate(cut, max_new_tokens)
+
+    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
+        if not 1 <= score_from < len(ids):
+            raise ValueError(f"score_from must be in [1, {len(ids)}), got {score_from}")
+        total, count, end = 0.0, 0, len(ids)
+        while end > score_from:
+            first = max(score_from, end - self.keep // 2)
+            start = max(0, end - self.keep)
+            part, n = super().nll(ids[start:end], first - start)
+            total, count, end = total + part, count + n, first
+        return total, count
+
+
 def _config_window(config: Any) -> int | None:
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, attr, None)

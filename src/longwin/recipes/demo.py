@@ -1,42 +1,63 @@
-"""The main job on the built-in toy model: evaluate it, extend it 256 → 2048, compare methods.
+"""The main job on the built-in toy model: evaluate it, extend it 256 → 2048 with each method, compare.
 
-Runs on a CPU in minutes: evaluates the toy base, fine-tunes one model per method (CREAM and the
-position-interpolation-only baseline by default) and evaluates each, then writes OUT/report.md,
-OUT/results.json and the models under OUT/models/<method>/. Rerunning resumes: finished models and
-finished evaluation cells are skipped.
+Stages: evaluate the base; for each method fine-tune it (CREAM, PI alone, PoSE, RandPos — all at
+the native window, same data, same steps), build and train a SharedLLM, or rescale the RoPE
+training-free (YaRN, NTK); evaluate each on the same seeded prompts. Writes OUT/report.md (table +
+plots), OUT/results.json and the models under OUT/models/<method>/. A rerun resumes: finished
+models and evaluation cells are skipped, an interrupted training continues from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from longwin.config import add_config_arguments, config_from_args
 from longwin.errors import LongwinError
 
-# method name -> (position scheme, RoPE method); all fine-tuned at the native window
-METHODS: dict[str, tuple[str, str]] = {
-    "cream": ("cream", "linear"),
-    "pi": ("none", "linear"),
-    "pose": ("pose", "linear"),
-    "randpos": ("randpos", "linear"),
+
+@dataclass(frozen=True)
+class Method:
+    """One way to reach the target window: fine-tuned positions, SharedLLM or training-free RoPE scaling."""
+
+    kind: str  # "positions", "sharedllm" or "free"
+    label: str
+    scheme: str = ""
+    rope: str = ""  # fixed RoPE method; empty = the demo's --rope
+
+
+METHODS: dict[str, Method] = {
+    "cream": Method("positions", "CREAM", scheme="cream"),
+    "pi": Method("positions", "PI only (fine-tuned, contiguous positions)", scheme="none", rope="linear"),
+    "pose": Method("positions", "PoSE", scheme="pose"),
+    "randpos": Method("positions", "RandPos", scheme="randpos"),
+    "sharedllm": Method("sharedllm", "SharedLLM (context trees + cross-attention)"),
+    "yarn-free": Method("free", "YaRN, training-free", rope="yarn"),
+    "ntk-free": Method("free", "NTK, training-free", rope="ntk"),
 }
+# rough seconds per training step on 2 CPU cores (batch 8), refined as the run goes, for the ETA
+_STEP_GUESS = {"positions": 0.6, "sharedllm": 1.2}
 
 
 @dataclass
 class DemoConfig:
     out: str = field(default="out/demo", metadata={"help": "output folder"})
     model: str = field(default="toy", metadata={"help": "base model"})
-    methods: list[str] = field(default_factory=lambda: ["cream", "pi"], metadata={
-        "help": f"methods to train: {', '.join(METHODS)}"})
+    methods: list[str] = field(default_factory=lambda: ["cream", "pi", "pose", "yarn-free", "sharedllm"],
+                               metadata={"help": f"methods: {', '.join(METHODS)}"})
+    rope: str = field(default="linear", metadata={"help": "RoPE interpolation of the fine-tuned position methods"})
     target_length: int = 2048
     lengths: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
-    tasks: list[str] = field(default_factory=lambda: ["passkey"])
-    samples: int = 4
-    max_steps: int = 300
+    tasks: list[str] = field(default_factory=lambda: ["passkey", "needle", "kv-retrieval", "ppl"])
+    samples: int = field(default=2, metadata={"help": "samples per evaluation cell"})
+    max_steps: int = field(default=200, metadata={"help": "training steps per fine-tuned method"})
+    retrieval_fraction: float = field(default=0.5, metadata={
+        "help": "share of retrieval examples in the fine-tuning data (a toy forgets retrieval without them)"})
     quick: bool = field(default=False, metadata={"help": "smoke size: few steps, two lengths, one sample"})
     seed: int = 0
 
@@ -52,50 +73,149 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise LongwinError(f"unknown demo method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     if cfg.quick:
-        cfg.max_steps, cfg.lengths, cfg.samples = 30, [256, 1024], 1
+        cfg.max_steps, cfg.lengths, cfg.samples = 10, [256, 1024], 1
     demo(cfg)
     return 0
 
 
-def _train(cfg: DemoConfig, method: str, out: Path) -> None:
+class Progress:
+    """Stage counter with an estimate of the time left from the stages done so far."""
+
+    def __init__(self, stages: list[tuple[str, float]]) -> None:
+        self.stages, self.started, self.done = stages, time.time(), 0
+        self.spent_guess = 0.0  # guessed cost of the finished stages, to rescale the guesses of the rest
+
+    def start(self, name: str) -> None:
+        elapsed = time.time() - self.started
+        left = sum(cost for _, cost in self.stages[self.done:])
+        if self.spent_guess > 0:
+            left *= elapsed / self.spent_guess
+        print(f"demo [{self.done + 1}/{len(self.stages)}] {name}  (elapsed {elapsed / 60:.1f} min, "
+              f"about {left / 60:.1f} min left)", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        self.spent_guess += self.stages[self.done][1]
+        self.done += 1
+
+
+def _plan(cfg: DemoConfig) -> list[tuple[str, float]]:
+    eval_guess = 20.0 * len(cfg.tasks) * len(cfg.lengths) * cfg.samples / 8
+    stages = [("evaluate base", eval_guess)]
+    for name in cfg.methods:
+        kind = METHODS[name].kind
+        if kind != "free":
+            stages.append((f"train {name}", _STEP_GUESS[kind] * cfg.max_steps))
+        stages.append((f"evaluate {name}", eval_guess * (2 if kind == "sharedllm" else 1)))
+    return stages
+
+
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def _train(cfg: DemoConfig, name: str, out: Path) -> None:
     from longwin.cli import main
 
     if (out / "model.safetensors").is_file():
-        print(f"demo: {method} model already trained ({out}), skipping")
+        print(f"demo: {name} already trained ({out}), skipping", file=sys.stderr)
         return
-    scheme, rope = METHODS[method]
-    code = main(["train", "--config", "cream-toy-2048", "--model", cfg.model, "--scheme", scheme, "--rope", rope,
-                 "--target-length", str(cfg.target_length), "--max-steps", str(cfg.max_steps),
-                 "--seed", str(cfg.seed), "--output-dir", str(out), "--save-steps", str(max(cfg.max_steps // 3, 1)),
-                 "--disable-tqdm", "true"])
-    if code:
-        raise LongwinError(f"training {method} failed (exit {code})")
+    method = METHODS[name]
+    common = ["--model", cfg.model, "--target-length", str(cfg.target_length), "--max-steps", str(cfg.max_steps),
+              "--seed", str(cfg.seed), "--output-dir", str(out), "--save-steps", str(max(cfg.max_steps // 4, 1)),
+              "--retrieval-fraction", str(cfg.retrieval_fraction), "--disable-tqdm", "true", "--report-to", "none"]
+    if method.kind == "sharedllm":
+        argv = ["train", "--config", "sharedllm-toy-2048", *common]
+    else:
+        argv = ["train", "--config", "cream-toy-2048", "--scheme", method.scheme, "--rope", method.rope or cfg.rope,
+                *common]
+    resume = _last_checkpoint(out)
+    if resume:
+        argv += ["--resume-from-checkpoint", resume]
+    if main(argv):
+        raise LongwinError(f"training {name} failed (see the message above)")
+
+
+def _evaluate(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: Path) -> dict[str, Any]:
+    from longwin.eval import evaluate
+
+    return evaluate(model, cfg.tasks, cfg.lengths, out, seed=cfg.seed, samples=cfg.samples, corpus=str(heldout),
+                    name=name, progress=False)
+
+
+def _heldout(cfg: DemoConfig, root: Path) -> Path:
+    """The documents `longwin train` holds out (same data, fraction and seed) as the perplexity corpus."""
+    from longwin.data.corpora import load_documents, split_documents
+    from longwin.training.config import ExtendConfig
+
+    path = root / "heldout.jsonl"
+    if not path.is_file():
+        ext = ExtendConfig()
+        _, held = split_documents(load_documents(ext.data), ext.val_fraction, seed=cfg.seed)
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in held), encoding="utf-8")
+    return path
 
 
 def demo(cfg: DemoConfig) -> Path:
-    from longwin.eval import compare_runs, evaluate
+    from longwin.eval import compare_runs
+    from longwin.eval.loading import load_for_eval
 
     root = Path(cfg.out)
-    started = time.time()
+    heldout = _heldout(cfg, root)
+    progress = Progress(_plan(cfg))
     runs: dict[str, Path] = {}
-    steps = ["base"] + list(cfg.methods)
-    for i, name in enumerate(steps, 1):
-        print(f"demo [{i}/{len(steps)}] {name}  (elapsed {(time.time() - started) / 60:.1f} min)")
-        model_ref = cfg.model
-        if name != "base":
-            model_ref = str(root / "models" / name)
-            _train(cfg, name, Path(model_ref))
+    cards: dict[str, dict[str, Any]] = {}
+    progress.start("evaluate base")
+    runs["base"] = root / "eval" / "base"
+    _evaluate(cfg, f"{cfg.model} (base)", cfg.model, runs["base"], heldout)
+    progress.finish()
+    for name in cfg.methods:
+        method = METHODS[name]
+        model: Any
+        if method.kind == "free":
+            model = load_for_eval(cfg.model, rope=method.rope, target_length=cfg.target_length)
+        else:
+            folder = root / "models" / name
+            progress.start(f"train {name}")
+            _train(cfg, name, folder)
+            progress.finish()
+            cards[name] = json.loads((folder / "longwin_training.json").read_text())
+            model = str(folder)
+        progress.start(f"evaluate {name}")
         runs[name] = root / "eval" / name
-        evaluate(model_ref, cfg.tasks, cfg.lengths, runs[name], seed=cfg.seed, samples=cfg.samples)
-    table = compare_runs([runs[n] for n in steps], root / "compare")
-    results = {n: json.loads((runs[n] / "results.json").read_text()) for n in steps}
-    (root / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    minutes = (time.time() - started) / 60
-    (root / "report.md").write_text(
-        f"# longwin demo: {cfg.model} extended to {cfg.target_length} tokens\n\n"
-        f"Methods: {', '.join(cfg.methods)} ({cfg.max_steps} steps each, fine-tuned at the native window). "
-        f"Tasks: {', '.join(cfg.tasks)}; {cfg.samples} sample(s) per cell; seed {cfg.seed}.\n\n"
-        f"{table}\n\nPlots: `compare/`. Wall time of this run: {minutes:.1f} min.\n"
-    )
-    print(f"demo: report at {root / 'report.md'} ({minutes:.1f} min)")
+        _evaluate(cfg, name, model, runs[name], heldout)
+        progress.finish()
+    table = compare_runs(list(runs.values()), root / "compare")
+    results = {n: json.loads((d / "results.json").read_text()) for n, d in runs.items()}
+    minutes = (time.time() - progress.started) / 60
+    (root / "results.json").write_text(json.dumps({"config": asdict(cfg), "results": results, "training": cards},
+                                                  indent=2, default=str) + "\n")
+    (root / "report.md").write_text(_report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root,
+                                            minutes))
+    print(f"demo: report at {root / 'report.md'} ({minutes:.1f} min)", file=sys.stderr)
     return root
+
+
+def _report(cfg: DemoConfig, table: str, cards: dict[str, dict[str, Any]], plots: list[Path], root: Path,
+            minutes: float) -> str:
+    methods = "\n".join(f"- `{n}`: {METHODS[n].label}" + (
+        f" (RoPE: {METHODS[n].rope or cfg.rope})" if METHODS[n].kind != "sharedllm" else "") for n in cfg.methods)
+    training = "\n".join(
+        f"| {n} | {c.get('steps')} | {c.get('final_loss', 0) or 0:.3f} | {c.get('train_wall_seconds')} |"
+        for n, c in cards.items())
+    images = "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in plots)
+    return (
+        f"# longwin demo: `{cfg.model}` extended to {cfg.target_length} tokens\n\n"
+        f"Methods (columns of the table; `base` is the unchanged model):\n{methods}\n\n"
+        f"Fine-tuned methods: {cfg.max_steps} steps at the native window on the same data "
+        f"({cfg.retrieval_fraction:.0%} retrieval examples), seed {cfg.seed}. "
+        f"Evaluation: {', '.join(cfg.tasks)} at {', '.join(map(str, cfg.lengths))} tokens, {cfg.samples} sample(s) "
+        f"per cell (depth/position), perplexity on the held-out documents (`heldout.jsonl`).\n\n"
+        f"{table}\n\n"
+        f"## Training\n\n| method | steps | final loss | seconds |\n|---|---|---|---|\n{training}\n\n"
+        f"## Plots\n\n{images}\n\n"
+        f"Wall time of this run: {minutes:.1f} min. Small sample counts: one sample moves an accuracy by "
+        f"{100 / max(cfg.samples * 5, 1):.0f} points or more; `docs/results.md` averages seeds.\n"
+    )
