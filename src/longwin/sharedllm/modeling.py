@@ -332,11 +332,14 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
                                       inputs_embeds, query_length)
         if tree_kv is not None:
             kwargs[TREE_KWARG] = tree_kv
+        if past_key_values is not None:  # passed on only when set: newer transformers name the cache `cache`
+            kwargs["past_key_values"] = past_key_values
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         kwargs.pop(TREE_KWARG, None)
+        kwargs.pop("past_key_values", None)
         hidden = outputs.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep, :])

@@ -65,7 +65,8 @@ def save(trainer, prep, ext: ExtendConfig, out: Path) -> None:
 
 
 def write_card(out: Path, ext: ExtendConfig, targs, prep, pool, trainer, seconds: float) -> None:
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h] or \
+        [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]  # fewer steps than logging_steps
     card = {
         "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope,
         "base_model": ext.model, "native_window": prep.native_window, "train_length": prep.train_length,

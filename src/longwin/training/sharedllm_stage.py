@@ -306,7 +306,8 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
 
 def _card(ext: ExtendConfig, targs: Any, config: Any, layout: Layout, native: int, pool: DocumentPool,
           trainer: Any, trainable: int, seconds: float) -> dict[str, Any]:
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h] or \
+        [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]  # fewer steps than logging_steps
     return {
         "method": "sharedllm", "stage": ext.sharedllm_stage, "base_model": ext.model,
         "load": "import longwin.sharedllm (registers the model type), then "
