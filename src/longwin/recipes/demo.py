@@ -36,6 +36,7 @@ METHODS: dict[str, Method] = {
     "pi": Method("positions", "PI only (fine-tuned, contiguous positions)", scheme="none", rope="linear"),
     "pose": Method("positions", "PoSE", scheme="pose"),
     "randpos": Method("positions", "RandPos", scheme="randpos"),
+    "yarn": Method("positions", "YaRN (fine-tuned, contiguous positions)", scheme="none", rope="yarn"),
     "sharedllm": Method("sharedllm", "SharedLLM (context trees + cross-attention)"),
     "yarn-free": Method("free", "YaRN, training-free", rope="yarn"),
     "ntk-free": Method("free", "NTK, training-free", rope="ntk"),
@@ -50,7 +51,8 @@ class DemoConfig:
     model: str = field(default="toy", metadata={"help": "base model"})
     methods: list[str] = field(default_factory=lambda: ["cream", "pi", "pose", "yarn-free", "sharedllm"],
                                metadata={"help": f"methods: {', '.join(METHODS)}"})
-    rope: str = field(default="linear", metadata={"help": "RoPE interpolation of the fine-tuned position methods"})
+    rope: str = field(default="yarn", metadata={
+        "help": "RoPE scaling of CREAM, PoSE and RandPos (the toy loses exact copying under linear PI: docs/results.md)"})
     target_length: int = 2048
     lengths: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
     tasks: list[str] = field(default_factory=lambda: ["passkey", "needle", "kv-retrieval", "ppl"])
@@ -115,7 +117,7 @@ def _last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
-def _train(cfg: DemoConfig, name: str, out: Path) -> None:
+def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
     from longwin.cli import main
 
     if (out / "model.safetensors").is_file():
@@ -137,14 +139,14 @@ def _train(cfg: DemoConfig, name: str, out: Path) -> None:
         raise LongwinError(f"training {name} failed (see the message above)")
 
 
-def _evaluate(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: Path) -> dict[str, Any]:
+def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: Path) -> dict[str, Any]:
     from longwin.eval import evaluate
 
     return evaluate(model, cfg.tasks, cfg.lengths, out, seed=cfg.seed, samples=cfg.samples, corpus=str(heldout),
                     name=name, progress=False)
 
 
-def _heldout(cfg: DemoConfig, root: Path) -> Path:
+def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
     """The documents `longwin train` holds out (same data, fraction and seed) as the perplexity corpus."""
     from longwin.data.corpora import load_documents, split_documents
     from longwin.training.config import ExtendConfig
@@ -163,13 +165,13 @@ def demo(cfg: DemoConfig) -> Path:
     from longwin.eval.loading import load_for_eval
 
     root = Path(cfg.out)
-    heldout = _heldout(cfg, root)
+    heldout = heldout_corpus(cfg, root)
     progress = Progress(_plan(cfg))
     runs: dict[str, Path] = {}
     cards: dict[str, dict[str, Any]] = {}
     progress.start("evaluate base")
     runs["base"] = root / "eval" / "base"
-    _evaluate(cfg, f"{cfg.model} (base)", cfg.model, runs["base"], heldout)
+    evaluate_method(cfg, f"{cfg.model} (base)", cfg.model, runs["base"], heldout)
     progress.finish()
     for name in cfg.methods:
         method = METHODS[name]
@@ -179,13 +181,13 @@ def demo(cfg: DemoConfig) -> Path:
         else:
             folder = root / "models" / name
             progress.start(f"train {name}")
-            _train(cfg, name, folder)
+            train_method(cfg, name, folder)
             progress.finish()
             cards[name] = json.loads((folder / "longwin_training.json").read_text())
             model = str(folder)
         progress.start(f"evaluate {name}")
         runs[name] = root / "eval" / name
-        _evaluate(cfg, name, model, runs[name], heldout)
+        evaluate_method(cfg, name, model, runs[name], heldout)
         progress.finish()
     table = compare_runs(list(runs.values()), root / "compare")
     results = {n: json.loads((d / "results.json").read_text()) for n, d in runs.items()}

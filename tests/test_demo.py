@@ -1,0 +1,33 @@
+"""`longwin demo`: the main job end to end on the toy model (tiny sizes), resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from longwin.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_demo_trains_evaluates_reports_and_resumes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--methods", "pi,yarn-free,sharedllm", "--max-steps", "2",
+            "--lengths", "256,512", "--tasks", "passkey,ppl", "--samples", "1"]
+    assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert "| task | series | length | base | pi | yarn-free | sharedllm |" in report
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"base", "pi", "yarn-free", "sharedllm"}
+    assert set(results["training"]) == {"pi", "sharedllm"}
+    assert (out / "models" / "pi" / "model.safetensors").is_file()
+    assert "about" in capsys.readouterr().err  # the time-left estimate
+    assert main(argv) == 0  # resumes: models and cells are reused
+    assert "already trained" in capsys.readouterr().err
+
+
+def test_unknown_demo_method_is_a_one_line_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--methods", "cream,magic"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown demo method(s) magic" in err[0]
