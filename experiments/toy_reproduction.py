@@ -141,7 +141,7 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         "(n = number of seeds, shown per section); each seed trains its own models and draws its own prompts "
         f"({args.samples} sample(s) per depth/position per seed).\n",
         "Model: the built-in toy base (`docs/toy-model.md`: 2.2M parameters, 4 layers, 256-token window). "
-        f"Fine-tuned methods: {args.steps} steps × 8 windows of 256 tokens at the native window, lr 1e-3, "
+        f"Fine-tuned methods: {args.steps} steps × 8 windows of 256 tokens at the native window, lr 3e-4, "
         f"{args.retrieval_fraction:.0%} retrieval examples laid out on each method's own position ids "
         "(`longwin/data/retrieval_docs.py`), the rest natural text (essays + KJV). CREAM, PoSE and RandPos use "
         f"{args.rope} RoPE scaling; `pi` is linear PI with contiguous positions, `yarn` is YaRN with contiguous "
