@@ -60,6 +60,15 @@ def test_train_cli_saves_a_stock_transformers_model(tiny_setup, tmp_path, scheme
     assert "skipped 1 shorter than 64 tokens" in capsys.readouterr().err
 
 
+def test_rope_options_reach_the_saved_config(tiny_setup, tmp_path):
+    model_dir, corpus = tiny_setup
+    out = tmp_path / "yarn"
+    assert main(_train_args(model_dir, corpus, out, "--rope", "yarn", "--rope-options", "attention_factor=1.5")) == 0
+    params = AutoConfig.from_pretrained(out).rope_parameters
+    assert params["rope_type"] == "yarn" and params["attention_factor"] == 1.5
+    assert json.loads((out / "longwin_training.json").read_text())["rope_options"] == {"attention_factor": 1.5}
+
+
 def test_train_with_lora_saves_merged_model(tiny_setup, tmp_path):
     model_dir, corpus = tiny_setup
     out = tmp_path / "lora"
@@ -74,6 +83,8 @@ def test_train_with_lora_saves_merged_model(tiny_setup, tmp_path):
     (["--scheme", "bogus"], "unknown position scheme 'bogus'"),
     (["--rope", "bogus"], "bogus"),
     (["--scheme-options", "colour=red"], "unknown option(s) colour"),
+    (["--rope", "yarn", "--rope-options", "colour=red"], "unknown option(s) for RoPE method 'yarn': colour"),
+    (["--rope-options", "attention_factor"], "rope option 'attention_factor' is not of the form key=value"),
     (["--train-length", "60", "--data", "SHORT"], "no training document has 60 tokens"),
 ])
 def test_train_bad_input_is_one_line_exit_2(tiny_setup, tmp_path, capsys, extra, message):

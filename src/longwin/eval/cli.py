@@ -28,6 +28,7 @@ class EvalConfig(EvalOptions):
     rope: str = field(default="", metadata={
         "help": "training-free RoPE scaling before evaluating: linear, ntk, dynamic, yarn, llama3 (needs --target-length)"})
     target_length: int = field(default=0, metadata={"help": "window the --rope scaling targets"})
+    rope_options: str = field(default="", metadata={"help": "--rope options as k=v,k=v (e.g. attention_factor=1.5)"})
     truncate: int = field(default=0, metadata={
         "help": "truncation baseline: the model sees only the last N tokens of each prompt (0: off)"})
 
@@ -58,13 +59,15 @@ def run(args: argparse.Namespace) -> int:
     from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
     from longwin.eval.runner import check_request, evaluate
+    from longwin.training.config import parse_options
 
     if cfg.truncate and cfg.truncate < 2:
         raise LongwinError(f"--truncate must keep at least 2 tokens, got {cfg.truncate}")
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
     check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # bad input fails before the model loads
     model = load_for_eval(cfg.model, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                          rope=cfg.rope, target_length=cfg.target_length)
+                          rope=cfg.rope, target_length=cfg.target_length,
+                          rope_options=parse_options(cfg.rope_options, "rope"))
     name = f"{cfg.model} ({cfg.rope} RoPE to {cfg.target_length}, training-free)" if cfg.rope else cfg.model
     if cfg.truncate:
         from longwin.eval.model import TruncatingAdapter

@@ -23,7 +23,8 @@ def pick_device(device: str) -> str:
 
 
 def load_for_eval(ref: str, *, device: str = "auto", dtype: str = "auto", attn_implementation: str = "",
-                  rope: str = "", target_length: int = 0) -> tuple[Any, Any]:
+                  rope: str = "", target_length: int = 0, rope_options: dict[str, Any] | None = None
+                  ) -> tuple[Any, Any]:
     """(model, tokenizer) on `device`; with `rope`, the config is rescaled to `target_length` first."""
     from longwin.models import load_model, model_path
 
@@ -35,7 +36,8 @@ def load_for_eval(ref: str, *, device: str = "auto", dtype: str = "auto", attn_i
 
         from longwin.rope import scale_rope
 
-        config = scale_rope(AutoConfig.from_pretrained(model_path(ref), local_files_only=True), rope, target_length)
+        config = scale_rope(AutoConfig.from_pretrained(model_path(ref), local_files_only=True), rope, target_length,
+                            **(rope_options or {}))
     elif target_length:
         raise LongwinError("--target-length without --rope does nothing: name a RoPE method (e.g. --rope yarn)")
     return load_model(ref, dtype=None if dtype == "auto" else dtype, device=pick_device(device),

@@ -30,6 +30,8 @@ class ExtendConfig:
     scheme_options: dict = field(default_factory=dict, metadata={
         "help": "scheme options as k=v,k=v (e.g. sigma=3,mode=truncated,p_continuity=0.5)"})
     rope: str = field(default="linear", metadata={"help": "RoPE scaling: none, linear, ntk, dynamic, yarn, llama3"})
+    rope_options: dict = field(default_factory=dict, metadata={
+        "help": "RoPE scaling options as k=v,k=v (yarn: beta_fast, beta_slow, attention_factor; llama3: ...)"})
     target_length: int = field(default=0, metadata={"help": "target context window L (required)"})
     train_length: int = field(default=0, metadata={"help": "training window (default: the native window N)"})
     allow_long_train_window: bool = field(default=False, metadata={
@@ -114,14 +116,14 @@ def resolve_recipe(name_or_path: str) -> Path:
     raise LongwinError(f"no recipe file or packaged recipe named {name_or_path!r} (known: {', '.join(list_recipes())})")
 
 
-def parse_options(text: str | dict) -> dict[str, Any]:
-    """`k=v,k=v` → dict with numbers and booleans typed, for `--scheme-options`."""
+def parse_options(text: str | dict, what: str = "scheme") -> dict[str, Any]:
+    """`k=v,k=v` → dict with numbers and booleans typed, for `--scheme-options` and `--rope-options`."""
     if isinstance(text, dict):
         return text
     out: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         if "=" not in item:
-            raise LongwinError(f"scheme option {item!r} is not of the form key=value")
+            raise LongwinError(f"{what} option {item!r} is not of the form key=value")
         key, value = (x.strip() for x in item.split("=", 1))
         out[key] = _typed(value)
     return out
@@ -152,6 +154,7 @@ def configs_from_args(args: argparse.Namespace):
         raise LongwinError(f"unknown recipe key(s): {', '.join(unknown)}")
     ext = build_config(ExtendConfig, {k: v for k, v in yaml_values.items() if k in ext_names}, given)
     ext.scheme_options = parse_options(ext.scheme_options)
+    ext.rope_options = parse_options(ext.rope_options, "rope")
     ta_values = {**TRAINER_DEFAULTS, **{k: v for k, v in yaml_values.items() if k in ta_names}}
     ta_values.update({k: v for k, v in given.items() if k in ta_names})
     try:

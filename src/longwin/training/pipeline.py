@@ -68,7 +68,7 @@ def write_card(out: Path, ext: ExtendConfig, targs, prep, pool, trainer, seconds
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h] or \
         [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]  # fewer steps than logging_steps
     card = {
-        "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope,
+        "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope, "rope_options": ext.rope_options,
         "base_model": ext.model, "native_window": prep.native_window, "train_length": prep.train_length,
         "target_length": ext.target_length, "data": pool.describe(),
         "retrieval_fraction": ext.retrieval_fraction,

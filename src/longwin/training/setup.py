@@ -36,7 +36,7 @@ def prepare(ext: ExtendConfig) -> Prepared:
     base_config = AutoConfig.from_pretrained(model_path(ext.model), local_files_only=True)
     native = native_window(base_config)
     train_len = check_windows(ext, native)
-    scaled = scale_rope(base_config, ext.rope, ext.target_length)
+    scaled = scale_rope(base_config, ext.rope, ext.target_length, **ext.rope_options)
     model, tokenizer = load_model(ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation,
                                   config=scaled)
     model.train()
