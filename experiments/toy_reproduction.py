@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "toy_reproduction"
 POSITION_METHODS = ["cream", "pose", "randpos", "pi", "yarn"]
 FREE_METHODS = ["yarn-free", "ntk-free"]
-SHARED_METHODS = ["sharedllm", "truncation"]  # plus the fine-tuned YaRN model as full attention
+# plus the fine-tuned YaRN model as full attention; "sharedllm-no-context" is the trained SharedLLM fed
+# only its local window, which separates what the trees add from what fine-tuning its top layers adds
+SHARED_METHODS = ["sharedllm", "sharedllm-no-context", "truncation"]
 TASKS = ["passkey", "kv-retrieval", "ppl"]  # lines runs from 512 tokens: its smallest prompt has 266
 
 
@@ -63,6 +65,8 @@ def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None
             model = load_for_eval(cfg.model, rope=name.split("-")[0], target_length=cfg.target_length)
         elif name == "truncation":
             model = TruncatingAdapter(*load_model(cfg.model), keep=256, name="toy (last 256 tokens)")
+        elif name == "sharedllm-no-context":
+            model = TruncatingAdapter(*load_model(str(root / "models" / "sharedllm")), keep=256, name=name)
         else:
             train_method(cfg, name, root / "models" / name)
             model = str(root / "models" / name)
@@ -174,11 +178,12 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         out.append("\n\n### Perplexity (sliding window, held-out documents) by length\n")
         out.append(_table(rows, methods, [f"ppl/sliding/{n}" for n in lens], lens, digits=1))
         if "sharedllm" in rows:
-            shared = [m for m in ["base", "truncation", "yarn", "sharedllm"] if m in rows]
+            shared = [m for m in ["base", "truncation", "yarn", "sharedllm", "sharedllm-no-context"] if m in rows]
             out.append("\n\n### SharedLLM vs full attention vs truncation\n")
             out.append("`yarn` (full attention over the whole prompt, fine-tuned YaRN), `truncation` (the base "
                        "sees its last 256 tokens), `sharedllm` (256-token local window + context trees, trained "
-                       "with the same step budget by `sharedllm-toy-2048`).\n")
+                       "with the same step budget by `sharedllm-toy-2048`), `sharedllm-no-context` (the same "
+                       "trained model fed only its last 256 tokens: what fine-tuning alone gives).\n")
             for task, series, digits in (("ppl", "sliding", 1), ("passkey", "accuracy", 0),
                                          ("kv-retrieval", "accuracy", 0)):
                 out.append(f"\n{task} ({series}):\n\n")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,18 +53,26 @@ def test_two_process_gloo_equals_one_process_with_same_global_batch(tiny_setup, 
         assert a[step] == pytest.approx(b[step], rel=1e-4), (step, a, b)
 
 
-def test_resume_from_checkpoint_continues_the_same_loss_curve(tiny_setup, tmp_path):  # noqa: F811
+def test_resume_after_the_process_is_killed_continues_the_same_loss_curve(tiny_setup, tmp_path):  # noqa: F811
     model_dir, corpus = tiny_setup
     full, cut = tmp_path / "full", tmp_path / "cut"
-    _run(_args(model_dir, corpus, full, 8, "--save-steps", "4", "--save-total-limit", "5"))
-    # the state a run killed right after step 4 leaves on disk: checkpoint-4 and nothing later
-    _run(_args(model_dir, corpus, cut, 8, "--save-steps", "4", "--save-total-limit", "5"))
-    shutil.rmtree(cut / "checkpoint-8")
-    for name in ("model.safetensors", "longwin_training.json"):
-        (cut / name).unlink()
-    _run(_args(model_dir, corpus, cut, 8, "--save-steps", "4", "--save-total-limit", "5",
-               "--resume-from-checkpoint", str(cut / "checkpoint-4")))
-    a, b = _losses(full / "checkpoint-8"), _losses(cut / "checkpoint-8")
-    assert sorted(a) == sorted(b) == list(range(1, 9))
-    for step in range(5, 9):
+    steps = ["--save-steps", "4", "--save-total-limit", "20"]
+    _run(_args(model_dir, corpus, full, 40, *steps))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "longwin", *_args(model_dir, corpus, cut, 40, *steps)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (cut / "checkpoint-4" / "trainer_state.json").is_file() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint within 2 minutes"
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no chance to save anything more
+    proc.wait()
+    assert not (cut / "model.safetensors").is_file(), "the run finished before it could be killed"
+    done = [c for c in cut.glob("checkpoint-*") if (c / "trainer_state.json").is_file()]
+    resume = max(done, key=lambda c: int(c.name.split("-")[1]))
+    _run(_args(model_dir, corpus, cut, 40, *steps, "--resume-from-checkpoint", str(resume)))
+    a, b = _losses(full / "checkpoint-40"), _losses(cut / "checkpoint-40")
+    start = int(resume.name.split("-")[1])
+    assert sorted(a) == sorted(b) == list(range(1, 41))
+    for step in range(start + 1, 41):
         assert a[step] == pytest.approx(b[step], rel=1e-5), (step, a, b)
