@@ -41,15 +41,17 @@ METHODS: dict[str, Method] = {
     "yarn-free": Method("free", "YaRN, training-free", rope="yarn"),
     "ntk-free": Method("free", "NTK, training-free", rope="ntk"),
 }
-# rough seconds per training step on 2 CPU cores (batch 8), refined as the run goes, for the ETA
-_STEP_GUESS = {"positions": 0.6, "sharedllm": 1.2}
+# seconds per training step (batch 8) and per evaluation cell-sample on 2 idle CPU cores (measured on
+# the toy), for the first time-left estimate; later estimates rescale them by the time actually spent
+_STEP_GUESS = {"positions": 0.27, "sharedllm": 0.4}
+_EVAL_GUESS = 0.6
 
 
 @dataclass
 class DemoConfig:
     out: str = field(default="out/demo", metadata={"help": "output folder"})
     model: str = field(default="toy", metadata={"help": "base model"})
-    methods: list[str] = field(default_factory=lambda: ["cream", "pi", "pose", "yarn-free", "sharedllm"],
+    methods: list[str] = field(default_factory=lambda: ["cream", "pi", "pose", "yarn", "yarn-free", "sharedllm"],
                                metadata={"help": f"methods: {', '.join(METHODS)}"})
     rope: str = field(default="yarn", metadata={
         "help": "RoPE scaling of CREAM, PoSE and RandPos (the toy loses exact copying under linear PI: docs/results.md)"})
@@ -101,7 +103,7 @@ class Progress:
 
 
 def _plan(cfg: DemoConfig) -> list[tuple[str, float]]:
-    eval_guess = 20.0 * len(cfg.tasks) * len(cfg.lengths) * cfg.samples / 8
+    eval_guess = _EVAL_GUESS * len(cfg.tasks) * len(cfg.lengths) * cfg.samples
     stages = [("evaluate base", eval_guess)]
     for name in cfg.methods:
         kind = METHODS[name].kind
