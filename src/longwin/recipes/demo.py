@@ -126,13 +126,13 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
         print(f"demo: {name} already trained ({out}), skipping", file=sys.stderr)
         return
     method = METHODS[name]
-    common = ["--model", cfg.model, "--target-length", str(cfg.target_length), "--max-steps", str(cfg.max_steps),
-              "--seed", str(cfg.seed), "--output-dir", str(out), "--save-steps", str(max(cfg.max_steps // 4, 1)),
-              "--retrieval-fraction", str(cfg.retrieval_fraction), "--disable-tqdm", "true", "--report-to", "none"]
-    if method.kind == "sharedllm":
+    common = ["--model", cfg.model, "--max-steps", str(cfg.max_steps), "--seed", str(cfg.seed), "--output-dir",
+              str(out), "--save-steps", str(max(cfg.max_steps // 4, 1)), "--disable-tqdm", "true", "--report-to", "none"]
+    if method.kind == "sharedllm":  # its recipe's training length and retrieval mix; it reads any length later
         argv = ["train", "--config", "sharedllm-toy-2048", *common]
     else:
         argv = ["train", "--config", "cream-toy-2048", "--scheme", method.scheme, "--rope", method.rope or cfg.rope,
+                "--target-length", str(cfg.target_length), "--retrieval-fraction", str(cfg.retrieval_fraction),
                 *common]
     resume = _last_checkpoint(out)
     if resume:
