@@ -241,9 +241,9 @@ def claims(rows: dict[str, Any], s: int) -> str:
     alone = _mean(rows, "sharedllm-no-context", f"ppl/sliding/{top}")
     if shared is not None and trunc is not None:
         lines.append(f"- Target: SharedLLM perplexity at {top} below the truncated base — {_verdict(shared < trunc)}: "
-                     f"{shared:.1f} vs {trunc:.1f}" + (f"; the same SharedLLM without its context trees: {alone:.1f}, "
-                                                       f"so the trees account for {alone - shared:.1f} of the "
-                                                       f"{trunc - shared:.1f} points." if alone is not None else "."))
+                     f"{shared:.1f} vs {trunc:.1f}" + (f"; the same SharedLLM without its context trees: {alone:.1f} "
+                                                       f"(the trees change it by {shared - alone:+.1f})."
+                                                       if alone is not None else "."))
         deep = [_mean(rows, "sharedllm", f"passkey/at-longest/{d}") for d in ("0", "25", "50", "75")]
         if None not in deep:
             lines.append(f"- Target: SharedLLM retrieves pass keys in the compressed context — "
