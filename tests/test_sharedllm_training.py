@@ -85,3 +85,35 @@ def test_loss_decreases_over_a_few_optimizer_steps():
     assert losses[-1] < losses[0] - 0.2  # from ln(320) ≈ 5.77: the frozen tied head keeps logits small
     assert torch.equal(model.model.layers[0].self_attn.q_proj.weight, frozen_before)
     assert model.cross_attn[0].o_proj.weight.abs().sum() > 0  # the injection path learned
+
+
+def _answer_loss_after_training(with_context: bool, steps: int = 150) -> float:
+    """Train a tiny SharedLLM to name the one non-filler token of its context (16 candidates)."""
+    torch.manual_seed(0)
+    model = SharedLLMForCausalLM.from_base(make_tiny_llama(layers=3), num_lower_layers=2, chunk_size=16,
+                                          tree_height=2, kv_per_node=4)
+    model.train()
+    optimizer = torch.optim.AdamW(trainable_parameters(model, "all"), lr=3e-3)
+    collate = SharedLLMCollator(pad_token_id=0, chunk_size=16)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        examples = []
+        for _ in range(16):
+            key = 100 + int(torch.randint(16, (1,), generator=gen))
+            context = [5] * 48
+            where = int(torch.randint(3, (1,), generator=gen)) * 16
+            context[where:where + 16] = [key] * 16
+            examples.append({"context_ids": context if with_context else [], "input_ids": [7, 8, 9, key]})
+        batch = collate(examples)
+        batch["labels"][:, :-1] = IGNORE_INDEX  # score the answer only
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+def test_the_trees_carry_what_only_the_context_holds():
+    """The answer is in the context alone: with the trees the loss goes to ~0, without them it stays at ln 16."""
+    assert _answer_loss_after_training(with_context=True) < 0.5
+    assert _answer_loss_after_training(with_context=False) > 2.4  # ln 16 = 2.77: the prior is all it can learn
