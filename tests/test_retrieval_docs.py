@@ -78,8 +78,18 @@ def test_build_is_deterministic_and_covers_kinds(examples):
     position_ids = positions.sample("cream", 128, 1024, seed=0)
     a = examples.build(random.Random(7), position_ids, 1024)
     b = examples.build(random.Random(7), position_ids, 1024)
-    assert torch.equal(a, b)
-    assert len({tuple(examples.build(random.Random(s), position_ids, 1024).tolist()[:12]) for s in range(20)}) > 1
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert len({tuple(examples.build(random.Random(s), position_ids, 1024)[0].tolist()[:12]) for s in range(20)}) > 1
+
+
+@pytest.mark.parametrize("kind", ["passkey_grass", "lines"])
+def test_evidence_by_keeps_the_evidence_in_the_context(examples, kind):
+    """SharedLLM's use: one contiguous span, evidence in its first 192 slots, answer the last tokens."""
+    for seed in range(20):
+        pieces = examples.pieces(kind, random.Random(seed), 256)
+        ids = examples._place(pieces, random.Random(seed), torch.arange(256), evidence_by=192).tolist()
+        assert ids[-len(pieces.answer):] == pieces.answer
+        assert find(ids[:192], pieces.evidence), "evidence not inside the context"
 
 
 def test_unknown_kind_is_a_clear_error(tiny_tokenizer):

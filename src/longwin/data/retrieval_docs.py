@@ -115,22 +115,27 @@ class RetrievalExamples:
     def _line_name(self, rng: random.Random) -> str:
         return f"{rng.choice(self.words)}-{rng.choice(self.words)}"
 
-    def build(self, rng: random.Random, position_ids: torch.Tensor, target_len: int) -> torch.Tensor | None:
-        """Token ids for `position_ids` (strictly increasing, < target_len), or None if no kind fits them.
+    def build(self, rng: random.Random, position_ids: torch.Tensor, target_len: int, *,
+              evidence_by: int | None = None) -> tuple[torch.Tensor, int] | None:
+        """(token ids for `position_ids`, answer length), or None if no kind fits them.
 
-        The question and answer take the end of the last run of consecutive positions that holds
-        them (of the whole window when no run does); the evidence lies inside one run before them.
+        `position_ids` are strictly increasing and < target_len. The question and answer take the end
+        of the last run of consecutive positions that holds them (of the whole window when no run
+        does); the evidence lies inside one run before them, ending by slot `evidence_by` when given
+        (SharedLLM: inside the context, not the local window). The answer is the last tokens.
         """
         kinds = self.kinds[:]
         rng.shuffle(kinds)
         for kind in kinds:
-            ids = self._place(self.pieces(kind, rng, target_len), rng, position_ids)
+            pieces = self.pieces(kind, rng, target_len)
+            ids = self._place(pieces, rng, position_ids, evidence_by)
             if ids is not None:
-                return ids
+                return ids, len(pieces.answer)
         return None
 
     @staticmethod
-    def _place(p: Pieces, rng: random.Random, position_ids: torch.Tensor) -> torch.Tensor | None:
+    def _place(p: Pieces, rng: random.Random, position_ids: torch.Tensor,
+               evidence_by: int | None = None) -> torch.Tensor | None:
         spans = runs(position_ids)
         qa = p.question + p.answer
         fits = [i for i, (s, e) in enumerate(spans) if e - s >= len(qa)]
@@ -138,9 +143,10 @@ class RetrievalExamples:
             spans, fits = [(0, len(position_ids))], [0]
         last = fits[-1]
         q_start = spans[last][1] - len(qa)
+        limit = q_start if evidence_by is None else min(q_start, evidence_by)
         for intro_end in (len(p.intro), 0):  # drop the intro when it leaves the evidence no room
             starts = [at for s, e in spans[:last + 1]  # the evidence inside one run, after intro, before question
-                      for at in range(max(s, intro_end), min(e, q_start) - len(p.evidence) + 1)]
+                      for at in range(max(s, intro_end), min(e, limit) - len(p.evidence) + 1)]
             if starts:
                 break
         else:

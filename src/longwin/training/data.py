@@ -107,8 +107,9 @@ class PositionSchemeDataset(Dataset):
             rng = random.Random(key)
             if rng.random() < self.retrieval_fraction:
                 placed = positions.sample(self.scheme, self.train_len, self.target_len, seed=key >> 1, **self.options)
-                ids = self.retrieval.build(rng, placed, self.target_len)
-                if ids is not None:
+                built = self.retrieval.build(rng, placed, self.target_len)
+                if built is not None:
+                    ids = built[0]
                     return {"input_ids": ids, "labels": ids.clone(), "position_ids": placed}
         doc = self.pool.corpus.doc(int(self.pool.usable[key % len(self.pool.usable)]))
         layout = positions.layout(self.scheme, len(doc), self.train_len, self.target_len,

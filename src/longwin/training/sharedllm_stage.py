@@ -19,25 +19,22 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch.utils.data import Dataset
 
 from longwin.config import to_dict
-from longwin.data import synthetic
+from longwin.data.retrieval_docs import RetrievalExamples
 from longwin.errors import LongwinError
 from longwin.training.config import ExtendConfig
 from longwin.training.data import DocumentPool
 
 STAGES = ("lm", "instruct")
-# the answer closing every synthetic document: the last number / hex id / uuid of its last line
-_ANSWER = re.compile(r"[0-9a-f]{3,}(?:-[0-9a-f]{3,})*")
-_RENDER_TRIES = 12
 
 
 @dataclass(frozen=True)
@@ -74,74 +71,6 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-class RetrievalDocs:
-    """Synthetic retrieval documents (`longwin.data.synthetic`) sized to a token budget."""
-
-    def __init__(self, tokenizer: Any, kinds: Sequence[str], texts: Sequence[str]) -> None:
-        unknown = [k for k in kinds if k not in synthetic.GENERATORS]
-        if unknown or not kinds:
-            raise LongwinError(f"unknown retrieval kind(s) {unknown} (known: {', '.join(synthetic.GENERATORS)})")
-        self.tokenizer, self.kinds = tokenizer, list(kinds)
-        self.pools = {"grass": synthetic.GRASS_SENTENCES,
-                      "sentences": [s for t in texts for s in synthetic.split_sentences(t)],
-                      "words": synthetic.word_list(texts)}
-        if not self.pools["sentences"] or not self.pools["words"]:
-            raise LongwinError("the training text has no usable sentences for the retrieval documents' fillers")
-        self._size = {k: self._measure(k) for k in self.kinds}
-
-    def _text(self, kind: str, rng: random.Random, units: int) -> str:
-        fn, pool = synthetic.GENERATORS[kind]
-        return fn(rng, self.pools[pool], units)
-
-    def _measure(self, kind: str) -> tuple[float, float]:
-        """(tokens per filler unit, fixed tokens) of `kind`, to size a document to a budget."""
-        rng = random.Random(0)
-        small, big = (len(_encode(self.tokenizer, self._text(kind, rng, u))) for u in (2, 12))
-        per_unit = max((big - small) / 10, 1.0)
-        return per_unit, small - 2 * per_unit
-
-    def render(self, rng: random.Random, budget: int, local: int) -> tuple[list[int], int] | None:
-        """(ids, answer tokens): a document of at most `budget` tokens ending in its question, answer and EOS.
-
-        The answer is the last `answer tokens` ids. Redrawn until its evidence (the first copy of the
-        answer) ends before the last `local` tokens, i.e. lies in the context; after a few tries a
-        document with local evidence is returned. None when nothing fits the budget.
-        """
-        kind = rng.choice(self.kinds)
-        per_unit, fixed = self._size[kind]
-        units = max(int((budget - fixed) / per_unit), 1)
-        fallback = None
-        for _ in range(_RENDER_TRIES):
-            text = self._text(kind, rng, units)
-            split = self._split(text)
-            if split is None:
-                return None
-            prompt, answer, evidence_end = split
-            ids = prompt + answer + [self.tokenizer.eos_token_id]
-            if len(ids) > budget:
-                units = int(units * budget / len(ids) * 0.95)
-                if units < 1:
-                    return fallback
-                continue
-            if evidence_end <= len(ids) - local:
-                return ids, len(answer) + 1
-            fallback = fallback or (ids, len(answer) + 1)
-        return fallback
-
-    def _split(self, text: str) -> tuple[list[int], list[int], int] | None:
-        """(prompt ids, answer ids, tokens up to the end of the evidence) of a rendered document."""
-        last_line = text.rfind("\n") + 1
-        found = list(_ANSWER.finditer(text, last_line))
-        if not found:
-            return None
-        start = found[-1].start()
-        if text[start - 1:start] == " ":
-            start -= 1  # " 12345": the space belongs to the answer, as the model generates it
-        evidence = text.find(found[-1].group())
-        evidence_end = len(_encode(self.tokenizer, text[:evidence + len(found[-1].group())]))
-        return _encode(self.tokenizer, text[:start]), _encode(self.tokenizer, text[start:]), evidence_end
-
-
 def load_instructions(path: str) -> list[dict[str, str]]:
     """Instruction records {prompt, response[, context]} from a JSONL file."""
     file = Path(path)
@@ -169,7 +98,7 @@ class SharedLLMDataset(Dataset):
     """`num_samples` examples for `SharedLLMCollator`: natural text, retrieval documents, instructions."""
 
     def __init__(self, pool: DocumentPool, tokenizer: Any, layout: Layout, *, num_samples: int, seed: int,
-                 stage: str = "lm", retrieval: RetrievalDocs | None = None, retrieval_fraction: float = 0.0,
+                 stage: str = "lm", retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0,
                  instructions: Sequence[dict[str, str]] = ()) -> None:
         if stage not in STAGES:
             raise LongwinError(f"unknown SharedLLM stage {stage!r} (choose from {', '.join(STAGES)})")
@@ -211,14 +140,13 @@ class SharedLLMDataset(Dataset):
         return {"context_ids": tokens[:chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk:]}
 
     def _retrieval(self, rng: random.Random, chunks: int) -> dict[str, list[int]] | None:
-        """A retrieval document filling the example, after natural text when it comes out shorter."""
+        """A retrieval example over the whole span: evidence in the context, question and answer local."""
         lay = self.layout
         total = chunks * lay.chunk + lay.local
-        rendered = self.retrieval.render(rng, total, lay.local)
-        if rendered is None:
+        built = self.retrieval.build(rng, torch.arange(total), total, evidence_by=chunks * lay.chunk)
+        if built is None:
             return None
-        ids, answer = rendered
-        tokens = self.pool.stream(rng, total - len(ids)) + ids
+        tokens, answer = built[0].tolist(), built[1]
         context, window = tokens[:chunks * lay.chunk], tokens[chunks * lay.chunk:]
         if self.stage == "instruct" and answer < len(window):
             return {"context_ids": context, "prompt_ids": window[:-answer], "response_ids": window[-answer:]}
@@ -283,7 +211,7 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
     print(f"longwin train: {pool.describe()}", file=sys.stderr)
     retrieval = None
     if ext.retrieval_fraction > 0:
-        retrieval = RetrievalDocs(tokenizer, ext.retrieval_kinds, pool.texts(tokenizer))
+        retrieval = RetrievalExamples(tokenizer, pool.stream, pool.texts(tokenizer), ext.retrieval_kinds)
     global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
     dataset = SharedLLMDataset(pool, tokenizer, layout, num_samples=targs.max_steps * global_batch, seed=targs.seed,
                                stage=ext.sharedllm_stage, retrieval=retrieval,
