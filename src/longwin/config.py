@@ -116,3 +116,28 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def parse_options(text: str | dict, what: str = "scheme") -> dict[str, Any]:
+    """`k=v,k=v` → dict with numbers and booleans typed, for `--scheme-options` and `--rope-options`."""
+    if isinstance(text, dict):
+        return text
+    out: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if "=" not in item:
+            raise LongwinError(f"{what} option {item!r} is not of the form key=value")
+        key, value = (x.strip() for x in item.split("=", 1))
+        out[key] = _typed(value)
+    return out
+
+
+def _typed(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 
-from longwin.config import add_config_arguments, config_from_args
+from longwin.config import add_config_arguments, config_from_args, parse_options
 from longwin.errors import LongwinError
 from longwin.eval.options import EvalOptions
 
@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
     from longwin.eval.runner import check_request, evaluate
-    from longwin.training.config import parse_options
 
     if cfg.truncate and cfg.truncate < 2:
         raise LongwinError(f"--truncate must keep at least 2 tokens, got {cfg.truncate}")

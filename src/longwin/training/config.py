@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from longwin.config import add_config_arguments, build_config, load_yaml
+from longwin.config import add_config_arguments, build_config, load_yaml, parse_options
 from longwin.errors import LongwinError
 
 
@@ -114,31 +114,6 @@ def resolve_recipe(name_or_path: str) -> Path:
     if packaged.is_file():
         return packaged
     raise LongwinError(f"no recipe file or packaged recipe named {name_or_path!r} (known: {', '.join(list_recipes())})")
-
-
-def parse_options(text: str | dict, what: str = "scheme") -> dict[str, Any]:
-    """`k=v,k=v` → dict with numbers and booleans typed, for `--scheme-options` and `--rope-options`."""
-    if isinstance(text, dict):
-        return text
-    out: dict[str, Any] = {}
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        if "=" not in item:
-            raise LongwinError(f"{what} option {item!r} is not of the form key=value")
-        key, value = (x.strip() for x in item.split("=", 1))
-        out[key] = _typed(value)
-    return out
-
-
-def _typed(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def configs_from_args(args: argparse.Namespace):
