@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -140,15 +140,27 @@ class TruncatingAdapter(CausalLMAdapter):
         return super().generate(cut, max_new_tokens)
 
     def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
-        if not 1 <= score_from < len(ids):
-            raise ValueError(f"score_from must be in [1, {len(ids)}), got {score_from}")
-        total, count, end = 0.0, 0, len(ids)
-        while end > score_from:
-            first = max(score_from, end - self.keep // 2)
-            start = max(0, end - self.keep)
-            part, n = super().nll(ids[start:end], first - start)
-            total, count, end = total + part, count + n, first
-        return total, count
+        def piece(end: int) -> tuple[int, float, int]:
+            first, start = max(score_from, end - self.keep // 2), max(0, end - self.keep)
+            return first, *CausalLMAdapter.nll(self, ids[start:end], first - start)
+
+        return piecewise_nll(len(ids), score_from, piece)
+
+
+def piecewise_nll(length: int, score_from: int,
+                  score_piece: Callable[[int], tuple[int, float, int]]) -> tuple[float, int]:
+    """Summed NLL and count of tokens [score_from, length), scored back to front in pieces.
+
+    `score_piece(end)` scores the piece that ends at `end` and returns (its first token, NLL, count);
+    for adapters whose model sees a bounded window (truncation, SharedLLM's local window).
+    """
+    if not 1 <= score_from < length:
+        raise ValueError(f"score_from must be in [1, {length}), got {score_from}")
+    total, count, end = 0.0, 0, length
+    while end > score_from:
+        end, part, n = score_piece(end)
+        total, count = total + part, count + n
+    return total, count
 
 
 def _config_window(config: Any) -> int | None:

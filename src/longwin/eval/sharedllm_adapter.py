@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from longwin.eval.model import CausalLMAdapter, Prompt
+from longwin.eval.model import CausalLMAdapter, Prompt, piecewise_nll
 
 
 def split_point(length: int, context_end: int, local_window: int, chunk: int, min_local: int = 1) -> int:
@@ -81,16 +81,12 @@ class SharedLLMAdapter(CausalLMAdapter):
 
     @torch.inference_mode()
     def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
-        if not 1 <= score_from < len(ids):
-            raise ValueError(f"score_from must be in [1, {len(ids)}), got {score_from}")
-        piece = max(1, self.local_window // 2)
-        total, count, end = 0.0, 0, len(ids)
-        while end > score_from:
+        def piece(end: int) -> tuple[int, float, int]:
             split = split_point(end, end, self.local_window, self.chunk, min_local=2)
-            first = max(score_from, end - piece, split + 1)
-            part, n = self._score(ids, split, first, end)
-            total, count, end = total + part, count + n, first
-        return total, count
+            first = max(score_from, end - max(1, self.local_window // 2), split + 1)
+            return first, *self._score(ids, split, first, end)
+
+        return piecewise_nll(len(ids), score_from, piece)
 
     def _score(self, ids: Sequence[int], split: int, first: int, end: int) -> tuple[float, int]:
         """Summed NLL of ids[first:end], local window ids[split:end], trees over ids[:split]."""
