@@ -64,15 +64,21 @@ def save(trainer, prep, ext: ExtendConfig, out: Path) -> None:
         prep.tokenizer.save_pretrained(out)
 
 
+def final_loss(trainer) -> float | None:
+    """The last logged training loss; the run's average when it had fewer steps than logging_steps."""
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h] or [h["train_loss"] for h in history if "train_loss" in h]
+    return losses[-1] if losses else None
+
+
 def write_card(out: Path, ext: ExtendConfig, targs, prep, pool, trainer, seconds: float) -> None:
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h] or \
-        [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]  # fewer steps than logging_steps
     card = {
-        "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope, "rope_options": ext.rope_options,
+        "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope,
+        "rope_options": ext.rope_options,
         "base_model": ext.model, "native_window": prep.native_window, "train_length": prep.train_length,
         "target_length": ext.target_length, "data": pool.describe(),
         "retrieval_fraction": ext.retrieval_fraction,
-        "steps": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
+        "steps": trainer.state.global_step, "final_loss": final_loss(trainer),
         "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
         "command": " ".join(sys.argv),

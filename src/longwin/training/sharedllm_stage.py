@@ -33,6 +33,7 @@ from longwin.data.retrieval_docs import RetrievalExamples
 from longwin.errors import LongwinError
 from longwin.training.config import ExtendConfig
 from longwin.training.data import DocumentPool
+from longwin.training.pipeline import final_loss
 
 STAGES = ("lm", "instruct")
 
@@ -234,8 +235,6 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
 
 def _card(ext: ExtendConfig, targs: Any, config: Any, layout: Layout, native: int, pool: DocumentPool,
           trainer: Any, trainable: int, seconds: float) -> dict[str, Any]:
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h] or \
-        [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]  # fewer steps than logging_steps
     return {
         "method": "sharedllm", "stage": ext.sharedllm_stage, "base_model": ext.model,
         "load": "import longwin.sharedllm (registers the model type), then "
@@ -246,7 +245,7 @@ def _card(ext: ExtendConfig, targs: Any, config: Any, layout: Layout, native: in
                                                        "kv_per_chunk", "query_aware", "chunk_positions")},
         "trainable": ext.sharedllm_trainable, "trainable_parameters": trainable,
         "retrieval_fraction": ext.retrieval_fraction, "data": pool.describe(),
-        "steps": trainer.state.global_step, "final_loss": losses[-1] if losses else None,
+        "steps": trainer.state.global_step, "final_loss": final_loss(trainer),
         "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
         "command": " ".join(sys.argv),
