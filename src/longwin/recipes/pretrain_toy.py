@@ -39,8 +39,6 @@ class PretrainToyConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.1
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
-    card_samples: int = field(default=20, metadata={"help": "passkey samples per (length, depth) for the card"})
-    card_lengths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024, 2048])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
