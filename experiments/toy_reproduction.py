@@ -140,6 +140,22 @@ def write_outputs(summary: dict[str, Any], args: argparse.Namespace, command: st
     (ROOT / "docs" / "results.md").write_text(render(summary, args, command))
 
 
+def induction_note() -> str:
+    """What the toy can copy at all (experiments/toy_induction_probe.py), which bounds every retrieval claim."""
+    path = ROOT / "benchmarks" / "results" / "toy_induction" / "results.json"
+    if not path.is_file():
+        return ""
+    repeats = json.loads(path.read_text())["repeats"]
+    nat, rnd = repeats["natural, repeated after 80 tokens"], repeats["random tokens, repeated at once"]
+    return ("Read every retrieval row below with one fact in mind: the toy base has no content-based induction "
+            f"heads. Text it has just seen is predicted no better the second time (top-1 {nat['top1_first']} % "
+            f"first vs {nat['top1_second']} % second occurrence of natural text 80 tokens apart; random tokens "
+            f"{rnd['top1_first']} % vs {rnd['top1_second']} %; `experiments/toy_induction_probe.py`, "
+            "docs/toy-model.md). Its pass-key skill is tied to the template and to positions, so tasks that need "
+            "lookup by content (UUID kv-retrieval, LongChat-Lines, reading keys from SharedLLM's trees) "
+            "cannot show the papers' effects at this scale.\n")
+
+
 def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> str:
     out = [
         "# Results at toy scale\n",
@@ -154,6 +170,10 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         f"{args.rope} RoPE scaling; `pi` is linear PI with contiguous positions, `yarn` is YaRN with contiguous "
         "positions; `*-free` are the base with a rescaled RoPE and no training.\n",
     ]
+    if (RESULTS / "RERUN.md").is_file():
+        out.append("Reruns: `experiments/check_rerun.py` compares a rerun with the recorded cells value by value; "
+                   "the last check is in `benchmarks/results/toy_reproduction/RERUN.md`.\n")
+    out.append(induction_note())
     for scale in sorted(summary, key=lambda s: int(s[1:])):
         out.append(claims(summary[scale], int(scale[1:])))
     for scale in sorted(summary, key=lambda s: int(s[1:])):
@@ -321,6 +341,10 @@ def main() -> int:
             for seed in (int(s) for s in args.seeds.split(",")):
                 run_one(work, scale, seed, args)
     command = "python experiments/toy_reproduction.py " + " ".join(sys.argv[1:])
+    if args.report_only and (RESULTS / "COMMAND.md").is_file():  # a re-render keeps the run's provenance
+        recorded = (RESULTS / "COMMAND.md").read_text().splitlines()
+        command = next(line.strip() for line in recorded if line.startswith("    "))
+        args = argparse.Namespace(**{**vars(args), **json.loads(recorded[-1].removeprefix("Settings: "))})
     write_outputs(collect(work), args, command.strip())
     print(f"toy_reproduction: wrote {RESULTS} and docs/results.md", file=sys.stderr)
     return 0
