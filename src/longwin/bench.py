@@ -199,6 +199,7 @@ def _streaming_prefill(model: Any, ids: Any, spec: dict[str, Any]) -> Any:
     import torch
     from transformers import DynamicCache
 
+    from longwin.models.compat import cache_keyword
     from longwin.sharedllm.lower import layer_kv
 
     sinks, window, segment = spec["stream_sinks"], spec["stream_window"], spec["stream_segment"]
@@ -207,7 +208,7 @@ def _streaming_prefill(model: Any, ids: Any, spec: dict[str, Any]) -> Any:
     for start in range(0, ids.shape[1], segment):
         piece = ids[:, start:start + segment]
         positions = torch.arange(start, start + piece.shape[1])[None]
-        logits = model(input_ids=piece, position_ids=positions, past_key_values=cache, use_cache=True,
+        logits = model(input_ids=piece, position_ids=positions, **{cache_keyword(model): cache}, use_cache=True,
                        logits_to_keep=1).logits
         for layer in range(len(cache.layers) if hasattr(cache, "layers") else len(cache.key_cache)):
             keys, values = layer_kv(cache, layer)

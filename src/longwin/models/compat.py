@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import inspect
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -32,3 +33,20 @@ def set_rope_theta(config: PretrainedConfig, theta: float) -> None:
         params["rope_theta"] = theta
     else:
         config.rope_theta = theta
+
+
+def cache_keyword(model: Any) -> str:
+    """The forward keyword for the KV cache: `cache` in newer 5.x (`past_key_values` deprecated), else `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def output_cache(outputs: Any) -> Any:
+    """The KV cache a model output carries, under whichever name this transformers version gives it."""
+    return outputs["cache"] if "cache" in outputs else outputs.get("past_key_values")
+
+
+def output_cache_field() -> str:
+    """The name of the cache field of model outputs (`cache` in newer 5.x, `past_key_values` before)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"

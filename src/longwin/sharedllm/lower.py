@@ -18,6 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.models.llama.modeling_llama import repeat_kv
 
+from longwin.models.compat import output_cache
 from longwin.sharedllm.rotary import rotate
 from longwin.sharedllm.tree import keep_positions
 
@@ -142,7 +143,7 @@ def encode_spans(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tenso
     rows = torch.arange(trees, device=chunks.device).repeat_interleave(nodes)
     kept: dict[tuple[int, int], torch.Tensor] = {}  # (layer, 0=K / 1=V) -> [trees·nodes, H, p, d]
     for length, idx in _batches(flat[:, 1], batch_tokens):
-        cache = view(input_ids=_gather(chunks, rows[idx], flat[idx, 0], length), use_cache=True).past_key_values
+        cache = output_cache(view(input_ids=_gather(chunks, rows[idx], flat[idx, 0], length), use_cache=True))
         keep = keep_positions(length, kv_per_node).to(chunks.device)
         for layer in range(layers):
             for slot, tensor in enumerate(layer_kv(cache, layer)):

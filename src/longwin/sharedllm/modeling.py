@@ -21,6 +21,7 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from longwin.errors import LongwinError
+from longwin.models.compat import cache_keyword, output_cache, output_cache_field
 from longwin.sharedllm.config import SharedLLMConfig
 from longwin.sharedllm.cross_attention import TREE_KWARG, TreeCrossAttention, TreeKV
 from longwin.sharedllm.lower import cosine_to, encode_spans, eval_mode, last_states, span_states, truncated_view
@@ -332,14 +333,15 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
                                       inputs_embeds, query_length)
         if tree_kv is not None:
             kwargs[TREE_KWARG] = tree_kv
-        if past_key_values is not None:  # passed on only when set: newer transformers name the cache `cache`
-            kwargs["past_key_values"] = past_key_values
+        cache_key = cache_keyword(self.model)
+        if past_key_values is not None:  # passed on only when set, under this transformers version's name
+            kwargs[cache_key] = past_key_values
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         kwargs.pop(TREE_KWARG, None)
-        kwargs.pop("past_key_values", None)
+        kwargs.pop(cache_key, None)
         hidden = outputs.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep, :])
@@ -347,7 +349,7 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return SharedLLMOutput(
-            loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+            loss=loss, logits=logits, **{output_cache_field(): output_cache(outputs)},
             hidden_states=outputs.hidden_states, attentions=outputs.attentions, tree_kv=tree_kv,
         )
 
