@@ -81,7 +81,7 @@ def train_copy(variable: bool, steps: int, seed: int) -> list[dict[str, float]]:
     model = build_model(PretrainToyConfig(), tok)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = random.Random(seed)
-    span = lambda n: [rng.randrange(5, len(tok)) for _ in range(n)]  # noqa: E731 (ids below 5 are special)
+    span = lambda n: [rng.randrange(5, len(tok)) for _ in range(n)]  # noqa: E731 (clear of the special ids 0-2)
     curve = []
     for step in range(1, steps + 1):
         for group in opt.param_groups:
@@ -141,11 +141,12 @@ def main() -> int:
                               "fixed": train_copy(False, args.fixed_steps, args.seed)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python experiments/toy_induction_probe.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python experiments/toy_induction_probe.py", *sys.argv[1:]])
+    summary = summary_md(result, command)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "summary.md").write_text(summary_md(result, command.strip()))
-    (out / "COMMAND.md").write_text(f"Produced by:\n\n    {command.strip()}\n")
-    print(summary_md(result, command.strip()))
+    (out / "summary.md").write_text(summary)
+    (out / "COMMAND.md").write_text(f"Produced by:\n\n    {command}\n")
+    print(summary)
     return 0
 
 

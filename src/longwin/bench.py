@@ -203,12 +203,12 @@ def _streaming_prefill(model: Any, ids: Any, spec: dict[str, Any]) -> Any:
     from longwin.sharedllm.lower import layer_kv
 
     sinks, window, segment = spec["stream_sinks"], spec["stream_window"], spec["stream_segment"]
-    cache = DynamicCache()
+    cache, cache_key = DynamicCache(), cache_keyword(model)
     logits = None
     for start in range(0, ids.shape[1], segment):
         piece = ids[:, start:start + segment]
         positions = torch.arange(start, start + piece.shape[1])[None]
-        logits = model(input_ids=piece, position_ids=positions, **{cache_keyword(model): cache}, use_cache=True,
+        logits = model(input_ids=piece, position_ids=positions, **{cache_key: cache}, use_cache=True,
                        logits_to_keep=1).logits
         for layer in range(len(cache.layers) if hasattr(cache, "layers") else len(cache.key_cache)):
             keys, values = layer_kv(cache, layer)

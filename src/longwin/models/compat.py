@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,13 @@ def set_rope_theta(config: PretrainedConfig, theta: float) -> None:
 
 def cache_keyword(model: Any) -> str:
     """The forward keyword for the KV cache: `cache` in newer 5.x (`past_key_values` deprecated), else `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return _cache_keyword(type(model).forward)
+
+
+@functools.cache
+def _cache_keyword(forward: Any) -> str:
+    """Looked up once per model class: forward passes call this at every decoding step."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def output_cache(outputs: Any) -> Any:
@@ -45,6 +52,7 @@ def output_cache(outputs: Any) -> Any:
     return outputs["cache"] if "cache" in outputs else outputs.get("past_key_values")
 
 
+@functools.cache
 def output_cache_field() -> str:
     """The name of the cache field of model outputs (`cache` in newer 5.x, `past_key_values` before)."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
