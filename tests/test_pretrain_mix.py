@@ -43,3 +43,12 @@ def test_generators_grow_with_units(kind):
     items = {"grass": synthetic.GRASS_SENTENCES, "sentences": [f"Sentence number {i} is here." for i in range(50)],
              "words": [f"word{c}" for c in "abcdefghij"]}[pool]
     assert len(fn(random.Random(0), items, 10)) > len(fn(random.Random(0), items, 2))
+
+
+def test_random_copy_examples_repeat_a_span_of_regular_tokens(mix, tiny_tokenizer):
+    rng = random.Random(3)
+    for room in (30, 80, 127):
+        ex = mix._example("copy_random", rng, room)
+        half = len(ex) // 2
+        assert len(ex) <= room and ex[:half] == ex[half:] and half >= 8
+        assert min(ex) > max(tiny_tokenizer.all_special_ids)

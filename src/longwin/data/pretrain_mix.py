@@ -48,6 +48,7 @@ class PretrainMixDataset(Dataset):
         self.kind_p /= self.kind_p.sum()
         self._kind_cumulative = np.cumsum(self.kind_p)
         self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        self._first_regular = max(tokenizer.all_special_ids) + 1  # random spans never hold special ids
         # tokens per filler unit, measured once, to size examples to the space left
         self._unit_tokens = {k: self._measure(k) for k in synthetic.GENERATORS}
 
@@ -76,9 +77,12 @@ class PretrainMixDataset(Dataset):
         return doc[start : start + n].tolist()
 
     def _example(self, kind: str, rng: random.Random, room: int) -> list[int] | None:
-        if kind == "copy":
+        if kind in ("copy", "copy_random"):  # a span and its repeat: copying by content, at any offset
             n = rng.randint(8, max(8, (room - 1) // 2))
-            span = self._natural(rng, n)
+            if kind == "copy":
+                span = self._natural(rng, n)
+            else:
+                span = [rng.randrange(self._first_regular, len(self.tok)) for _ in range(n)]
             return span + span if 2 * n <= room else None
         # aim at a random size up to the room left, shrink until it fits
         target = rng.randint(min(40, room), room)

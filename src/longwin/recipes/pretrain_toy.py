@@ -38,6 +38,10 @@ class PretrainToyConfig:
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
+    random_copy_share: float = field(default=0.0, metadata={
+        "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
+    induction_weight: float = field(default=0.0, metadata={
+        "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
 
 
@@ -75,10 +79,12 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     import numpy as np
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
 
     from longwin.data import synthetic
     from longwin.data.corpora import load_documents, split_documents
     from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
+    from longwin.training.induction import InductionSupervision, copy_accuracy, induction_trainer, random_repeats
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -93,7 +99,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     sentences = [s for t in texts for s in synthetic.split_sentences(t)]
     sources = MixSources(natural=natural, sentences=sentences, words=synthetic.word_list(texts))
     dataset = PretrainMixDataset(sources, tokenizer, seq_len=cfg.seq_len,
-                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed)
+                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed, mix=mix_for(cfg))
 
     model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
@@ -105,14 +111,24 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         save_steps=300, save_total_limit=1, report_to=[], use_cpu=True, seed=cfg.seed,
         dataloader_num_workers=0, disable_tqdm=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=dataset)
-    resume = any(Path(cfg.checkpoint_dir).glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    last = get_last_checkpoint(cfg.checkpoint_dir) if Path(cfg.checkpoint_dir).is_dir() else None
+    trainer_class = Trainer
+    if cfg.induction_weight:
+        supervision = InductionSupervision(cfg.hidden_size)
+        if last:
+            supervision.load(last)
+        model.set_attn_implementation("eager")  # the auxiliary loss reads attention probabilities
+        trainer_class = induction_trainer(supervision, cfg.induction_weight)
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset)
+    trainer.train(resume_from_checkpoint=last)
     train_seconds = time.time() - started
+    model.set_attn_implementation("sdpa")
 
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    model.eval()
+    copy_top1 = copy_accuracy(model, random_repeats(tokenizer, rows=16, span=60, seed=cfg.seed), span=60)
     card = {
         "model": "longwin toy base (Llama architecture)",
         "parameters": n_params,
@@ -122,12 +138,23 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         "recipe": to_dict(cfg),
         "tokens_seen": cfg.max_steps * cfg.batch_size * cfg.seq_len,
         "final_train_loss": losses[-1] if losses else math.nan,
+        "random_span_copy_top1": round(copy_top1, 3),  # induction check: 0 = none, 1 = perfect copying
         "train_wall_seconds": round(train_seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
     (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"saved toy model to {out} after {train_seconds / 60:.1f} min")
     return out
+
+
+def mix_for(cfg: PretrainToyConfig) -> dict[str, float]:
+    from longwin.data.pretrain_mix import DEFAULT_MIX
+
+    mix = dict(DEFAULT_MIX)
+    if cfg.random_copy_share:
+        mix["copy"] -= cfg.random_copy_share
+        mix["copy_random"] = cfg.random_copy_share
+    return mix
 
 
 def dataset_mix(dataset) -> dict[str, float]:
