@@ -79,10 +79,8 @@ class PretrainMixDataset(Dataset):
     def _example(self, kind: str, rng: random.Random, room: int) -> list[int] | None:
         if kind in ("copy", "copy_random"):  # a span and its repeat: copying by content, at any offset
             n = rng.randint(8, max(8, (room - 1) // 2))
-            if kind == "copy":
-                span = self._natural(rng, n)
-            else:
-                span = [rng.randrange(self._first_regular, len(self.tok)) for _ in range(n)]
+            span = (self._natural(rng, n) if kind == "copy"
+                    else [rng.randrange(self._first_regular, len(self.tok)) for _ in range(n)])
             return span + span if 2 * n <= room else None
         # aim at a random size up to the room left, shrink until it fits
         target = rng.randint(min(40, room), room)

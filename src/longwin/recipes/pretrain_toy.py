@@ -150,7 +150,11 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
 def mix_for(cfg: PretrainToyConfig) -> dict[str, float]:
     from longwin.data.pretrain_mix import DEFAULT_MIX
 
+    from longwin.errors import LongwinError
+
     mix = dict(DEFAULT_MIX)
+    if not 0 <= cfg.random_copy_share <= mix["copy"]:
+        raise LongwinError(f"--random-copy-share must lie in [0, {mix['copy']}] (it is taken from the copy share)")
     if cfg.random_copy_share:
         mix["copy"] -= cfg.random_copy_share
         mix["copy_random"] = cfg.random_copy_share
