@@ -82,6 +82,14 @@ class PretrainMixDataset(Dataset):
             span = (self._natural(rng, n) if kind == "copy"
                     else [rng.randrange(self._first_regular, len(self.tok)) for _ in range(n)])
             return span + span if 2 * n <= room else None
+        if kind == "recall":  # text, a passage, unrelated text, the passage again: recall after a gap
+            n = rng.randint(8, max(8, min(48, room // 4)))
+            if 2 * n + 8 > room:
+                return None
+            gap = rng.randint(8, room - 2 * n)
+            lead = rng.randint(0, room - 2 * n - gap)
+            span = self._natural(rng, n)
+            return self._natural(rng, lead) + span + self._natural(rng, gap) + span
         # aim at a random size up to the room left, shrink until it fits
         target = rng.randint(min(40, room), room)
         units = max(int(target / self._unit_tokens[kind]), 1)

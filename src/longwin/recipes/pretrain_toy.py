@@ -40,8 +40,12 @@ class PretrainToyConfig:
     weight_decay: float = 0.1
     random_copy_share: float = field(default=0.0, metadata={
         "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
+    recall_share: float = field(default=0.0, metadata={
+        "help": "share of examples that repeat a natural passage after unrelated text, taken from the natural share"})
     induction_weight: float = field(default=0.0, metadata={
         "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
+    induction_match: int = field(default=1, metadata={
+        "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
 
 
@@ -84,7 +88,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     from longwin.data import synthetic
     from longwin.data.corpora import load_documents, split_documents
     from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
-    from longwin.training.induction import InductionSupervision, copy_accuracy, induction_trainer, random_repeats
+    from longwin.training.induction import InductionHeads, InductionSupervision, copy_accuracy, induction_trainer, random_repeats
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -114,7 +118,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     last = get_last_checkpoint(cfg.checkpoint_dir) if Path(cfg.checkpoint_dir).is_dir() else None
     trainer_class = Trainer
     if cfg.induction_weight:
-        supervision = InductionSupervision(cfg.hidden_size)
+        supervision = InductionSupervision(cfg.hidden_size, InductionHeads(match_len=cfg.induction_match))
         if last:
             supervision.load(last)
         model.set_attn_implementation("eager")  # the auxiliary loss reads attention probabilities
@@ -155,9 +159,16 @@ def mix_for(cfg: PretrainToyConfig) -> dict[str, float]:
     mix = dict(DEFAULT_MIX)
     if not 0 <= cfg.random_copy_share <= mix["copy"]:
         raise LongwinError(f"--random-copy-share must lie in [0, {mix['copy']}] (it is taken from the copy share)")
+    if not 1 <= cfg.induction_match <= cfg.num_heads:
+        raise LongwinError(f"--induction-match must lie in [1, {cfg.num_heads}] (one look-back head per token)")
+    if not 0 <= cfg.recall_share <= mix["natural"]:
+        raise LongwinError(f"--recall-share must lie in [0, {mix['natural']}] (it is taken from the natural share)")
     if cfg.random_copy_share:
         mix["copy"] -= cfg.random_copy_share
         mix["copy_random"] = cfg.random_copy_share
+    if cfg.recall_share:
+        mix["natural"] -= cfg.recall_share
+        mix["recall"] = cfg.recall_share
     return mix
 
 

@@ -5,11 +5,15 @@ of the current token) by itself within a CPU budget: the two heads of the circui
 together, so plain next-token loss sits on a plateau (docs/toy-model.md). Three auxiliary signals
 break the plateau, all removed after training so the saved model stays a stock Llama:
 
-- one head of layer `prev_layer` is told to attend to the previous token;
-- a linear probe (discarded afterwards) must read the previous token from the residual stream after
-  that layer, so the head's output carries the token's identity, not just its attention pattern;
+- heads 0..m-1 of layer `prev_layer` are told to attend to the token 1..m places back;
+- linear probes (discarded afterwards) must read those tokens from the residual stream after that
+  layer, so the heads' outputs carry the tokens' identity, not just their attention pattern;
 - one head of layer `induction_layer` is told to attend to the positions just after earlier
-  occurrences of the current token (to BOS when there is none).
+  occurrences of the last m tokens (the longest match wins; BOS when there is none).
+
+With m = 1 the induction head matches one token, which is enough for random tokens but not for
+natural text, where a common token (" is") follows many contexts; m = 2 lets the head tell
+"Francisco is" from "it is" and copy the right continuation (docs/toy-model.md).
 """
 
 from __future__ import annotations
@@ -23,37 +27,50 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class InductionHeads:
-    """Which heads are supervised: (layer, head) of the previous-token and the induction head."""
+    """Which heads are supervised.
+
+    Heads 0..match_len-1 of `prev_layer` look 1..match_len tokens back; head `induction_head` of
+    `induction_layer` matches the last `match_len` tokens against earlier text.
+    """
 
     prev_layer: int = 0
-    prev_head: int = 0
     induction_layer: int = 1
     induction_head: int = 0
+    match_len: int = 1
 
 
-def previous_token_targets(seq_len: int) -> torch.Tensor:
-    """(T, T) attention target: row i puts all mass on i - 1 (row 0 on itself)."""
+def previous_token_targets(seq_len: int, offset: int = 1) -> torch.Tensor:
+    """(T, T) attention target: row i puts all mass on i - offset (rows before `offset` on BOS)."""
     target = torch.zeros(seq_len, seq_len)
-    idx = torch.arange(1, seq_len)
-    target[idx, idx - 1] = 1.0
-    target[0, 0] = 1.0
+    idx = torch.arange(offset, seq_len)
+    target[idx, idx - offset] = 1.0
+    target[:offset, 0] = 1.0
     return target
 
 
-def induction_targets(input_ids: torch.Tensor) -> torch.Tensor:
+def induction_targets(input_ids: torch.Tensor, match_len: int = 1) -> torch.Tensor:
     """(B, T, T) attention target of an induction head.
 
-    Row i spreads its mass evenly over the positions j <= i whose previous token equals token i
-    (where a copy of what followed it would continue the sequence); rows without such a j attend to
-    position 0, the BOS sink.
+    Key j = k + 1 (just after an earlier k < i) scores the length of the common suffix of the
+    tokens ending at k and at i, up to `match_len`. Row i spreads its mass evenly over the keys with
+    the highest score (where copying what followed would continue the sequence best); rows with no
+    match at all attend to position 0, the BOS sink.
     """
     b, t = input_ids.shape
     idx = torch.arange(t, device=input_ids.device)
-    match = torch.zeros(b, t, t, dtype=torch.bool, device=input_ids.device)
-    earlier = idx[None, :-1] < idx[:, None]  # key j = k + 1 with k < i
-    match[:, :, 1:] = (input_ids[:, None, :-1] == input_ids[:, :, None]) & earlier[None]
-    target = match.float()
-    target[..., 0] += (target.sum(-1) == 0).float()
+    same = input_ids[:, :, None] == input_ids[:, None, :]  # same[i, k]: token i == token k
+    run, score = same, same.int()
+    for back in range(1, match_len):  # extend the match one token further back while it holds
+        shifted = torch.zeros_like(same)
+        shifted[:, back:, back:] = same[:, :-back, :-back]
+        run = run & shifted
+        score = score + run.int()
+    score = score * (idx[None, :] < idx[:, None])[None]  # only earlier k
+    keys = torch.zeros(b, t, t, dtype=score.dtype, device=input_ids.device)
+    keys[:, :, 1:] = score[:, :, :-1]
+    best = keys.amax(-1, keepdim=True)
+    target = ((keys == best) & (best > 0)).float()
+    target[..., 0] += (best[..., 0] == 0).float()
     return target / target.sum(-1, keepdim=True)
 
 
@@ -63,23 +80,26 @@ def attention_loss(attention: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 class InductionSupervision(torch.nn.Module):
-    """The auxiliary loss; its only parameters are the previous-token probe's."""
+    """The auxiliary loss; its only parameters are the probes (one per look-back offset)."""
 
     def __init__(self, hidden_size: int, heads: InductionHeads = InductionHeads()) -> None:
         super().__init__()
         self.heads = heads
-        self.probe = torch.nn.Linear(hidden_size, hidden_size, bias=False)
+        self.probes = torch.nn.ModuleList(
+            torch.nn.Linear(hidden_size, hidden_size, bias=False) for _ in range(heads.match_len))
 
     def forward(self, model, input_ids: torch.Tensor, outputs) -> torch.Tensor:
         """`outputs` must come from `model(..., output_attentions=True, output_hidden_states=True)`."""
-        h = self.heads
-        prev_attn = outputs.attentions[h.prev_layer][:, h.prev_head]
+        h, seq_len = self.heads, input_ids.shape[1]
         ind_attn = outputs.attentions[h.induction_layer][:, h.induction_head]
-        loss = attention_loss(prev_attn, previous_token_targets(input_ids.shape[1]).to(prev_attn))
-        loss = loss + attention_loss(ind_attn, induction_targets(input_ids))
-        residual = outputs.hidden_states[h.prev_layer + 1][:, 1:]  # after the previous-token layer
-        logits = model.lm_head(model.model.norm(self.probe(residual)))
-        return loss + F.cross_entropy(logits.flatten(0, 1).float(), input_ids[:, :-1].flatten())
+        loss = attention_loss(ind_attn, induction_targets(input_ids, h.match_len))
+        residual = outputs.hidden_states[h.prev_layer + 1]  # after the look-back layer
+        for offset, probe in enumerate(self.probes, start=1):
+            attn = outputs.attentions[h.prev_layer][:, offset - 1]
+            loss = loss + attention_loss(attn, previous_token_targets(seq_len, offset).to(attn))
+            logits = model.lm_head(model.model.norm(probe(residual[:, offset:])))
+            loss = loss + F.cross_entropy(logits.flatten(0, 1).float(), input_ids[:, :-offset].flatten())
+        return loss
 
     def save(self, folder: str | Path) -> None:
         torch.save(self.state_dict(), Path(folder) / "induction_probe.pt")
