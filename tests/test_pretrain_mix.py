@@ -52,3 +52,16 @@ def test_random_copy_examples_repeat_a_span_of_regular_tokens(mix, tiny_tokenize
         half = len(ex) // 2
         assert len(ex) <= room and ex[:half] == ex[half:] and half >= 8
         assert min(ex) > max(tiny_tokenizer.all_special_ids)
+
+
+def test_recall_examples_repeat_a_passage_after_unrelated_text(mix):
+    rng = random.Random(5)
+    assert mix._example("recall", rng, 20) is None  # no room for two passages and a gap
+    for room in (40, 80, 127):
+        for _ in range(20):
+            ex = mix._example("recall", rng, room)
+            assert len(ex) <= room
+            # the example ends with its passage; the same passage occurs earlier, at least 8 tokens before
+            found = [n for n in range(8, min(48, room // 4) + 1)
+                     if any(ex[s:s + n] == ex[-n:] for s in range(len(ex) - 2 * n - 8 + 1))]
+            assert found, ex
