@@ -54,7 +54,8 @@ class DemoConfig:
     methods: list[str] = field(default_factory=lambda: ["cream", "pi", "pose", "yarn", "yarn-free", "sharedllm"],
                                metadata={"help": f"methods: {', '.join(METHODS)}"})
     rope: str = field(default="yarn", metadata={
-        "help": "RoPE scaling of CREAM, PoSE and RandPos (the toy loses exact copying under linear PI: docs/results.md)"})
+        "help": "RoPE scaling of CREAM, PoSE and RandPos "
+                "(linear PI broke the first toy's exact copying: docs/results-toy-v1.md)"})
     target_length: int = 2048
     lengths: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
     tasks: list[str] = field(default_factory=lambda: ["passkey", "needle", "kv-retrieval", "ppl"])

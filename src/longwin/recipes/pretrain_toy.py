@@ -38,13 +38,14 @@ class PretrainToyConfig:
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
-    random_copy_share: float = field(default=0.0, metadata={
+    # the induction recipe of the shipped toy (docs/toy-model.md); all four at 0/1 rebuild the first toy (v1)
+    random_copy_share: float = field(default=0.07, metadata={
         "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
-    recall_share: float = field(default=0.0, metadata={
+    recall_share: float = field(default=0.1, metadata={
         "help": "share of examples that repeat a natural passage after unrelated text, taken from the natural share"})
-    induction_weight: float = field(default=0.0, metadata={
+    induction_weight: float = field(default=1.0, metadata={
         "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
-    induction_match: int = field(default=1, metadata={
+    induction_match: int = field(default=2, metadata={
         "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
 
@@ -88,7 +89,8 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     from longwin.data import synthetic
     from longwin.data.corpora import load_documents, split_documents
     from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
-    from longwin.training.induction import InductionHeads, InductionSupervision, copy_accuracy, induction_trainer, random_repeats
+    from longwin.training.induction import (InductionHeads, InductionSupervision, copy_accuracy, induction_trainer,
+                                            random_repeats)
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
