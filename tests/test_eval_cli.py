@@ -66,6 +66,12 @@ def test_truncation_baseline_sees_only_the_last_tokens(tmp_path, model_dir, tiny
     pieces = [(92, 100), (84, 92), (76, 84), (68, 76), (60, 68), (52, 60), (50, 52)]  # (first, end), keep/2 = 8
     expected = sum(full.nll(ids[max(0, e - 16):e], f - max(0, e - 16))[0] for f, e in pieces)
     assert total == pytest.approx(expected, rel=1e-5)
+    bos = tokenizer.bos_token_id  # a sequence that starts with BOS keeps it in front of its last keep - 1 tokens
+    assert cut.generate([Prompt([bos, *ids], 91)], 4) == full.generate([Prompt([bos, *ids[-15:]], 6)], 4)
+    total, count = cut.nll([bos, *ids], 51)
+    assert count == 50
+    expected = sum(full.nll([bos, *ids[max(0, e - 15):e]], f - max(0, e - 15) + 1)[0] for f, e in pieces)
+    assert total == pytest.approx(expected, rel=1e-5)
     out = tmp_path / "trunc"
     assert main(["eval", "--model", str(model_dir), "--truncate", "32", "--task", "passkey", "--lengths", "200",
                  "--out", str(out), *QUICK]) == 0

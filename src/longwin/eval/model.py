@@ -124,9 +124,12 @@ class CausalLMAdapter:
 class TruncatingAdapter(CausalLMAdapter):
     """The truncation baseline: the model sees only the last `keep` tokens of every prompt.
 
-    Perplexity follows the same rule: scored pieces of keep/2 tokens, each with at most `keep`
-    tokens of context ending at the piece's end, so every scored token sees between keep/2 and
-    `keep` tokens, as a sliding window with stride keep/2 gives.
+    A sequence that starts with BOS keeps it in front of its last `keep` - 1 tokens, as a prompt
+    re-tokenised after truncation would: models that park attention on BOS (the toy's induction
+    head does) are otherwise scored on inputs they never saw. Perplexity follows the same rule:
+    scored pieces of keep/2 tokens, each with at most `keep` tokens of context ending at the
+    piece's end, so every scored token sees between keep/2 and `keep` tokens, as a sliding window
+    with stride keep/2 gives.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, keep: int, name: str | None = None) -> None:
@@ -135,14 +138,26 @@ class TruncatingAdapter(CausalLMAdapter):
             raise LongwinError(f"--truncate must keep at least 2 tokens, got {keep}")
         self.keep = keep
 
+    def _head(self, ids: Sequence[int]) -> list[int]:
+        bos = self.tokenizer.bos_token_id
+        return [ids[0]] if bos is not None and len(ids) and ids[0] == bos else []
+
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
-        cut = [Prompt(p.ids[-self.keep:], max(0, p.context_end - max(0, len(p.ids) - self.keep))) for p in prompts]
+        cut = []
+        for p in prompts:
+            head = self._head(p.ids)
+            start = max(len(head), len(p.ids) - (self.keep - len(head)))  # first kept token after the head
+            cut.append(Prompt(head + list(p.ids[start:]), len(head) + max(0, p.context_end - start)))
         return super().generate(cut, max_new_tokens)
 
     def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
+        head = self._head(ids)
+
         def piece(end: int) -> tuple[int, float, int]:
-            first, start = max(score_from, end - self.keep // 2), max(0, end - self.keep)
-            return first, *CausalLMAdapter.nll(self, ids[start:end], first - start)
+            first = max(score_from, end - self.keep // 2)
+            start = max(len(head), end - (self.keep - len(head)))
+            window = head + list(ids[start:end])
+            return first, *CausalLMAdapter.nll(self, window, first - start + len(head))
 
         return piecewise_nll(len(ids), score_from, piece)
 
