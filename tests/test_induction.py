@@ -159,10 +159,10 @@ def test_pretrain_toy_with_and_without_supervision_saves_a_stock_model(tmp_path,
 
 
 @pytest.mark.parametrize("bad", [{"random_copy_share": 0.5}, {"random_copy_share": -0.1}, {"induction_match": 0},
-                                 {"induction_match": 7}])
+                                 {"induction_match": 7}, {"recall_share": 0.3}])
 def test_pretrain_toy_rejects_out_of_range_induction_options(bad):
     from longwin.errors import LongwinError
-    from longwin.recipes.pretrain_toy import PretrainToyConfig, mix_for
+    from longwin.recipes.pretrain_toy import PretrainToyConfig, check_config
 
     with pytest.raises(LongwinError, match="must lie in"):
-        mix_for(PretrainToyConfig(**bad))
+        check_config(PretrainToyConfig(**bad))

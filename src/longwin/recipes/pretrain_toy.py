@@ -38,7 +38,8 @@ class PretrainToyConfig:
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
-    # the induction recipe of the shipped toy (docs/toy-model.md); all four at 0/1 rebuild the first toy (v1)
+    # the induction recipe of the shipped toy (docs/toy-model.md);
+    # --induction-weight 0 --random-copy-share 0 --recall-share 0 rebuild the first toy (v1)
     random_copy_share: float = field(default=0.07, metadata={
         "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
     recall_share: float = field(default=0.1, metadata={
@@ -46,7 +47,7 @@ class PretrainToyConfig:
     induction_weight: float = field(default=1.0, metadata={
         "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
     induction_match: int = field(default=2, metadata={
-        "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before)"})
+        "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before; ...)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
 
 
@@ -92,6 +93,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     from longwin.training.induction import (InductionHeads, InductionSupervision, copy_accuracy, induction_trainer,
                                             random_repeats)
 
+    check_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
@@ -153,6 +155,15 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     return out
 
 
+def check_config(cfg: PretrainToyConfig) -> None:
+    """One-line errors for options that cannot work, before any data or model is built."""
+    from longwin.errors import LongwinError
+
+    if not 1 <= cfg.induction_match <= cfg.num_heads:
+        raise LongwinError(f"--induction-match must lie in [1, {cfg.num_heads}] (one look-back head per token)")
+    mix_for(cfg)
+
+
 def mix_for(cfg: PretrainToyConfig) -> dict[str, float]:
     from longwin.data.pretrain_mix import DEFAULT_MIX
 
@@ -161,8 +172,6 @@ def mix_for(cfg: PretrainToyConfig) -> dict[str, float]:
     mix = dict(DEFAULT_MIX)
     if not 0 <= cfg.random_copy_share <= mix["copy"]:
         raise LongwinError(f"--random-copy-share must lie in [0, {mix['copy']}] (it is taken from the copy share)")
-    if not 1 <= cfg.induction_match <= cfg.num_heads:
-        raise LongwinError(f"--induction-match must lie in [1, {cfg.num_heads}] (one look-back head per token)")
     if not 0 <= cfg.recall_share <= mix["natural"]:
         raise LongwinError(f"--recall-share must lie in [0, {mix['natural']}] (it is taken from the natural share)")
     if cfg.random_copy_share:
