@@ -60,19 +60,13 @@ def kept_resolution(model: Any, tree: Any) -> tuple[dict[int, int], list[int]]:
 def cross_attention_on(model: Any, local: torch.Tensor, context: torch.Tensor, wanted: set[int],
                        order: list[int]) -> list[float]:
     """Per injected layer: max over heads of the last local token's attention mass on `wanted` positions."""
-    from transformers.models.llama.modeling_llama import repeat_kv
-
-    from longwin.sharedllm.rotary import rotate
-
     mass: dict[int, float] = {}
     cols = torch.tensor([i for i, pos in enumerate(order) if pos in wanted], dtype=torch.long)
 
     def hook(block, args):
-        h, tree, layer = args
-        b, length, _ = h.shape
-        q = block.q_proj(block.norm(h)).view(b, length, block.num_heads, block.head_dim).transpose(1, 2)
-        q = rotate(q, tree.query_cos.to(q.dtype), tree.query_sin.to(q.dtype))[:, :, -1:]
-        k = repeat_kv(tree.keys[layer].to(q.dtype), block.kv_groups)
+        hidden, tree, layer = args
+        q, k, _ = block.queries_keys_values(hidden, tree, layer)
+        q = q[:, :, -1:]
         probs = ((q @ k.transpose(-1, -2)) / block.head_dim ** 0.5).softmax(-1)[0, :, 0]
         mass[layer] = float(probs[:, cols].sum(-1).max()) if len(cols) else 0.0
 

@@ -52,8 +52,8 @@ def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None
     from longwin.recipes.demo import DemoConfig, evaluate_method, heldout_corpus, train_method
 
     root = work / f"s{scale}" / f"seed{seed}"
-    cfg = DemoConfig(out=str(root), model=args.model, target_length=256 * scale, lengths=lengths_for(scale), tasks=TASKS,
-                     samples=args.samples, max_steps=args.steps, seed=seed, rope=args.rope,
+    cfg = DemoConfig(out=str(root), model=args.model, target_length=256 * scale, lengths=lengths_for(scale),
+                     tasks=TASKS, samples=args.samples, max_steps=args.steps, seed=seed, rope=args.rope,
                      retrieval_fraction=args.retrieval_fraction)
     heldout = heldout_corpus(cfg, root)
     methods = ["base"] + POSITION_METHODS + FREE_METHODS + (SHARED_METHODS if scale == 8 else [])
@@ -168,7 +168,7 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         "`benchmarks/results/toy_reproduction/`. Every cell is mean ± sample standard deviation over the seeds "
         "(n = number of seeds, shown per section); each seed trains its own models and draws its own prompts "
         f"({args.samples} sample(s) per depth/position per seed).\n",
-        f"Model: `{getattr(args, 'model', 'toy')}` (the built-in toy base: `docs/toy-model.md`, 2.2M parameters, "
+        f"Model: `{args.model}` (the built-in toy base: `docs/toy-model.md`, 2.2M parameters, "
         "4 layers, 256-token window). "
         f"Fine-tuned methods: {args.steps} steps × 8 windows of 256 tokens at the native window, lr 3e-4, "
         f"{args.retrieval_fraction:.0%} retrieval examples laid out on each method's own position ids "

@@ -162,7 +162,7 @@ def test_pretrain_toy_with_and_without_supervision_saves_a_stock_model(tmp_path,
                                  {"induction_match": 7}, {"recall_share": 0.3}])
 def test_pretrain_toy_rejects_out_of_range_induction_options(bad):
     from longwin.errors import LongwinError
-    from longwin.recipes.pretrain_toy import PretrainToyConfig, check_config
+    from longwin.recipes.pretrain_toy import PretrainToyConfig, validated_mix
 
     with pytest.raises(LongwinError, match="must lie in"):
-        check_config(PretrainToyConfig(**bad))
+        validated_mix(PretrainToyConfig(**bad))

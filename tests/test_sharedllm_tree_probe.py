@@ -41,3 +41,13 @@ def test_kept_resolution_covers_exactly_the_kept_kvs_in_key_order():
         v = layer.self_attn.v_proj(layer.input_layernorm(model.model.embed_tokens(context[0, order])))
     expected = v.view(len(order), -1, tree.values[0].shape[-1]).transpose(0, 1)
     assert torch.allclose(tree.values[0][0], expected, atol=1e-5)
+
+
+def test_cross_attention_mass_is_one_on_every_key_and_zero_on_none():
+    model = SharedLLMForCausalLM.from_base(make_tiny_llama(layers=3), num_lower_layers=2, chunk_size=32,
+                                           tree_height=2, kv_per_node=4).eval()
+    context, local = torch.randint(3, 300, (1, 96)), torch.randint(3, 300, (1, 8))
+    _, order = probe.kept_resolution(model, model.build_tree(context, None, local, None))
+    everything = probe.cross_attention_on(model, local, context, set(order), order)
+    assert len(everything) == 2 and all(abs(m - 1.0) < 1e-5 for m in everything)
+    assert probe.cross_attention_on(model, local, context, set(), order) == [0.0, 0.0]

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from longwin.data import synthetic
+from longwin.data.tokenizer import first_regular_id
 
 DEFAULT_MIX = {"natural": 0.25, "copy": 0.15, "passkey_grass": 0.15, "passkey_text": 0.12, "kv": 0.15, "lines": 0.18}
 
@@ -48,7 +49,7 @@ class PretrainMixDataset(Dataset):
         self.kind_p /= self.kind_p.sum()
         self._kind_cumulative = np.cumsum(self.kind_p)
         self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-        self._first_regular = max(tokenizer.all_special_ids) + 1  # random spans never hold special ids
+        self._first_regular = first_regular_id(tokenizer)  # random spans never hold special ids
         # tokens per filler unit, measured once, to size examples to the space left
         self._unit_tokens = {k: self._measure(k) for k in synthetic.GENERATORS}
 

@@ -35,3 +35,8 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedToke
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, clean_up_tokenization_spaces=False
     )
+
+
+def first_regular_id(tokenizer) -> int:
+    """The smallest id above every special token: random "regular" tokens are drawn from here up."""
+    return max(tokenizer.all_special_ids) + 1

@@ -93,7 +93,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     from longwin.training.induction import (InductionHeads, InductionSupervision, copy_accuracy, induction_trainer,
                                             random_repeats)
 
-    check_config(cfg)
+    mix = validated_mix(cfg)  # bad options fail here, before any data or model is built
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
@@ -107,7 +107,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     sentences = [s for t in texts for s in synthetic.split_sentences(t)]
     sources = MixSources(natural=natural, sentences=sentences, words=synthetic.word_list(texts))
     dataset = PretrainMixDataset(sources, tokenizer, seq_len=cfg.seq_len,
-                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed, mix=mix_for(cfg))
+                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed, mix=mix)
 
     model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
@@ -155,20 +155,13 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     return out
 
 
-def check_config(cfg: PretrainToyConfig) -> None:
-    """One-line errors for options that cannot work, before any data or model is built."""
+def validated_mix(cfg: PretrainToyConfig) -> dict[str, float]:
+    """The example mix the options ask for; a one-line error for options that cannot work."""
+    from longwin.data.pretrain_mix import DEFAULT_MIX
     from longwin.errors import LongwinError
 
     if not 1 <= cfg.induction_match <= cfg.num_heads:
         raise LongwinError(f"--induction-match must lie in [1, {cfg.num_heads}] (one look-back head per token)")
-    mix_for(cfg)
-
-
-def mix_for(cfg: PretrainToyConfig) -> dict[str, float]:
-    from longwin.data.pretrain_mix import DEFAULT_MIX
-
-    from longwin.errors import LongwinError
-
     mix = dict(DEFAULT_MIX)
     if not 0 <= cfg.random_copy_share <= mix["copy"]:
         raise LongwinError(f"--random-copy-share must lie in [0, {mix['copy']}] (it is taken from the copy share)")

@@ -81,12 +81,19 @@ class TreeCrossAttention(nn.Module):
         self.o_proj.weight.zero_()
         self.norm.weight.fill_(1.0)
 
-    def forward(self, hidden_states: torch.Tensor, tree: TreeKV, layer: int) -> torch.Tensor:
+    def queries_keys_values(self, hidden_states: torch.Tensor, tree: TreeKV,
+                            layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated queries [batch, heads, length, d] and the tree's keys/values expanded to every head."""
         batch, length, _ = hidden_states.shape
         q = self.q_proj(self.norm(hidden_states)).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         q = rotate(q, tree.query_cos.to(q.dtype), tree.query_sin.to(q.dtype))
         k = repeat_kv(tree.keys[layer].to(q.dtype), self.kv_groups)
         v = repeat_kv(tree.values[layer].to(q.dtype), self.kv_groups)
+        return q, k, v
+
+    def forward(self, hidden_states: torch.Tensor, tree: TreeKV, layer: int) -> torch.Tensor:
+        batch, length, _ = hidden_states.shape
+        q, k, v = self.queries_keys_values(hidden_states, tree, layer)
         mask = None
         if tree.key_mask is not None:
             # A sample without chunks attends to its all-zero padding, which yields exactly zero (no NaN).

@@ -115,9 +115,10 @@ class InductionSupervision(torch.nn.Module):
 
 def random_repeats(tokenizer, *, rows: int, span: int, seed: int) -> torch.Tensor:
     """(rows, 1 + 2 span) ids: BOS, a span of random regular tokens, the same span again."""
+    from longwin.data.tokenizer import first_regular_id
+
     g = torch.Generator().manual_seed(seed)
-    first = max(tokenizer.all_special_ids) + 1
-    spans = torch.randint(first, len(tokenizer), (rows, span), generator=g)
+    spans = torch.randint(first_regular_id(tokenizer), len(tokenizer), (rows, span), generator=g)
     bos = torch.full((rows, 1), tokenizer.bos_token_id)
     return torch.cat([bos, spans, spans], dim=1)
 
