@@ -368,3 +368,22 @@ def test_smollm2_converts_to_a_stock_folder_with_sane_perplexity(cache, capsys):
     capsys.readouterr()
     assert main(["models", "path", "smollm2-135m"]) == 0  # cached now: instant, only the path on stdout
     assert capsys.readouterr().out == f"{folder}\n"
+
+
+def test_output_cache_reads_the_current_field_name_only():
+    """A training forward has no cache; asking for it under the old name logs a deprecation warning."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from longwin.models.compat import output_cache, output_cache_field
+
+    asked = []
+
+    class Recording(CausalLMOutputWithPast):
+        def get(self, key, default=None):
+            asked.append(key)
+            return super().get(key, default)
+
+    assert output_cache(Recording(logits=None)) is None
+    marker = object()
+    assert output_cache(Recording(**{output_cache_field(): marker})) is marker
+    assert set(asked) == {output_cache_field()}

@@ -48,8 +48,12 @@ def _cache_keyword(forward: Any) -> str:
 
 
 def output_cache(outputs: Any) -> Any:
-    """The KV cache a model output carries, under whichever name this transformers version gives it."""
-    return outputs["cache"] if "cache" in outputs else outputs.get("past_key_values")
+    """The KV cache a model output carries, under whichever name this transformers version gives it.
+
+    Asked by the current name only: a missing cache (training) under the old name would log
+    transformers' deprecation warning.
+    """
+    return outputs.get(output_cache_field())
 
 
 @functools.cache
