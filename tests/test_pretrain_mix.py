@@ -65,3 +65,14 @@ def test_recall_examples_repeat_a_passage_after_unrelated_text(mix):
             found = [n for n in range(8, min(48, room // 4) + 1)
                      if any(ex[s:s + n] == ex[-n:] for s in range(len(ex) - 2 * n - 8 + 1))]
             assert found, ex
+
+
+def test_shuffled_windows_reorder_the_same_pieces_so_examples_can_close_a_window(mix, tiny_tokenizer):
+    plain = PretrainMixDataset(mix.sources, tiny_tokenizer, seq_len=128, num_windows=40, seed=7, shuffle=False)
+    eos = tiny_tokenizer.eos_token_id
+    for i in range(len(mix)):
+        assert sorted(mix.window(i)) == sorted(plain.window(i)) and mix.window(i)[0] == plain.window(i)[0]
+    assert any(mix.window(i) != plain.window(i) for i in range(len(mix)))
+    # rendered examples end with EOS; unshuffled, the last piece is almost always the natural filler
+    closed = lambda ds: sum(ds.window(i)[-1] == eos for i in range(len(ds)))  # noqa: E731
+    assert closed(mix) >= closed(plain) + 5, (closed(plain), closed(mix))

@@ -2,8 +2,11 @@
 
 Each window starts with BOS at position 0 and is filled with whole examples; when the next example
 does not fit, the gap is filled with a natural-text fragment of exactly the remaining length, so no
-example is cut and no compute goes to padding. Window `i` is a pure function of (seed, i): the
-dataset needs no pre-generation and a resumed run sees the same data.
+example is cut and no compute goes to padding. With `shuffle` the pieces are then put in a random
+order: otherwise the last tokens of every window are natural filler, and a model learns from its
+distance to BOS that nothing is retrieved at the end of its window (docs/toy-model.md). Window `i`
+is a pure function of (seed, i): the dataset needs no pre-generation and a resumed run sees the
+same data.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ class PretrainMixDataset(Dataset):
     """`num_windows` windows of `seq_len` tokens with labels = input_ids (dense LM loss)."""
 
     def __init__(self, sources: MixSources, tokenizer, *, seq_len: int, num_windows: int, seed: int,
-                 mix: dict[str, float] | None = None) -> None:
-        self.sources, self.tok, self.seq_len = sources, tokenizer, seq_len
+                 mix: dict[str, float] | None = None, shuffle: bool = True) -> None:
+        self.sources, self.tok, self.seq_len, self.shuffle = sources, tokenizer, seq_len, shuffle
         self.num_windows, self.seed = num_windows, seed
         mix = mix or DEFAULT_MIX
         self.kinds, self.kind_p = list(mix), np.array(list(mix.values()), dtype=np.float64)
@@ -105,15 +108,18 @@ class PretrainMixDataset(Dataset):
 
     def window(self, index: int) -> list[int]:
         rng = random.Random(f"{self.seed}:{index}")
-        ids = [self.bos]
-        while len(ids) < self.seq_len:
-            room = self.seq_len - len(ids)
+        pieces, size = [], 1  # BOS comes first
+        while size < self.seq_len:
+            room = self.seq_len - size
             kind = self.kinds[int(np.searchsorted(self._kind_cumulative, rng.random()))]
             ex = None if kind == "natural" or room < 24 else self._example(kind, rng, room)
             if ex is None:
                 ex = self._natural(rng, min(room, rng.randint(16, self.seq_len)))
-            ids.extend(ex)
-        return ids[: self.seq_len]
+            pieces.append(ex)
+            size += len(ex)
+        if self.shuffle:
+            rng.shuffle(pieces)
+        return [self.bos, *(t for piece in pieces for t in piece)][: self.seq_len]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ids = torch.tensor(self.window(index), dtype=torch.long)

@@ -32,14 +32,15 @@ class PretrainToyConfig:
     num_layers: int = 4
     num_heads: int = 6
     intermediate_size: int = 512
-    rope_theta: float = 10000.0
+    rope_theta: float = field(default=500000.0, metadata={
+        "help": "RoPE base; 500,000 (as Llama 3) leaves more slowly turning dimensions to match content 200+ tokens back"})
     max_steps: int = 1800
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     weight_decay: float = 0.1
-    # the induction recipe of the shipped toy (docs/toy-model.md);
-    # --induction-weight 0 --random-copy-share 0 --recall-share 0 rebuild the first toy (v1)
+    # the recipe of the shipped toy (v3, docs/toy-model.md); --rope-theta 10000 --shuffle-pieces false
+    # rebuild v2, and with --induction-weight 0 --random-copy-share 0 --recall-share 0 also, v1
     random_copy_share: float = field(default=0.07, metadata={
         "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
     recall_share: float = field(default=0.1, metadata={
@@ -48,6 +49,8 @@ class PretrainToyConfig:
         "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
     induction_match: int = field(default=2, metadata={
         "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before; ...)"})
+    shuffle_pieces: bool = field(default=True, metadata={
+        "help": "put each window's examples and filler in random order (false: filler always ends the window, as in v1/v2)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
 
 
@@ -107,7 +110,8 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     sentences = [s for t in texts for s in synthetic.split_sentences(t)]
     sources = MixSources(natural=natural, sentences=sentences, words=synthetic.word_list(texts))
     dataset = PretrainMixDataset(sources, tokenizer, seq_len=cfg.seq_len,
-                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed, mix=mix)
+                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed, mix=mix,
+                                 shuffle=cfg.shuffle_pieces)
 
     model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
