@@ -58,13 +58,18 @@ def test_bad_sharedllm_requests_are_one_line_errors(tiny_setup, tmp_path, capsys
     assert err and message in err[-1] and err[-1].startswith("longwin train: error:")
 
 
-def test_natural_examples_keep_chunks_whole_and_the_local_window_bounded(tiny_tokenizer, tmp_path):
-    rng = random.Random(0)
-    docs = [{"id": str(i), "text": " ".join(rng.choice(_TEXT) for _ in range(40))} for i in range(4)]
+def _pool(tokenizer, tmp_path) -> DocumentPool:
     from longwin.data.corpora import Document
 
-    corpus = TokenizedCorpus.build([Document(d["id"], d["text"]) for d in docs], tiny_tokenizer, tmp_path)
-    pool = DocumentPool(corpus, corpus.indices_longer_than(95), 0, 96)
+    rng = random.Random(0)
+    plain = [t for t in _TEXT if "pass key" not in t]  # pass keys come only from the retrieval documents
+    docs = [Document(str(i), " ".join(rng.choice(plain) for _ in range(40))) for i in range(4)]
+    corpus = TokenizedCorpus.build(docs, tokenizer, tmp_path)
+    return DocumentPool(corpus, corpus.indices_longer_than(95), 0, 96)
+
+
+def test_natural_examples_keep_chunks_whole_and_the_local_window_bounded(tiny_tokenizer, tmp_path):
+    pool = _pool(tiny_tokenizer, tmp_path)
     layout = Layout(local=64, chunk=32, min_chunks=1, max_chunks=6)
     data = SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=40, seed=0)
     for i in range(40):
@@ -74,3 +79,28 @@ def test_natural_examples_keep_chunks_whole_and_the_local_window_bounded(tiny_to
     assert data[3] == data[3]
     with pytest.raises(LongwinError, match="stage"):
         SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=1, seed=0, stage="rlhf")
+
+
+@pytest.mark.parametrize("local_evidence", [0.0, 1.0])
+def test_retrieval_evidence_lies_in_the_context_or_in_the_local_window(tiny_tokenizer, tmp_path, local_evidence):
+    from longwin.data.retrieval_docs import RetrievalExamples
+
+    pool = _pool(tiny_tokenizer, tmp_path)
+    retrieval = RetrievalExamples(tiny_tokenizer, pool.stream, pool.texts(tiny_tokenizer), ["passkey_grass"])
+    layout = Layout(local=96, chunk=32, min_chunks=1, max_chunks=4)
+    data = SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=12, seed=0, retrieval=retrieval,
+                            retrieval_fraction=1.0, local_evidence=local_evidence)
+    asked = 0
+    for i in range(len(data)):
+        item = data[i]
+        context, window = (tiny_tokenizer.decode(item[k]) for k in ("context_ids", "input_ids"))
+        if "What is the pass key?" not in window:  # no room for the evidence in one chunk: natural text instead
+            continue
+        asked += 1
+        key = window.rsplit("The pass key is", 1)[1].strip(" .")  # the answer closes the local window
+        assert key.isdigit() and len(item["context_ids"]) % 32 == 0 and len(item["input_ids"]) == 96
+        # the evidence reads "The pass key is K. Remember it. K is the pass key."
+        assert (key in context) == (local_evidence == 0) and window.count(key) == (3 if local_evidence else 1)
+    assert asked >= 8
+    with pytest.raises(LongwinError, match="--sharedllm-local-evidence"):
+        SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=1, seed=0, local_evidence=1.5)

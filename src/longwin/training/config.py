@@ -70,6 +70,9 @@ class ExtendConfig:
         "help": "fewest context chunks per example (drawn uniformly up to what --target-length allows)"})
     sharedllm_instructions: str = field(default="", metadata={
         "help": "instruct stage: JSONL of {prompt, response[, context]} records (else natural text gets the LM loss)"})
+    sharedllm_local_evidence: float = field(default=0.0, metadata={
+        "help": "share of retrieval examples with the evidence in the local window, behind natural context "
+                "(keeps the upper model's own retrieval; the rest put it in the context)"})
 
 
 # Defaults we prefer over TrainingArguments' own (a recipe or flag still overrides them).

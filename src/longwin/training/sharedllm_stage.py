@@ -12,7 +12,9 @@ pretraining range. The chunk count is drawn per example between --sharedllm-min-
 
 A share of examples (--retrieval-fraction) are synthetic retrieval documents with the
 evidence in the context and the question + answer in the local window: a small model only learns
-to read the tree from such a dense signal. Example i is a pure function of (seed, i).
+to read the tree from such a dense signal. Trained on those alone it unlearns reading evidence from
+its own window, so --sharedllm-local-evidence puts a share of them wholly in the local window, behind
+natural context. Example i is a pure function of (seed, i).
 """
 
 from __future__ import annotations
@@ -100,16 +102,18 @@ class SharedLLMDataset(Dataset):
 
     def __init__(self, pool: DocumentPool, tokenizer: Any, layout: Layout, *, num_samples: int, seed: int,
                  stage: str = "lm", retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0,
-                 instructions: Sequence[dict[str, str]] = ()) -> None:
+                 local_evidence: float = 0.0, instructions: Sequence[dict[str, str]] = ()) -> None:
         if stage not in STAGES:
             raise LongwinError(f"unknown SharedLLM stage {stage!r} (choose from {', '.join(STAGES)})")
         if not 0 <= retrieval_fraction <= 1:
             raise LongwinError(f"--retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
+        if not 0 <= local_evidence <= 1:
+            raise LongwinError(f"--sharedllm-local-evidence must be between 0 and 1, got {local_evidence}")
         if retrieval_fraction > 0 and retrieval is None:
             raise ValueError("a retrieval fraction needs retrieval documents")
         self.pool, self.tokenizer, self.layout = pool, tokenizer, layout
         self.num_samples, self.seed, self.stage = num_samples, seed, stage
-        self.retrieval, self.retrieval_fraction = retrieval, retrieval_fraction
+        self.retrieval, self.retrieval_fraction, self.local_evidence = retrieval, retrieval_fraction, local_evidence
         self.instructions = list(instructions)
 
     def __len__(self) -> int:
@@ -141,14 +145,21 @@ class SharedLLMDataset(Dataset):
         return {"context_ids": tokens[:chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk:]}
 
     def _retrieval(self, rng: random.Random, chunks: int) -> dict[str, list[int]] | None:
-        """A retrieval example over the whole span: evidence in the context, question and answer local."""
+        """A retrieval example: question and answer at the end of the local window, evidence in the context
+        (or, for a --sharedllm-local-evidence share, earlier in the local window)."""
         lay = self.layout
-        total = chunks * lay.chunk + lay.local
-        built = self.retrieval.build(rng, torch.arange(total), total, evidence_by=chunks * lay.chunk)
-        if built is None:
-            return None
-        tokens, answer = built[0].tolist(), built[1]
-        context, window = tokens[:chunks * lay.chunk], tokens[chunks * lay.chunk:]
+        if self.local_evidence and rng.random() < self.local_evidence:  # drawn only when asked: streams stay put
+            built = self.retrieval.build(rng, torch.arange(lay.local), lay.local)
+            if built is None:
+                return None
+            context, window, answer = self._natural(rng, chunks)["context_ids"], built[0].tolist(), built[1]
+        else:
+            total = chunks * lay.chunk + lay.local
+            built = self.retrieval.build(rng, torch.arange(total), total, evidence_by=chunks * lay.chunk)
+            if built is None:
+                return None
+            tokens, answer = built[0].tolist(), built[1]
+            context, window = tokens[:chunks * lay.chunk], tokens[chunks * lay.chunk:]
         if self.stage == "instruct" and answer < len(window):
             return {"context_ids": context, "prompt_ids": window[:-answer], "response_ids": window[-answer:]}
         return {"context_ids": context, "input_ids": window}
@@ -216,7 +227,8 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
     global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
     dataset = SharedLLMDataset(pool, tokenizer, layout, num_samples=targs.max_steps * global_batch, seed=targs.seed,
                                stage=ext.sharedllm_stage, retrieval=retrieval,
-                               retrieval_fraction=ext.retrieval_fraction, instructions=instructions)
+                               retrieval_fraction=ext.retrieval_fraction,
+                               local_evidence=ext.sharedllm_local_evidence, instructions=instructions)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.train()
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
