@@ -147,19 +147,17 @@ class SharedLLMDataset(Dataset):
     def _retrieval(self, rng: random.Random, chunks: int) -> dict[str, list[int]] | None:
         """A retrieval example: question and answer at the end of the local window, evidence in the context
         (or, for a --sharedllm-local-evidence share, earlier in the local window)."""
-        lay = self.layout
-        if self.local_evidence and rng.random() < self.local_evidence:  # drawn only when asked: streams stay put
-            built = self.retrieval.build(rng, torch.arange(lay.local), lay.local)
-            if built is None:
-                return None
-            context, window, answer = self._natural(rng, chunks)["context_ids"], built[0].tolist(), built[1]
+        lay, cut = self.layout, chunks * self.layout.chunk
+        local_only = bool(self.local_evidence) and rng.random() < self.local_evidence  # drawn only when asked
+        span = lay.local if local_only else cut + lay.local
+        built = self.retrieval.build(rng, torch.arange(span), span, evidence_by=None if local_only else cut)
+        if built is None:
+            return None
+        tokens, answer = built[0].tolist(), built[1]
+        if local_only:  # the context is unrelated natural text; the whole document sits in the local window
+            context, window = self._natural(rng, chunks)["context_ids"], tokens
         else:
-            total = chunks * lay.chunk + lay.local
-            built = self.retrieval.build(rng, torch.arange(total), total, evidence_by=chunks * lay.chunk)
-            if built is None:
-                return None
-            tokens, answer = built[0].tolist(), built[1]
-            context, window = tokens[:chunks * lay.chunk], tokens[chunks * lay.chunk:]
+            context, window = tokens[:cut], tokens[cut:]
         if self.stage == "instruct" and answer < len(window):
             return {"context_ids": context, "prompt_ids": window[:-answer], "response_ids": window[-answer:]}
         return {"context_ids": context, "input_ids": window}
