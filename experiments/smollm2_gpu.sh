@@ -49,7 +49,7 @@ train)
   lw train --config cream-smollm2-135m-32k --scheme "$M" --data "$DATA" --max-steps "$STEPS" \
     --per-device-train-batch-size 4 --gradient-accumulation-steps 2 --gradient-checkpointing false \
     --learning-rate 5e-5 --warmup-steps 10 --lr-scheduler-type cosine --logging-steps 10 --save-steps 100000 \
-    --dataloader-num-workers 4 --report-to none --output-dir "$WORK/models/$M" $TRAIN_FLAGS
+    --dataloader-num-workers 4 --report-to none --output-dir "$WORK/models/$M" --overwrite-output-dir true $TRAIN_FLAGS
   ;;
 eval)
   EV="--task passkey,ppl --lengths $LENGTHS --samples $SAMPLES --depths 0,25,50,75,100 --corpus $PPL_TEXT \

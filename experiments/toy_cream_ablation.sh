@@ -21,7 +21,7 @@ declare -A VARIANTS=(
 for name in "${!VARIANTS[@]}"; do
   [ -f "$OUT/$name/results.json" ] && continue
   # shellcheck disable=SC2086
-  longwin train --config cream-toy-2048 --output-dir "$WORK/$name" --disable-tqdm true ${VARIANTS[$name]}
+  longwin train --config cream-toy-2048 --output-dir "$WORK/$name" --overwrite-output-dir true --disable-tqdm true ${VARIANTS[$name]}
   longwin eval --model "$WORK/$name" "${EVAL[@]}" --out "$OUT/$name"
 done
 for rope in linear yarn ntk dynamic; do

@@ -21,7 +21,7 @@ for step in $steps; do
     sharedllm)
       H=out/toy_reproduction_shipped/s8/seed0/heldout.jsonl  # the reproduction step writes it
       S=out/sharedllm-toy-2048-shipped
-      [ -f $S/model.safetensors ] || longwin train --config sharedllm-toy-2048 --output-dir $S
+      [ -f $S/longwin_training.json ] || longwin train --config sharedllm-toy-2048 --output-dir $S --overwrite-output-dir true
       for name in sharedllm truncation sharedllm-no-context; do rm -rf $R/sharedllm_toy_recipe/$name; done
       longwin eval --model $S --task passkey,ppl --lengths 512,1024,2048 --samples 2 --corpus $H --out $R/sharedllm_toy_recipe/sharedllm
       longwin eval --model toy --truncate 256 --task passkey,ppl --lengths 512,1024,2048 --samples 2 --corpus $H --out $R/sharedllm_toy_recipe/truncation

@@ -137,6 +137,10 @@ class Fixed:
 
     def __init__(self, name, tokenizer, answer):
         self.name, self.tokenizer, self.answer = name, tokenizer, answer
+        self.identity = f"fixed:{answer}"
+
+    def memory_needed(self, tokens):
+        return tokens
 
     def generate(self, prompts, max_new_tokens):
         return [self.tokenizer(self.answer, add_special_tokens=False)["input_ids"] for _ in prompts]

@@ -41,6 +41,10 @@ class Answering:
     """A fake EvalModel answering every prompt with a fixed text."""
 
     name, window, position_limit = "answering", 4096, None
+    identity = "answering"
+
+    def memory_needed(self, tokens):
+        return tokens
 
     def __init__(self, tokenizer, answer):
         self.tokenizer, self.answer, self.prompts = tokenizer, answer, []

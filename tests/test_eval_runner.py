@@ -26,6 +26,7 @@ class Counting:
         self.inner = inner
         self.name, self.tokenizer = inner.name, inner.tokenizer
         self.window, self.position_limit = inner.window, inner.position_limit
+        self.identity, self.memory_needed = inner.identity, inner.memory_needed
         self.fail_after = fail_after
         self.prompts: list[Prompt] = []
 
@@ -125,9 +126,12 @@ def test_nll_matches_full_logits(adapter, tiny_tokenizer):
 class Recorder:
     """A fake EvalModel (no torch module) recording every nll call: what a SharedLLM adapter sees."""
 
-    name = "recorder"
+    name = identity = "recorder"
     window = 100
     position_limit = None
+
+    def memory_needed(self, tokens):
+        return tokens
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer

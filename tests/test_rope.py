@@ -9,6 +9,7 @@ import json
 import logging
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_llama
@@ -40,6 +41,16 @@ def _inv_freq(theta: float, dim: int) -> torch.Tensor:
     return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
 
 
+def _revised_yarn(theta: float, dim: int, native: int, s: float, beta_fast: float = 32, beta_slow: float = 1,
+                  attention_factor: float | None = None) -> tuple[np.ndarray, float]:
+    """CREAM/PoSE revised YaRN straight from its definition: inv_freq_i / ((1 - gamma_i) s + gamma_i)."""
+    inv = theta ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    corr = [dim * math.log(native / (2 * math.pi * beta)) / (2 * math.log(theta)) for beta in (beta_fast, beta_slow)]
+    low, high = max(math.floor(corr[0]), 0), min(math.ceil(corr[1]), dim - 1)
+    gamma = 1 - np.clip((np.arange(dim // 2) - low) / (high - low), 0, 1)  # 1: keep the frequency, 0: divide by s
+    return inv / ((1 - gamma) * s + gamma), attention_factor or 0.1 * math.log(s) + 1
+
+
 def _expected(method: str, theta: float, dim: int, native: int, s: float, **opt) -> tuple[torch.Tensor, float]:
     """(inv_freq, attention scaling) as each method defines them, at lengths up to the native window."""
     inv = _inv_freq(theta, dim)
@@ -49,6 +60,9 @@ def _expected(method: str, theta: float, dim: int, native: int, s: float, **opt)
         return inv / s, 1.0
     if method == "ntk":
         return _inv_freq(theta * s ** (dim / (dim - 2)), dim), 1.0
+    if method == "revised-yarn":
+        revised, attention = _revised_yarn(theta, dim, native, s, **opt)
+        return torch.from_numpy(revised), attention
     if method == "yarn":
         def correction_dim(rotations: float) -> float:  # dim index whose wavelength fits `rotations` times in N
             return dim * math.log(native / (2 * math.pi * rotations)) / (2 * math.log(theta))
@@ -77,6 +91,7 @@ def hf_warnings(caplog):
 CASES = [
     ("none", {}), ("linear", {}), ("ntk", {}), ("dynamic", {}), ("yarn", {}),
     ("yarn", {"beta_fast": 16, "beta_slow": 2, "attention_factor": 1.5}),
+    ("revised-yarn", {}), ("revised-yarn", {"beta_fast": 16, "beta_slow": 2, "attention_factor": 1.5}),
     ("llama3", {}), ("llama3", {"low_freq_factor": 2, "high_freq_factor": 8}),
 ]
 
@@ -102,8 +117,9 @@ def test_round_trip_through_stock_transformers_matches_definition(tmp_path, hf_w
     saved = json.loads((tmp_path / "config.json").read_text())
     assert "auto_map" not in saved
     rope = saved["rope_parameters"] if V5 else {**(saved["rope_scaling"] or {}), "rope_theta": saved["rope_theta"]}
-    assert rope.get("rope_type", "default") == {"none": "default", "ntk": "default"}.get(method, method)
-    if method in ("yarn", "llama3"):
+    assert rope.get("rope_type", "default") == {"none": "default", "ntk": "default",
+                                                "revised-yarn": "longrope"}.get(method, method)
+    if method in ("yarn", "revised-yarn", "llama3"):
         assert rope["original_max_position_embeddings"] == native and rope["factor"] == 8.0
 
 
@@ -220,6 +236,15 @@ def test_v4_layout_written_for_configs_without_rope_parameters():
                                    "beta_fast": 16.0}
     ntk = scale_rope(legacy, "ntk", 256)
     assert ntk.rope_scaling is None and ntk.rope_theta == pytest.approx(1e4 * 2 ** (8 / 6))
+    revised = scale_rope(legacy, "revised-yarn", 512, original_length=64, beta_fast=16)
+    assert revised.rope_theta == 1e4 and revised.rope_scaling.keys() == {
+        "rope_type", "factor", "original_max_position_embeddings", "attention_factor", "short_factor", "long_factor"}
+    assert revised.rope_scaling["rope_type"] == "longrope"
+    assert revised.rope_scaling["original_max_position_embeddings"] == 64
+    expected, attention = _revised_yarn(1e4, 8, 64, 8.0, beta_fast=16)
+    np.testing.assert_allclose(1 / np.array(revised.rope_scaling["long_factor"]), expected / _inv_freq(1e4, 8).numpy())
+    assert revised.rope_scaling["short_factor"] == revised.rope_scaling["long_factor"]
+    assert revised.rope_scaling["attention_factor"] == pytest.approx(attention)
 
 
 def _error(match: str, *args, **kwargs) -> None:
@@ -233,7 +258,7 @@ def test_errors_are_one_line():
     _error("GPT2Config has no RoPE", GPT2Config(), "linear", 4096)
     _error("target_length 64 must exceed the native window 64", llama, "linear", 64)
     _error("target_length 100 must exceed the native window 128", llama, "linear", 100, original_length=128)
-    _error("supported: none, linear, ntk, dynamic, yarn, llama3", llama, "longrope", 256)
+    _error("supported: none, linear, ntk, dynamic, yarn, revised-yarn, llama3", llama, "longrope", 256)
     _error("target_length must be a positive integer, got 256.0", llama, "linear", 256.0)
     _error("target_length must be a positive integer, got True", llama, "linear", True)
     _error("original_length must be a positive integer, got 0", llama, "linear", 256, original_length=0)
@@ -244,6 +269,13 @@ def test_errors_are_one_line():
     _error("attention_factor must be a positive number, got 'big'", llama, "yarn", 256, attention_factor="big")
     _error("attention_factor must be a positive number, got nan", llama, "yarn", 256, attention_factor=float("nan"))
     _error("beta_fast > beta_slow, got beta_fast=2.0 and beta_slow=4.0", llama, "yarn", 256, beta_fast=2, beta_slow=4)
+    _error("revised-yarn needs beta_fast > beta_slow, got beta_fast=2.0 and beta_slow=2.0", llama, "revised-yarn", 256,
+           beta_fast=2, beta_slow=2)
+    _error("revised-yarn needs beta_fast > beta_slow, got beta_fast=0.5 and beta_slow=1.0", llama, "revised-yarn", 256,
+           beta_fast=0.5)
+    _error("unknown option.*'revised-yarn': truncate; allowed: beta_fast, beta_slow, attention_factor",
+           llama, "revised-yarn", 256, truncate=False)
+    _error("attention_factor must be a positive number, got 0", llama, "revised-yarn", 256, attention_factor=0)
     _error("high_freq_factor > low_freq_factor, got 1.0 and 1.0", llama, "llama3", 256, high_freq_factor=1)
     _error("rotary dimension above 2, got 2", LlamaConfig(hidden_size=4, num_attention_heads=2), "ntk", 4096)
     with pytest.raises(LongwinError, match="GPT2Config has no RoPE"):
@@ -257,3 +289,83 @@ def test_per_layer_rope_is_refused():
     if not isinstance(getattr(config, "rope_parameters", None), dict):
         pytest.skip("per-layer rope_parameters only exist in transformers 5")
     _error("per-layer RoPE parameters", config, "linear", 2 * config.max_position_embeddings)
+
+
+def _llama_head(head_dim: int, native: int, theta: float) -> LlamaConfig:
+    return LlamaConfig(vocab_size=320, hidden_size=2 * head_dim, intermediate_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=native,
+                       rope_theta=theta, tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize(("head_dim", "theta", "native", "s"), [
+    (128, 1e4, 4096, 8), (128, 1e4, 4096, 2), (128, 5e5, 8192, 16), (64, 1e6, 2048, 4), (32, 5e5, 256, 8)])
+def test_revised_yarn_frequencies_at_lengths_below_and_above_native(head_dim, theta, native, s):
+    """Stock longrope switches factor sets at the native window; both sets hold the revised-YaRN divisors."""
+    scaled = scale_rope(_llama_head(head_dim, native, theta), "revised-yarn", native * s)
+    rotary = LlamaForCausalLM(scaled).model.rotary_emb
+    inv, attention = _revised_yarn(theta, head_dim, native, s)
+    x = torch.zeros(1, 1, head_dim)
+    # a short prefix, then CREAM-style: three tokens whose position ids span the target window
+    for positions in ([0, 1, native // 2, native - 1], [0, native // 2, native + 7, native * s - 1]):
+        cos, sin = rotary(x, torch.tensor([positions]))
+        np.testing.assert_allclose(rotary.inv_freq.double().numpy(), inv, rtol=1e-5)
+        assert rotary.attention_scaling == pytest.approx(attention)
+        angles = np.outer(positions, inv)
+        np.testing.assert_allclose(cos[0, :, :head_dim // 2].double().numpy(), np.cos(angles) * attention, atol=5e-3)
+        np.testing.assert_allclose(sin[0, :, head_dim // 2:].double().numpy(), np.sin(angles) * attention, atol=5e-3)
+
+
+def test_revised_yarn_differs_from_yarn_only_in_the_middle_band():
+    """Llama-2 geometry (N=4096, d=128, b=1e4) at s=8: the 25 ramp pairs 21..45 differ, by up to (s+1)^2/(4s)."""
+    revised = LlamaForCausalLM(scale_rope(_llama(), "revised-yarn", 32768)).model.rotary_emb
+    yarn = LlamaForCausalLM(scale_rope(_llama(), "yarn", 32768)).model.rotary_emb
+    ratio = yarn.inv_freq.double() / revised.inv_freq.double()
+    differing = ((ratio - 1).abs() > 1e-6).nonzero().flatten().tolist()
+    assert differing == list(range(21, 46))
+    assert ratio.max().item() == pytest.approx(81 / 32, rel=1e-6) and ratio.argmax().item() == 33  # 2.53 at ramp 1/2
+    assert (ratio >= 1 - 1e-6).all()  # revised YaRN never rotates faster than YaRN
+    assert revised.attention_scaling == pytest.approx(yarn.attention_scaling)
+    expected, _ = _revised_yarn(1e4, 128, 4096, 8)  # the same count from the formulas alone, in float64
+    reference, _ = _expected("yarn", 1e4, 128, 4096, 8.0)
+    exact = reference.numpy() / expected
+    assert int((np.abs(exact - 1) > 1e-6).sum()) == 25 and exact.max() == pytest.approx(2.53125, rel=1e-12)
+
+
+def test_revised_yarn_round_trip_without_remote_code(tmp_path, hf_warnings):
+    base = make_tiny_llama(max_position_embeddings=64)
+    scaled = LlamaForCausalLM(scale_rope(base.config, "revised-yarn", 256)).eval()
+    scaled.load_state_dict(base.state_dict())
+    scaled.save_pretrained(tmp_path)
+    hf_warnings.clear()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert not [r.message for r in hf_warnings.records if "rope" in r.getMessage().lower()]
+    assert type(loaded) is LlamaForCausalLM
+
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "auto_map" not in saved and saved["longwin_rope"]["method"] == "revised-yarn"
+    fields = ("rope_parameters",) if V5 else ("rope_scaling", "rope_theta")
+    for name in fields:
+        assert getattr(loaded.config, name) == getattr(scaled.config, name)
+    rope = saved["rope_parameters"] if V5 else saved["rope_scaling"]
+    assert rope["rope_type"] == "longrope" and rope["short_factor"] == rope["long_factor"]
+    assert describe_rope(loaded.config)["method"] == "revised-yarn" and native_window(loaded.config) == 64
+
+    ids = torch.randint(3, 320, (1, 256), generator=torch.Generator().manual_seed(0))
+    spread = torch.tensor([[0, 1, 2, 100, 101, 200, 254, 255]])  # short sequence, positions over the target window
+    yarn = LlamaForCausalLM(scale_rope(base.config, "yarn", 256)).eval()
+    yarn.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        for far, kwargs in ((False, {"input_ids": ids[:, :48]}), (True, {"input_ids": ids}),
+                            (True, {"input_ids": ids[:, :8], "position_ids": spread})):
+            out = loaded(**kwargs).logits
+            assert torch.equal(out, scaled(**kwargs).logits)
+            if far:  # the middle band differs from YaRN's by up to 2.5x, which shows once positions are far apart
+                assert not torch.allclose(out, yarn(**kwargs).logits, atol=1e-4)
+
+
+def test_rescaling_a_revised_yarn_config_drops_its_factors():
+    revised = scale_rope(_llama(native=64), "revised-yarn", 256)
+    again = scale_rope(revised, "yarn", 512)
+    rope = again.rope_parameters if V5 else again.rope_scaling
+    assert "short_factor" not in rope and "long_factor" not in rope and rope["original_max_position_embeddings"] == 64
+    assert describe_rope(again)["method"] == "yarn" and describe_rope(again)["factor"] == 8.0

@@ -24,6 +24,7 @@ from typing import Any
 
 from longwin.config import add_config_arguments, config_from_args
 from longwin.errors import LongwinError
+from longwin.outputs import check_writable_folder, write_text
 
 METHODS = ("full", "streaming", "sharedllm", "sharedllm-bounded")
 RANDOM_MODEL = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=6, num_attention_heads=8,
@@ -35,22 +36,22 @@ class SharedLLMBench:
     model: str = field(default="toy", metadata={"help": "model reference; `toy` falls back to a random "
                                                          "6-layer Llama (hidden 256) when not built; `random` forces it"})
     lengths: list[int] = field(default_factory=lambda: [2048, 4096, 8192, 16384],
-                               metadata={"help": "total input lengths (context + local window)"})
+                               metadata={"min": 1, "help": "total input lengths (context + local window)"})
     methods: list[str] = field(default_factory=lambda: list(METHODS),
                                metadata={"help": "subset of " + ",".join(METHODS)})
-    local_window: int = field(default=256, metadata={"help": "SharedLLM local window (the tail the upper model reads)"})
-    num_lower_layers: int = field(default=2, metadata={"help": "SharedLLM M"})
-    chunk_size: int = field(default=512, metadata={"help": "SharedLLM chunk size"})
-    tree_height: int = field(default=3, metadata={"help": "SharedLLM tree height h"})
-    kv_per_node: int = field(default=16, metadata={"help": "SharedLLM KVs per preserved node p"})
-    bounded_batch_tokens: int = field(default=2048, metadata={"help": "sharedllm-bounded: most tokens the lower "
+    local_window: int = field(default=256, metadata={"min": 1, "help": "SharedLLM local window (the tail the upper model reads)"})
+    num_lower_layers: int = field(default=2, metadata={"min": 1, "help": "SharedLLM M"})
+    chunk_size: int = field(default=512, metadata={"min": 1, "help": "SharedLLM chunk size"})
+    tree_height: int = field(default=3, metadata={"min": 1, "help": "SharedLLM tree height h"})
+    kv_per_node: int = field(default=16, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"})
+    bounded_batch_tokens: int = field(default=2048, metadata={"min": 1, "help": "sharedllm-bounded: most tokens the lower "
                                                                        "model encodes per pass (sharedllm: all at once)"})
-    stream_window: int = field(default=256, metadata={"help": "streaming baseline: recent tokens kept"})
-    stream_sinks: int = field(default=4, metadata={"help": "streaming baseline: first tokens kept"})
-    stream_segment: int = field(default=256, metadata={"help": "streaming baseline: prefill segment length"})
+    stream_window: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: recent tokens kept"})
+    stream_sinks: int = field(default=4, metadata={"min": 0, "help": "streaming baseline: first tokens kept"})
+    stream_segment: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: prefill segment length"})
     rope_method: str = field(default="yarn", metadata={"help": "RoPE scaling of the full-attention model"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads per measurement"})
-    repeats: int = field(default=2, metadata={"help": "timed prefills per measurement; the fastest is reported"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads per measurement"})
+    repeats: int = field(default=2, metadata={"min": 1, "help": "timed prefills per measurement; the fastest is reported"})
     output: str = field(default="benchmarks/results", metadata={"help": "folder for sharedllm_bench.json/.md"})
 
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     short = [n for n in cfg.lengths if n < cfg.local_window + cfg.chunk_size]
     if short:
         raise LongwinError(f"lengths {short} leave no whole context chunk: each must be >= local_window + chunk_size")
+    check_writable_folder(cfg.output, "--output")
     model = _resolve_model(cfg.model)
     _preimport()
     rows = []
@@ -82,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     report = _report(cfg, model, rows)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sharedllm_bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "sharedllm_bench.md").write_text(_markdown(report))
+    write_text(out / "sharedllm_bench.json", json.dumps(report, indent=2) + "\n")
+    write_text(out / "sharedllm_bench.md", _markdown(report))
     print(f"wrote {out / 'sharedllm_bench.json'} and {out / 'sharedllm_bench.md'}")
     return 0
 

@@ -8,11 +8,15 @@ User errors (`LongwinError`) print one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Callable, Sequence
 
 from longwin.errors import LongwinError
+
+# OS errors a user fixes on their side (disk full, read-only file system, permissions, quota)
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 # subcommand name -> (module holding `add_arguments(parser)` and `run(args)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,10 +44,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     for name, (module_name, help_text) in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("longwin"):
-                continue  # command not built yet
-            raise
+        except ModuleNotFoundError as exc:  # a broken install: say which command and why, in one line
+            parser.exit(2, f"longwin: cannot load the `{name}` command: {exc}\n")
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
         module.add_arguments(cmd)
         runners[name] = module.run
@@ -66,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = runners[args.command](args)
     except LongwinError as exc:
         print(f"longwin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine, not the code: full or read-only disk, missing permission
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"longwin {args.command}: error: {exc.strerror}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"longwin {args.command}: interrupted", file=sys.stderr)

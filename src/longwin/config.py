@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -95,17 +96,149 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(cls: type[T], yaml_values: dict[str, Any] | None, overrides: dict[str, Any]) -> T:
-    """Merge YAML values and explicit overrides into `cls`, rejecting unknown keys with one line."""
+    """Merge YAML values and explicit overrides into `cls`, rejecting unknown keys and ill-typed or
+    out-of-range values with one line each."""
     names = {f.name for f in dataclasses.fields(cls)}
     values = dict(yaml_values or {})
     unknown = sorted(set(values) - names)
     if unknown:
         raise LongwinError(f"unknown config key(s) for {cls.__name__}: {', '.join(unknown)}")
     values.update({k: v for k, v in overrides.items() if k in names})
+    values = checked_values(cls, values)
     try:
         return cls(**values)
     except TypeError as exc:
         raise LongwinError(f"bad config: {exc}") from None
+
+
+def checked_values(cls: type, values: dict[str, Any], minimums: dict[str, float] | None = None) -> dict[str, Any]:
+    """`values` converted to the types of `cls`'s fields, as YAML and flags both give them.
+
+    Strings are parsed the way the flag parser parses them (`"false"` is False, `"1e-4"` a float: YAML
+    1.1 reads `1e-4` as a string); anything that does not convert is a one-line error naming the key and
+    the expected type. A field's `metadata["min"]` (or `minimums[name]`) and `metadata["max"]` bound
+    numbers (each item of a list of numbers), and
+    `metadata["choices"]` lists the accepted values. Types this layer does not know pass unchanged for
+    the class to check.
+    """
+    hints = _hints(cls)
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        tp = hints.get(name, Any)
+        try:
+            value = _coerce(value, tp)
+        except (TypeError, ValueError):
+            raise LongwinError(f"{_flag(name)}: expected {_type_name(tp)}, got {value!r}") from None
+        field_meta = meta.get(name, {})
+        _check_range(name, value, (minimums or {}).get(name, field_meta.get("min")), field_meta.get("max"))
+        choices = meta.get(name, {}).get("choices")
+        if choices and value not in choices:
+            raise LongwinError(f"{_flag(name)}: {value!r} is not one of {', '.join(map(str, choices))}")
+        out[name] = value
+    return out
+
+
+def _check_range(name: str, value: Any, minimum: float | None, maximum: float | None) -> None:
+    """Numbers (or each number of a list) within [minimum, maximum]."""
+    for number in value if isinstance(value, list) else [value]:
+        if not isinstance(number, (int, float)) or isinstance(number, bool):
+            continue
+        if minimum is not None and number < minimum:
+            raise LongwinError(f"{_flag(name)} must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise LongwinError(f"{_flag(name)} must be at most {maximum}, got {number}")
+
+
+_UNCHECKED = object()  # a type this layer does not convert
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """`value` as type `tp`; ValueError when it cannot be one; unknown types leave it unchanged."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(tp)
+        if value is None and type(None) in members:
+            return None
+        members = tuple(m for m in members if m is not type(None))
+        for member in members:  # an exact match first: `str | bool` keeps True a bool
+            if _is_exactly(value, member):
+                return value
+        for member in members:
+            try:
+                converted = _convert(value, member)
+            except (TypeError, ValueError):
+                continue
+            return value if converted is _UNCHECKED else converted
+        raise ValueError(value)
+    converted = _convert(value, tp)
+    return value if converted is _UNCHECKED else converted
+
+
+def _is_exactly(value: Any, tp: Any) -> bool:
+    if tp is bool or isinstance(value, bool):
+        return tp is bool and isinstance(value, bool)
+    return tp in (int, float, str) and type(value) is tp
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            try:
+                return _parse_bool(value)
+            except argparse.ArgumentTypeError:
+                raise ValueError(value) from None
+        raise ValueError(value)
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, (int, str)):
+            return int(value)
+        raise ValueError(value)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        number = float(value) if isinstance(value, (int, float, str)) else None
+        if number is None or not math.isfinite(number):
+            raise ValueError(value)
+        return number
+    if tp is str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise ValueError(value)
+    origin = typing.get_origin(tp)
+    if tp is list or origin in (list, tuple):
+        item = (typing.get_args(tp) or (Any,))[0]
+        if isinstance(value, str):
+            value = [x.strip() for x in value.split(",") if x.strip()]
+        elif not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(x, item) for x in value]
+    if tp is dict or origin is dict:
+        if isinstance(value, (dict, str)):
+            return value
+        raise ValueError(value)
+    return _UNCHECKED
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(dict.fromkeys(names))
+    if tp is list or origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"a comma-separated list ({_type_name(args[0]) if args else 'any value'} each)"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "key=value pairs"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:

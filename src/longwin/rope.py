@@ -8,6 +8,9 @@ What `scale_rope` writes on a copy of the config:
 * transformers 5.x configs (they carry `rope_parameters`): one flat dict with `rope_type`, `rope_theta`,
   `factor`, `original_max_position_embeddings`, ... ; transformers 4.x configs: `rope_scaling` (None for
   the default type) plus `rope_theta`.
+* `revised-yarn` has no rope_type of its own in transformers; it is written as `rope_type: "longrope"` with
+  its per-pair divisors as both `short_factor` and `long_factor` and an explicit `attention_factor`, so
+  stock transformers reproduces it at every sequence length (see `_revised_yarn_fields`).
 * `max_position_embeddings = target_length`, except for `dynamic`: transformers reads
   `max_position_embeddings` as the length past which dynamic NTK starts growing the base, so it stays at
   the native window (the model still runs at any length; nothing in transformers enforces it).
@@ -38,10 +41,14 @@ _METHOD_OPTIONS: dict[str, dict[str, float | None]] = {
     "ntk": {},
     "dynamic": {},
     "yarn": {"beta_fast": None, "beta_slow": None, "attention_factor": None},
+    "revised-yarn": {"beta_fast": None, "beta_slow": None, "attention_factor": None},
     "llama3": {"low_freq_factor": 1.0, "high_freq_factor": 4.0},
 }
 SUPPORTED_METHODS: tuple[str, ...] = tuple(_METHOD_OPTIONS)
 _RECORD = "longwin_rope"
+# 2**24: the largest integer position float32 still represents exactly (RoPE angles are position x frequency)
+MAX_POSITIONS = 2**24
+_YARN_BETAS = (32.0, 1.0)  # YaRN's (and transformers') default beta_fast, beta_slow
 
 
 def _rope_fields(config: PretrainedConfig) -> dict[str, Any]:
@@ -103,10 +110,10 @@ def _method_options(method: str, options: dict[str, Any]) -> dict[str, float]:
                            f"allowed: {', '.join(allowed) or 'none'}")
     values = {name: default for name, default in allowed.items() if default is not None}
     values.update({name: _as_positive_float(name, v) for name, v in options.items() if v is not None})
-    if method == "yarn":
-        fast, slow = values.get("beta_fast", 32.0), values.get("beta_slow", 1.0)  # transformers' defaults
+    if method in ("yarn", "revised-yarn"):
+        fast, slow = values.get("beta_fast", _YARN_BETAS[0]), values.get("beta_slow", _YARN_BETAS[1])
         if fast <= slow:
-            raise LongwinError(f"yarn needs beta_fast > beta_slow, got beta_fast={fast} and beta_slow={slow}")
+            raise LongwinError(f"{method} needs beta_fast > beta_slow, got beta_fast={fast} and beta_slow={slow}")
     if method == "llama3" and values["high_freq_factor"] <= values["low_freq_factor"]:
         raise LongwinError(f"llama3 needs high_freq_factor > low_freq_factor, got {values['high_freq_factor']} "
                            f"and {values['low_freq_factor']}")
@@ -119,6 +126,46 @@ def _rotary_dim(config: PretrainedConfig, rope: dict[str, Any]) -> int:
     return int(head_dim * partial)
 
 
+def _revised_yarn_divisors(factor: float, native: int, theta: float, rotary_dim: int, beta_fast: float,
+                           beta_slow: float) -> list[float]:
+    """Per-pair divisors (1 - gamma_i) * s + gamma_i of the CREAM/PoSE reference code's "revised" YaRN.
+
+    gamma_i is YaRN's extrapolation weight (1: keep the pair's frequency, 0: divide it by s), computed as in
+    transformers' `_compute_yarn_parameters` (truncated correction range over the native window), so the
+    two methods share their bands and differ only in how the middle band blends: YaRN blends frequencies,
+    revised YaRN blends divisors.
+    """
+    def correction_dim(rotations: float) -> float:  # pair dimension whose wavelength fits `rotations` times
+        return rotary_dim * math.log(native / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high: float = min(math.ceil(correction_dim(beta_slow)), rotary_dim - 1)
+    if high == low:
+        high += 0.001  # as transformers does, to avoid dividing by zero
+    divisors = []
+    for i in range(rotary_dim // 2):
+        gamma = 1.0 - min(max((i - low) / (high - low), 0.0), 1.0)
+        divisors.append((1.0 - gamma) * factor + gamma)
+    return divisors
+
+
+def _revised_yarn_fields(factor: float, native: int, theta: float, rotary_dim: int,
+                         options: dict[str, float]) -> dict[str, Any]:
+    """Revised YaRN in transformers' `longrope` layout (inv_freq_i / factor_i), loadable without custom code.
+
+    transformers picks `long_factor` only once the largest position id exceeds
+    `original_max_position_embeddings` and `short_factor` below it; both get the revised-YaRN divisors so
+    that the frequencies are the same at every length (CREAM trains short sequences whose position ids span
+    the target window). `attention_factor` is written out because longrope's own default,
+    sqrt(1 + ln s / ln N), is not YaRN's 0.1 ln s + 1.
+    """
+    divisors = _revised_yarn_divisors(factor, native, theta, rotary_dim, options.get("beta_fast", _YARN_BETAS[0]),
+                                      options.get("beta_slow", _YARN_BETAS[1]))
+    return {"rope_type": "longrope", "rope_theta": theta, "factor": factor, "original_max_position_embeddings": native,
+            "attention_factor": options.get("attention_factor", 0.1 * math.log(factor) + 1.0),
+            "short_factor": divisors, "long_factor": list(divisors)}
+
+
 def _scaled_fields(method: str, factor: float, native: int, theta: float, rotary_dim: int,
                    options: dict[str, float]) -> dict[str, Any]:
     """The new RoPE dict (5.x layout) for one method."""
@@ -129,6 +176,8 @@ def _scaled_fields(method: str, factor: float, native: int, theta: float, rotary
         if rotary_dim <= 2:
             raise LongwinError(f"ntk needs a rotary dimension above 2, got {rotary_dim}")
         return {"rope_type": "default", "rope_theta": theta * factor ** (rotary_dim / (rotary_dim - 2))}
+    if method == "revised-yarn":
+        return _revised_yarn_fields(factor, native, theta, rotary_dim, options)
     fields: dict[str, Any] = {"rope_type": method, "rope_theta": theta, "factor": factor}
     if method in ("yarn", "llama3"):
         fields["original_max_position_embeddings"] = native
@@ -142,6 +191,7 @@ def scale_rope(config: PretrainedConfig, method: str, target_length: int, *, ori
     Methods: `none` (frequencies unchanged; only `max_position_embeddings` rises, i.e. plain extrapolation),
     `linear` (position interpolation, s = target/original), `ntk` (static NTK-aware base change),
     `dynamic` (transformers' dynamic NTK), `yarn` (options beta_fast, beta_slow, attention_factor),
+    `revised-yarn` (the CREAM/PoSE code's YaRN variant, same options; stored as transformers' `longrope`),
     `llama3` (options low_freq_factor=1, high_freq_factor=4). `original_length` defaults to the native
     window (`native_window`); the base used is always the native one.
     """
@@ -152,6 +202,9 @@ def scale_rope(config: PretrainedConfig, method: str, target_length: int, *, ori
     native = native_window(config) if original_length is None else _as_int("original_length", original_length)
     if target <= native:
         raise LongwinError(f"target_length {target} must exceed the native window {native}")
+    if target > MAX_POSITIONS:
+        raise LongwinError(f"target_length {target} is past {MAX_POSITIONS:,} positions, where float32 position "
+                           f"angles can no longer tell neighbouring tokens apart")
     factor = target / native
     record = _record(config)
     theta = float(record["native_rope_theta"]) if record is not None else float(rope["rope_theta"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from longwin.config import add_config_arguments, config_from_args, parse_options
 from longwin.errors import LongwinError
 from longwin.eval.options import EvalOptions
+from longwin.outputs import check_writable_folder
 
 
 @dataclass
@@ -20,16 +21,16 @@ class EvalConfig(EvalOptions):
         "help": "tasks: passkey, needle, kv-retrieval, lines, ruler, ppl, longbench"})
     lengths: list[int] = field(default_factory=list, metadata={"help": "prompt lengths in tokens"})
     out: str = field(default="", metadata={"help": "output folder (rerun into it to resume; with --compare: where the table and plots go)"})
-    seed: int = field(default=0, metadata={"help": "seed for every generated prompt"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed for every generated prompt"})
+    threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch default)"})
     device: str = field(default="auto", metadata={"help": "auto (GPU when there is one), cpu, cuda, cuda:1, ..."})
     dtype: str = field(default="auto", metadata={"help": "weights dtype: auto (as stored), float32, bfloat16, float16"})
     attn_implementation: str = field(default="", metadata={"help": "eager, sdpa, flash_attention_2 (default: transformers')"})
     rope: str = field(default="", metadata={
-        "help": "training-free RoPE scaling before evaluating: linear, ntk, dynamic, yarn, llama3 (needs --target-length)"})
-    target_length: int = field(default=0, metadata={"help": "window the --rope scaling targets"})
+        "help": "training-free RoPE scaling before evaluating: linear, ntk, dynamic, yarn, revised-yarn, llama3 (needs --target-length)"})
+    target_length: int = field(default=0, metadata={"min": 0, "help": "window the --rope scaling targets"})
     rope_options: str = field(default="", metadata={"help": "--rope options as k=v,k=v (e.g. attention_factor=1.5)"})
-    truncate: int = field(default=0, metadata={
+    truncate: int = field(default=0, metadata={"min": 0,
         "help": "truncation baseline: the model sees only the last N tokens of each prompt (0: off)"})
 
 
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         from longwin.eval.compare import compare_runs
 
+        if cfg.model or cfg.task or cfg.lengths:
+            raise LongwinError("--compare reads finished result folders: --model, --task and --lengths do not "
+                               "apply (evaluate first, then compare)")
         print(compare_runs(args.compare, cfg.out))
         print(f"\nwritten: {cfg.out}/compare.csv and compare_<task>.png")
         return 0
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    from longwin.eval.loading import load_for_eval
+    from longwin.eval.loading import check_fits_before_loading, load_for_eval
     from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
     from longwin.eval.runner import check_request, evaluate
@@ -64,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise LongwinError(f"--truncate must keep at least 2 tokens, got {cfg.truncate}")
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
     check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # bad input fails before the model loads
+    check_writable_folder(cfg.out, "--out")
+    check_fits_before_loading(cfg.model, cfg.lengths, device=cfg.device, dtype=cfg.dtype,
+                              attn_implementation=cfg.attn_implementation, truncate=cfg.truncate,
+                              batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens)
     model = load_for_eval(cfg.model, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
                           rope=cfg.rope, target_length=cfg.target_length,
                           rope_options=parse_options(cfg.rope_options, "rope"))

@@ -7,12 +7,14 @@ task with the task's primary series for every run.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
 from longwin.errors import LongwinError
 from longwin.eval.plots import save_lines
 from longwin.eval.results import format_value, load_results, markdown_table
+from longwin.outputs import check_writable_folder, write_text
 
 
 def run_names(dirs: Sequence[Path]) -> list[str]:
@@ -45,14 +47,15 @@ def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path) -> str:
     paths = [Path(d) for d in dirs]
     runs = [load_results(p) for p in paths]
     names = run_names(paths)
-    out = Path(out_dir)
+    out = check_writable_folder(out_dir, "--out")
     out.mkdir(parents=True, exist_ok=True)
     header = ["task", "series", "length", *names]
     rows = comparison_rows(runs)
-    with (out / "compare.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows([[format_value(v) if v is None else v for v in row] for row in rows])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([[format_value(v) if v is None else v for v in row] for row in rows])
+    write_text(out / "compare.csv", buffer.getvalue())
     for task in dict.fromkeys(t for r in runs for t in r["tasks"]):
         present = [(name, r["tasks"][task], r.get("window")) for name, r in zip(names, runs) if task in r["tasks"]]
         primary = next(iter(present[0][1]["series"]))

@@ -22,6 +22,26 @@ def pick_device(device: str) -> str:
     return device
 
 
+def check_fits_before_loading(ref: str, lengths: list[int], *, device: str, dtype: str, attn_implementation: str,
+                              truncate: int, batch_size: int, batch_tokens: int) -> None:
+    """The memory check of `longwin.eval.runner`, from the config alone: a length that cannot fit fails in one
+    line before gigabytes of weights are loaded."""
+    import torch
+    from transformers import AutoConfig
+
+    from longwin.eval.model import check_fits, forward_bytes
+    from longwin.models import model_path
+
+    config = AutoConfig.from_pretrained(model_path(ref), local_files_only=True)
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    name = dtype if dtype != "auto" else stored
+    resolved = getattr(torch, name, None) if isinstance(name, str) else name
+    width = resolved.itemsize if isinstance(resolved, torch.dtype) else 4
+    eager = attn_implementation == "eager"
+    check_fits(lambda n: forward_bytes(config, min(n, truncate or n), width, eager), lengths, batch_size,
+               batch_tokens, torch.device(pick_device(device)))
+
+
 def load_for_eval(ref: str, *, device: str = "auto", dtype: str = "auto", attn_implementation: str = "",
                   rope: str = "", target_length: int = 0, rope_options: dict[str, Any] | None = None
                   ) -> tuple[Any, Any]:

@@ -8,6 +8,8 @@ methods and plug in without touching any task.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
@@ -37,6 +39,11 @@ class EvalModel(Protocol):
     tokenizer: Any
     window: int | None  # configured context window (flag prompts beyond it)
     position_limit: int | None  # hard limit: positions beyond it cannot be embedded at all
+    identity: str  # what the model is (weights, config, adapter settings): keys the resume cache, not the name
+
+    def memory_needed(self, tokens: int) -> int:
+        """Bytes a forward pass over a `tokens`-token prompt needs beyond the weights (an estimate)."""
+        ...
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
         """Greedy continuation ids for each prompt, stopped at EOS (EOS not included)."""
@@ -63,6 +70,16 @@ class CausalLMAdapter:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
         self._softcap = getattr(config, "final_logit_softcapping", None)
+        self.identity = json_digest({"adapter": type(self).__name__, "model": model_digest(model),
+                              "vocab": len(tokenizer), **self._settings()})
+
+    def _settings(self) -> dict[str, Any]:
+        """Adapter settings that change what the harness measures (part of `identity`)."""
+        return {}
+
+    def memory_needed(self, tokens: int) -> int:
+        eager = getattr(self.model.config, "_attn_implementation", None) == "eager"
+        return forward_bytes(self.model.config, tokens, next(self.model.parameters()).element_size(), eager)
 
     @property
     def device(self) -> torch.device:
@@ -133,10 +150,16 @@ class TruncatingAdapter(CausalLMAdapter):
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, keep: int, name: str | None = None) -> None:
-        super().__init__(model, tokenizer, name=name)
         if keep < 2:
             raise LongwinError(f"--truncate must keep at least 2 tokens, got {keep}")
         self.keep = keep
+        super().__init__(model, tokenizer, name=name)
+
+    def _settings(self) -> dict[str, Any]:
+        return {"keep": self.keep}
+
+    def memory_needed(self, tokens: int) -> int:
+        return super().memory_needed(min(tokens, self.keep))
 
     def _head(self, ids: Sequence[int]) -> list[int]:
         bos = self.tokenizer.bos_token_id
@@ -176,6 +199,61 @@ def piecewise_nll(length: int, score_from: int,
         end, part, n = score_piece(end)
         total, count = total + part, count + n
     return total, count
+
+
+def forward_bytes(config: Any, tokens: int, width: int, eager: bool = False) -> int:
+    """Estimated bytes beyond the weights for a forward pass over `tokens` tokens: the KV cache of every
+    layer plus one layer's activations per token, and heads x tokens^2 scores for the `eager` kernel (the
+    others never hold the whole score matrix). A SharedLLM costs about the same per token (trees and
+    lower-model activations instead of a full KV cache)."""
+    text = config.get_text_config()
+    hidden, layers = text.hidden_size, text.num_hidden_layers
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or hidden // heads
+    inner = getattr(text, "intermediate_size", None) or 4 * hidden
+    per_token = (2 * layers * kv_heads * head_dim + 4 * hidden + 3 * inner) * width
+    scores = heads * tokens * tokens * 4 if eager else 0
+    return per_token * tokens + scores
+
+
+def check_fits(memory_needed: Callable[[int], int], lengths: Sequence[int], batch_size: int, batch_tokens: int,
+               device: torch.device) -> None:
+    """Refuse lengths whose forward pass cannot fit in the free memory of `device`, before any prompt is built
+    (a prompt of billions of tokens would otherwise grow until the machine stalls)."""
+    longest = max(lengths)
+    batch = max(1, min(batch_size, batch_tokens // longest))
+    need = memory_needed(longest) * batch
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    if need > free:
+        raise LongwinError(f"length {longest} needs about {need / 2**30:,.1f} GiB for one forward pass but "
+                           f"{free / 2**30:,.1f} GiB is free on {device.type}: use shorter --lengths")
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """A content digest of a model: its config and, per tensor, name, dtype, shape, sum, squared norm and
+    a few values. Any training step or rescaled RoPE changes it; it costs one pass over the weights on
+    their own device (no copy to the CPU, no file hashing), so a 7B model on a GPU takes well under a second.
+    """
+    config = {k: v for k, v in model.config.to_dict().items()
+              if k not in ("_name_or_path", "transformers_version", "_attn_implementation_autoset")}
+    rows: list[Any] = [config]
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1).float()
+            rows.append([name, str(tensor.dtype), list(tensor.shape), float(flat.sum()), float(torch.dot(flat, flat)),
+                         flat[:4].tolist(), flat[-4:].tolist()])
+    return json_digest(rows)
+
+
+def json_digest(data: Any) -> str:
+    """A short stable digest of JSON-able data (dict keys sorted)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _config_window(config: Any) -> int | None:

@@ -14,23 +14,26 @@ NIAH_ANSWER = "eat a sandwich and sit in Dolores Park"
 NIAH_PREFIX = "Answer: The best thing to do in San Francisco is"
 
 
-def _opt(default: Any, help_text: str) -> Any:
+def _opt(default: Any, help_text: str, **bounds: float) -> Any:
+    """A field with its help text and optional `min` / `max` bounds (checked by `longwin.config`)."""
+    metadata = {"help": help_text, **bounds}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help_text})
-    return field(default=default, metadata={"help": help_text})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class EvalOptions:
     """Task options; 0 / empty means "the task's own default"."""
 
-    samples: int = _opt(0, "samples per cell (0: task default; longbench: 0 = every item)")
-    depths: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "passkey/needle depths in percent")
-    positions: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "kv-retrieval gold positions in percent of the pairs")
-    max_new_tokens: int = _opt(0, "override every task's number of generated tokens (0: task defaults)")
+    samples: int = _opt(0, "samples per cell (0: task default; longbench: 0 = every item)", min=0)
+    depths: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "passkey/needle depths in percent", min=0, max=100)
+    positions: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "kv-retrieval gold positions in percent of the pairs",
+                                   min=0, max=100)
+    max_new_tokens: int = _opt(0, "override every task's number of generated tokens (0: task defaults)", min=0)
     chat_template: bool = _opt(False, "wrap prompts in the tokenizer's chat template (instruct models)")
-    batch_size: int = _opt(4, "prompts per generation batch (same length only, left padded)")
-    batch_tokens: int = _opt(32768, "cap on batch_size x prompt length")
+    batch_size: int = _opt(4, "prompts per generation batch (same length only, left padded)", min=1)
+    batch_tokens: int = _opt(32768, "cap on batch_size x prompt length", min=1)
     haystack: str = _opt("", "needle/ruler essay haystack: corpus name or path (default: Paul Graham essays)")
     needle: str = _opt(NIAH_NEEDLE, "needle sentence")
     question: str = _opt(NIAH_QUESTION, "needle question")
@@ -39,10 +42,10 @@ class EvalOptions:
                                   f"(default: '{NIAH_PREFIX}' for the default needle, else 'Answer:')")
     corpus: str = _opt("", "perplexity corpus: name or path (default: Paul Graham essays)")
     conventions: list[str] = _opt(["sliding", "chunks", "last-k"], "perplexity conventions: sliding, chunks, last-k")
-    stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)")
-    last_k: int = _opt(256, "last-k convention: tokens scored at the end of each window")
+    stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)", min=0)
+    last_k: int = _opt(256, "last-k convention: tokens scored at the end of each window", min=1)
     ruler_tasks: list[str] = _opt([], "RULER subtasks (default: all 11 offline ones)")
-    threshold: float = _opt(85.6, "RULER effective-length threshold (average score, percent)")
+    threshold: float = _opt(85.6, "RULER effective-length threshold (average score, percent)", min=0, max=100)
     data_dir: str = _opt("", "folder of LongBench JSONL files (<task>.jsonl)")
     longbench_tasks: list[str] = _opt([], "LongBench tasks to run (default: every known task file in --data-dir)")
     save_prompts: bool = _opt(False, "also write every prompt to prompts.jsonl")

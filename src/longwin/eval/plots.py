@@ -6,9 +6,12 @@ a line plot of one value against length (or position) with one line per series.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+from longwin.outputs import write_bytes
 
 NIAH_COLOURS = ("#F0496E", "#EBB839", "#0CD79F")
 
@@ -50,7 +53,7 @@ def save_heatmap(path: Path, cells: Mapping[str, Mapping[str, float]], *, rows: 
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
 
 
 def save_lines(path: Path, series: Mapping[str, Mapping[str, float]], *, title: str, xlabel: str,
@@ -92,4 +95,11 @@ def save_lines(path: Path, series: Mapping[str, Mapping[str, float]], *, title: 
     if series:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """PNG bytes rendered in memory, then written atomically (no torn image after an interruption)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_bytes(path, buffer.getvalue())

@@ -8,12 +8,14 @@ series measure different things names them in `series_metrics`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
 from longwin.errors import LongwinError
+from longwin.outputs import write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -21,7 +23,7 @@ _FIRST_COLUMNS = ("task", "key", "length", "position", "sample", "prompt_tokens"
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n")
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -29,12 +31,13 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     columns = [c for c in _FIRST_COLUMNS if any(c in r for r in rows)]
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                             for k, v in row.items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                         for k, v in row.items()})
+    write_text(path, buffer.getvalue())
 
 
 def load_results(run_dir: str | Path) -> dict[str, Any]:
@@ -42,9 +45,15 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise LongwinError(f"{run_dir}: no {RESULTS_JSON} (not a finished `longwin eval` output folder)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LongwinError(f"{path}: not valid JSON ({exc.msg})") from None
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LongwinError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    tasks = results.get("tasks") if isinstance(results, dict) else None
+    if not isinstance(tasks, dict) or not all(
+            isinstance(s, dict) and isinstance(s.get("series"), dict) and {"metric", "higher_is_better"} <= set(s)
+            and all(isinstance(points, dict) for points in s["series"].values()) for s in tasks.values()):
+        raise LongwinError(f"{path}: not a `longwin eval` results file (no tasks with metric and series)")
+    return results
 
 
 def format_value(value: Any) -> str:

@@ -1,26 +1,32 @@
 """`evaluate()`: run tasks over a length grid, appending each finished cell, then write results.
 
-Cells already in the output folder's cells.jsonl (same fingerprint) are skipped, so an
-interrupted run picks up where it stopped. Prompts are built only for cells still to run.
+Cells already in the output folder's cells.jsonl (same fingerprint: task settings, seed and the
+model's identity, a digest of its weights and config, never its path) are skipped, so an interrupted
+run picks up where it stopped and a model retrained into the same folder is evaluated anew. Prompts
+are built only for cells still to run. One process writes a folder at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from longwin.errors import LongwinError
-from longwin.eval.model import EvalModel, resolve_model
+from longwin.eval.model import EvalModel, check_fits, resolve_model
 from longwin.eval.options import EvalOptions, make_options
 from longwin.eval.prompting import PromptFormatter
 from longwin.eval.results import RESULTS_CSV, RESULTS_JSON, write_csv, write_json
 from longwin.eval.store import CellStore
 from longwin.eval.tasks import GENERATOR_VERSION, make_task
 from longwin.eval.tasks.base import Cell, GenerationTask, NllTask, Sample, Task
+from longwin.outputs import check_writable_folder, exclusive
 
 
 def evaluate(model: Any, tasks: str | Sequence[str], lengths: Sequence[int] | str, out_dir: str | Path, *,
@@ -33,10 +39,13 @@ def evaluate(model: Any, tasks: str | Sequence[str], lengths: Sequence[int] | st
     """
     opts = make_options(options)
     task_objs, grid = check_request(tasks, lengths, opts, seed)  # bad input fails before loading
-    runner = _Run(resolve_model(model, tokenizer, name), opts, seed, Path(out_dir))
+    out = check_writable_folder(out_dir, "--out")
+    runner = _Run(resolve_model(model, tokenizer, name), opts, seed, out)
     for task in task_objs:
         runner.check_positions(task, grid)
-    return runner.run(task_objs, grid)
+    runner.check_memory(grid)
+    with exclusive(out, "longwin eval"):
+        return runner.run(task_objs, grid)
 
 
 def check_request(tasks: str | Sequence[str], lengths: Sequence[int] | str, options: EvalOptions,
@@ -75,8 +84,6 @@ class _Run:
         self.options = options
         self.seed = seed
         self.out_dir = out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.store = CellStore(out_dir)
         self.fmt = PromptFormatter(model.tokenizer, options.chat_template)
 
     def check_positions(self, task: Task, lengths: list[int]) -> None:
@@ -87,14 +94,23 @@ class _Run:
             raise LongwinError(f"{task.name}: length {max(lengths)} + {task.max_new_tokens} new tokens needs {need} "
                                f"positions but {self.model.name} has only {limit} learned position embeddings")
 
+    def check_memory(self, lengths: list[int]) -> None:
+        device = getattr(self.model, "device", torch.device("cpu"))
+        check_fits(self.model.memory_needed, lengths, self.options.batch_size, self.options.batch_tokens, device)
+
     def fingerprint(self, task: Task) -> str:
-        identity = {"task": task.name, "settings": task.settings, "seed": self.seed, "model": self.model.name,
+        identity = {"task": task.name, "settings": task.settings, "seed": self.seed, "model": self.model.identity,
                     "chat_template": self.options.chat_template, "generator": GENERATOR_VERSION}
         return _sha(json.dumps(identity, sort_keys=True, default=str))
 
     def run(self, tasks: list[Task], lengths: list[int]) -> dict[str, Any]:
+        self.store = CellStore(self.out_dir)
         plan = [(task, task.cells(lengths), self.fingerprint(task)) for task in tasks]
         pending = {task.name: [c for c in cells if self.store.get(c.key, fp) is None] for task, cells, fp in plan}
+        reused = sum(len(cells) for _, cells, _ in plan) - sum(map(len, pending.values()))
+        if reused:
+            print(f"longwin eval: reusing {reused} finished cell(s) of this model and these settings from "
+                  f"{self.store.path} ({sum(map(len, pending.values()))} to compute)", file=sys.stderr)
         from tqdm.auto import tqdm
 
         with tqdm(total=sum(map(len, pending.values())), desc="eval", unit="cell",

@@ -54,11 +54,14 @@ class SharedLLMAdapter(CausalLMAdapter):
     def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None, local_window: int | None = None) -> None:
         from longwin.rope import native_window
 
+        self.local_window = local_window or native_window(model.config.get_text_config())
         super().__init__(model, tokenizer, name=name)
         self.window = None  # the trees take any context length; the local window never exceeds the native one
         self.position_limit = None
         self.chunk = model.config.chunk_size
-        self.local_window = local_window or native_window(model.config.get_text_config())
+
+    def _settings(self) -> dict[str, Any]:
+        return {"local_window": self.local_window}
 
     def split(self, prompt: Prompt) -> int:
         return split_point(len(prompt.ids), prompt.context_end, self.local_window, self.chunk)

@@ -9,6 +9,7 @@ reference ends as a plain folder, so all later loading is stock `from_pretrained
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from longwin.errors import LongwinError
 from longwin.models.aliases import ALIASES
 from longwin.models.compat import dtype_keyword
 from longwin.models.gguf_convert import convert_gguf, first_line
+from longwin.models.weights import folder_problem
 
 if TYPE_CHECKING:
     import torch
@@ -78,6 +80,10 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except pickle.UnpicklingError as exc:
+        raise LongwinError(f"{ref}: refused to load its weights: they hold more than plain tensors, and unpickling "
+                           f"them could run code ({first_line(exc)[:80]}...); convert them to safetensors "
+                           f"where you trust them") from None
     except (ValueError, ImportError) as exc:
         if attn_implementation is None:
             raise
@@ -108,6 +114,9 @@ def check_model_folder(folder: Path) -> None:
         raise LongwinError(f"{folder}: model_type {model_type!r} is not a causal LM architecture transformers supports")
     if not any((folder / name).is_file() for name in _WEIGHT_FILES):
         raise LongwinError(f"{folder}: no weights (model.safetensors or pytorch_model.bin)")
+    problem = folder_problem(folder, _WEIGHT_FILES)
+    if problem:
+        raise LongwinError(f"{folder}: broken weights, {problem}")
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         raise LongwinError(f"{folder}: no tokenizer files ({' / '.join(_TOKENIZER_FILES)})")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from longwin.config import add_config_arguments, config_from_args
 from longwin.errors import LongwinError
+from longwin.outputs import check_writable_folder, write_text
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,15 @@ class DemoConfig:
     rope: str = field(default="yarn", metadata={
         "help": "RoPE scaling of CREAM, PoSE and RandPos "
                 "(linear PI broke the first toy's exact copying: docs/results-toy-v1.md)"})
-    target_length: int = 2048
-    lengths: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
+    target_length: int = field(default=2048, metadata={"min": 2})
+    lengths: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048], metadata={"min": 2})
     tasks: list[str] = field(default_factory=lambda: ["passkey", "needle", "kv-retrieval", "ppl"])
-    samples: int = field(default=2, metadata={"help": "samples per evaluation cell"})
-    max_steps: int = field(default=200, metadata={"help": "training steps per fine-tuned method"})
-    retrieval_fraction: float = field(default=0.5, metadata={
+    samples: int = field(default=2, metadata={"min": 1, "help": "samples per evaluation cell"})
+    max_steps: int = field(default=200, metadata={"min": 1, "help": "training steps per fine-tuned method"})
+    retrieval_fraction: float = field(default=0.5, metadata={"min": 0, "max": 1,
         "help": "share of retrieval examples in the fine-tuning data (a toy forgets retrieval without them)"})
     quick: bool = field(default=False, metadata={"help": "smoke size: few steps, two lengths, one sample"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"min": 0})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise LongwinError(f"unknown demo method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     if cfg.quick:
         cfg.max_steps, cfg.lengths, cfg.samples = 10, [256, 1024], 1
+    check_writable_folder(cfg.out, "--out")
     demo(cfg)
     return 0
 
@@ -114,16 +116,11 @@ def _plan(cfg: DemoConfig) -> list[tuple[str, float]]:
     return stages
 
 
-def _last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
-
-
 def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
     from longwin.cli import main
+    from longwin.training.runner import CARD, latest_complete
 
-    if (out / "model.safetensors").is_file():
+    if (out / CARD).is_file():
         print(f"demo: {name} already trained ({out}), skipping", file=sys.stderr)
         return
     method = METHODS[name]
@@ -135,9 +132,9 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
         argv = ["train", "--config", "cream-toy-2048", "--scheme", method.scheme, "--rope", method.rope or cfg.rope,
                 "--target-length", str(cfg.target_length), "--retrieval-fraction", str(cfg.retrieval_fraction),
                 *common]
-    resume = _last_checkpoint(out)
-    if resume:
-        argv += ["--resume-from-checkpoint", resume]
+    # continue an interrupted run from its newest complete checkpoint; else start over (a run killed
+    # before its first checkpoint leaves nothing worth keeping)
+    argv += ["--resume-from-checkpoint", "true"] if latest_complete(out) else ["--overwrite-output-dir", "true"]
     if main(argv):
         raise LongwinError(f"training {name} failed (see the message above)")
 
@@ -159,7 +156,7 @@ def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
         ext = ExtendConfig()
         _, held = split_documents(load_documents(ext.data), ext.val_fraction, seed=cfg.seed)
         root.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in held), encoding="utf-8")
+        write_text(path, "".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in held))
     return path
 
 
@@ -195,9 +192,9 @@ def demo(cfg: DemoConfig) -> Path:
     table = compare_runs(list(runs.values()), root / "compare")
     results = {n: json.loads((d / "results.json").read_text()) for n, d in runs.items()}
     minutes = (time.time() - progress.started) / 60
-    (root / "results.json").write_text(json.dumps({"config": asdict(cfg), "results": results, "training": cards},
-                                                  indent=2, default=str) + "\n")
-    (root / "report.md").write_text(_report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root,
+    write_text(root / "results.json", json.dumps({"config": asdict(cfg), "results": results, "training": cards},
+                                                 indent=2, default=str) + "\n")
+    write_text(root / "report.md", _report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root,
                                             minutes))
     print(f"demo: report at {root / 'report.md'} ({minutes:.1f} min)", file=sys.stderr)
     return root

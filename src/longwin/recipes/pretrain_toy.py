@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longwin.config import add_config_arguments, config_from_args, to_dict
+from longwin.outputs import check_writable_folder, staged_folder
 
 
 @dataclass
@@ -24,34 +25,35 @@ class PretrainToyConfig:
     output_dir: str = field(default="out/toy-base", metadata={"help": "where the model folder is written"})
     checkpoint_dir: str = field(default="out/toy-base-checkpoints", metadata={"help": "Trainer checkpoints (resume)"})
     corpora: str = field(default="essays+kjv", metadata={"help": "natural-text sources ('+'-joined)"})
-    val_fraction: float = field(default=0.1, metadata={"help": "documents held out for perplexity"})
-    seed: int = 0
-    seq_len: int = field(default=256, metadata={"help": "native context window"})
-    vocab_size: int = 2048
-    hidden_size: int = 192
-    num_layers: int = 4
-    num_heads: int = 6
-    intermediate_size: int = 512
-    rope_theta: float = field(default=500000.0, metadata={
+    val_fraction: float = field(default=0.1, metadata={"min": 0, "max": 0.9,
+                                                       "help": "documents held out for perplexity"})
+    seed: int = field(default=0, metadata={"min": 0})
+    seq_len: int = field(default=256, metadata={"min": 8, "help": "native context window"})
+    vocab_size: int = field(default=2048, metadata={"min": 300})
+    hidden_size: int = field(default=192, metadata={"min": 1})
+    num_layers: int = field(default=4, metadata={"min": 1})
+    num_heads: int = field(default=6, metadata={"min": 1})
+    intermediate_size: int = field(default=512, metadata={"min": 1})
+    rope_theta: float = field(default=500000.0, metadata={"min": 1,
         "help": "RoPE base; 500,000 (as Llama 3) leaves more slowly turning dimensions to match content 200+ tokens back"})
-    max_steps: int = 1800
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
+    max_steps: int = field(default=1800, metadata={"min": 1})
+    batch_size: int = field(default=16, metadata={"min": 1})
+    learning_rate: float = field(default=2e-3, metadata={"min": 0})
+    warmup_steps: int = field(default=100, metadata={"min": 0})
+    weight_decay: float = field(default=0.1, metadata={"min": 0})
     # the recipe of the shipped toy (v3, docs/toy-model.md); --rope-theta 10000 --shuffle-pieces false
     # rebuild v2, and with --induction-weight 0 --random-copy-share 0 --recall-share 0 also, v1
-    random_copy_share: float = field(default=0.07, metadata={
+    random_copy_share: float = field(default=0.07, metadata={"min": 0, "max": 1,
         "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
-    recall_share: float = field(default=0.1, metadata={
+    recall_share: float = field(default=0.1, metadata={"min": 0, "max": 1,
         "help": "share of examples that repeat a natural passage after unrelated text, taken from the natural share"})
-    induction_weight: float = field(default=1.0, metadata={
+    induction_weight: float = field(default=1.0, metadata={"min": 0,
         "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
-    induction_match: int = field(default=2, metadata={
+    induction_match: int = field(default=2, metadata={"min": 1,
         "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before; ...)"})
     shuffle_pieces: bool = field(default=True, metadata={
         "help": "put each window's examples and filler in random order (false: filler always ends the window, as in v1/v2)"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,15 +90,17 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     import numpy as np
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from longwin.data import synthetic
     from longwin.data.corpora import load_documents, split_documents
     from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
     from longwin.training.induction import (InductionHeads, InductionSupervision, copy_accuracy, induction_trainer,
                                             random_repeats)
+    from longwin.training.runner import fit, latest_complete, plan_run
 
     mix = validated_mix(cfg)  # bad options fail here, before any data or model is built
+    check_writable_folder(cfg.output_dir, "--output-dir")
+    check_writable_folder(cfg.checkpoint_dir, "--checkpoint-dir")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
@@ -123,7 +127,9 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         save_steps=300, save_total_limit=1, report_to=[], use_cpu=True, seed=cfg.seed,
         dataloader_num_workers=0, disable_tqdm=False,
     )
-    last = get_last_checkpoint(cfg.checkpoint_dir) if Path(cfg.checkpoint_dir).is_dir() else None
+    # a rerun continues from the newest complete checkpoint; without one it starts over
+    checkpoints = Path(cfg.checkpoint_dir)
+    last = plan_run(checkpoints, "latest" if latest_complete(checkpoints) else None, overwrite=True)
     trainer_class = Trainer
     if cfg.induction_weight:
         supervision = InductionSupervision(cfg.hidden_size, InductionHeads(match_len=cfg.induction_match))
@@ -132,12 +138,10 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         model.set_attn_implementation("eager")  # the auxiliary loss reads attention probabilities
         trainer_class = induction_trainer(supervision, cfg.induction_weight)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset)
-    trainer.train(resume_from_checkpoint=last)
+    fit(trainer, args)
     train_seconds = time.time() - started
     model.set_attn_implementation("sdpa")
 
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model.eval()
     copy_top1 = copy_accuracy(model, random_repeats(tokenizer, rows=16, span=60, seed=cfg.seed), span=60)
@@ -154,7 +158,10 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         "train_wall_seconds": round(train_seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    with staged_folder(out) as folder:  # model, tokenizer and card land together or not at all
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        (folder / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"saved toy model to {out} after {train_seconds / 60:.1f} min")
     return out
 

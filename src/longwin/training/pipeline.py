@@ -6,29 +6,39 @@ FSDP (`--fsdp ...`) work unchanged; we only decide which tokens sit at which pos
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 from longwin.config import to_dict
-from longwin.errors import LongwinError
+from longwin.outputs import check_writable_folder, exclusive
 from longwin.training.config import ExtendConfig
+from longwin.training.runner import final_loss, fit, plan_run, save_final
 
 
 def train(ext: ExtendConfig, targs) -> Path:
+    """Check the output folder (one writer; no silent restart over an earlier run; resume only from a
+    complete checkpoint), then train with the method's pipeline."""
+    out = check_writable_folder(targs.output_dir, "--output-dir")
+    main = targs.process_index == 0
+    with exclusive(out, "longwin train") if main else contextlib.nullcontext():
+        targs.resume_from_checkpoint = plan_run(out, targs.resume_from_checkpoint, ext.overwrite_output_dir,
+                                                main=main)
+        if ext.method == "sharedllm":
+            from longwin.training.sharedllm_stage import train_sharedllm
+
+            return train_sharedllm(ext, targs)
+        return _train_positions(ext, targs)
+
+
+def _train_positions(ext: ExtendConfig, targs) -> Path:
     from transformers import Trainer, default_data_collator, set_seed
 
     from longwin.data.retrieval_docs import RetrievalExamples
     from longwin.training.data import PositionSchemeDataset, build_pool
     from longwin.training.setup import prepare
 
-    if ext.method == "sharedllm":
-        from longwin.training.sharedllm_stage import train_sharedllm
-
-        return train_sharedllm(ext, targs)
-    if targs.max_steps <= 0:
-        raise LongwinError("--max-steps must be positive (examples are drawn per step)")
     set_seed(targs.seed)
     started = time.time()
     prep = prepare(ext)
@@ -44,35 +54,25 @@ def train(ext: ExtendConfig, targs) -> Path:
                                     options=ext.scheme_options, retrieval=retrieval,
                                     retrieval_fraction=ext.retrieval_fraction)
     trainer = Trainer(model=prep.model, args=targs, train_dataset=dataset, data_collator=default_data_collator)
-    trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    fit(trainer, targs)
     out = Path(targs.output_dir)
-    save(trainer, prep, ext, out)
-    if trainer.is_world_process_zero():
-        write_card(out, ext, targs, prep, pool, trainer, time.time() - started)
+    save_final(trainer, out, lambda folder: save_model(trainer, ext, folder), prep.tokenizer.save_pretrained,
+               lambda: card(ext, targs, prep, pool, trainer, time.time() - started))
     return out
 
 
-def save(trainer, prep, ext: ExtendConfig, out: Path) -> None:
+def save_model(trainer, ext: ExtendConfig, folder: Path) -> None:
     """A folder stock transformers loads: merged LoRA by default, else the adapter alone."""
     if ext.lora and ext.merge_lora:
         if trainer.is_world_process_zero():
             merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(out, safe_serialization=True)
+            merged.save_pretrained(folder, safe_serialization=True)
     else:
-        trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        prep.tokenizer.save_pretrained(out)
+        trainer.save_model(str(folder))
 
 
-def final_loss(trainer) -> float | None:
-    """The last logged training loss; the run's average when it had fewer steps than logging_steps."""
-    history = trainer.state.log_history
-    losses = [h["loss"] for h in history if "loss" in h] or [h["train_loss"] for h in history if "train_loss" in h]
-    return losses[-1] if losses else None
-
-
-def write_card(out: Path, ext: ExtendConfig, targs, prep, pool, trainer, seconds: float) -> None:
-    card = {
+def card(ext: ExtendConfig, targs, prep, pool, trainer, seconds: float) -> dict:
+    return {
         "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope,
         "rope_options": ext.rope_options,
         "base_model": ext.model, "native_window": prep.native_window, "train_length": prep.train_length,
@@ -83,4 +83,3 @@ def write_card(out: Path, ext: ExtendConfig, targs, prep, pool, trainer, seconds
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
         "command": " ".join(sys.argv),
     }
-    (out / "longwin_training.json").write_text(json.dumps(card, indent=2, default=str) + "\n")

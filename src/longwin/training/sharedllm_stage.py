@@ -35,7 +35,7 @@ from longwin.data.retrieval_docs import RetrievalExamples
 from longwin.errors import LongwinError
 from longwin.training.config import ExtendConfig
 from longwin.training.data import DocumentPool
-from longwin.training.pipeline import final_loss
+from longwin.training.runner import final_loss, fit, save_final
 
 STAGES = ("lm", "instruct")
 
@@ -178,8 +178,6 @@ def _check_request(ext: ExtendConfig, targs: Any) -> None:
     if ext.lora:
         raise LongwinError("--lora is not supported with --method sharedllm (the paper trains without PEFT: "
                            "choose --sharedllm-trainable cross_attn+top, cross_attn or all)")
-    if targs.max_steps <= 0:
-        raise LongwinError("--max-steps must be positive (examples are drawn per step)")
     if ext.sharedllm_stage not in STAGES:
         raise LongwinError(f"unknown --sharedllm-stage {ext.sharedllm_stage!r} (choose from {', '.join(STAGES)})")
     if ext.sharedllm_instructions and ext.sharedllm_stage != "instruct":
@@ -232,14 +230,11 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
     trainer = Trainer(model=model, args=targs, train_dataset=dataset,
                       data_collator=SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk))
-    trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    fit(trainer, targs)
     out = Path(targs.output_dir)
-    trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(out)
-        card = _card(ext, targs, model.config, layout, native, pool, trainer, sum(p.numel() for p in params),
-                     time.time() - started)
-        (out / "longwin_training.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    trainable = sum(p.numel() for p in params)
+    save_final(trainer, out, lambda folder: trainer.save_model(str(folder)), tokenizer.save_pretrained,
+               lambda: _card(ext, targs, model.config, layout, native, pool, trainer, trainable, time.time() - started))
     return out
 
 

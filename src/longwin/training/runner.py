@@ -1,0 +1,158 @@
+"""What every training method shares around the HF Trainer: the output folder (never restart over an
+earlier run silently, resume only from a complete checkpoint), the fit, and landing the final model so
+that a half-written one is never taken for a finished one.
+
+The Trainer writes `checkpoint-N/` in place and `trainer_state.json` last, so a checkpoint is *complete*
+when that file parses and every weights/optimizer file in it is whole (`longwin.models.weights`): a
+kill during the save, or a full disk, leaves one that fails this test. Such checkpoints are named and
+removed before training starts, so neither a resume nor the Trainer's rotation (`save_total_limit`)
+ever picks one up. The final model is written to a staging folder and moved in, and the run's card
+(`longwin_training.json`) is written last: its presence means "this folder holds a finished model".
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from longwin.errors import LongwinError
+from longwin.models.gguf_convert import first_line
+from longwin.models.weights import folder_problem
+from longwin.outputs import move_into, write_text
+
+CARD = "longwin_training.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_LATEST = {"true", "yes", "latest", "last", "1"}
+_NONE = {"", "false", "no", "none", "0"}
+_MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_config.json")
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """`checkpoint-N` folders of `folder`, oldest step first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot be resumed from (incomplete, corrupt), or None when it is complete."""
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json (the save did not finish)"
+    try:
+        step = json.loads(state.read_text())["global_step"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        return "trainer_state.json is unreadable (the save did not finish)"
+    if not isinstance(step, int):
+        return "trainer_state.json has no step"
+    return folder_problem(checkpoint)
+
+
+def latest_complete(folder: Path) -> Path | None:
+    """The newest complete checkpoint in `folder`, or None."""
+    return next((c for c in reversed(checkpoints(folder)) if checkpoint_problem(c) is None), None)
+
+
+def holds_run(folder: Path) -> list[str]:
+    """What of an earlier training run `folder` holds (checkpoint names, "a saved model"), for messages."""
+    found = [c.name for c in checkpoints(folder)]
+    if any((folder / name).exists() for name in (CARD, *_MODEL_FILES)):
+        found.append("a saved model")
+    return found
+
+
+def plan_run(output_dir: str | Path, resume: Any, overwrite: bool, *, main: bool = True) -> str | None:
+    """Check the output folder before any work and return the checkpoint to resume from (None: fresh).
+
+    `resume`: None/"false" (start fresh), "true"/"latest" (the newest complete checkpoint of
+    `output_dir`), or a checkpoint path. A fresh start into a folder that holds an earlier run is refused
+    unless `overwrite`, which removes that run's checkpoints and model first. Only the `main` process
+    removes anything or prints.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise LongwinError(f"--output-dir {out} is an existing file, not a folder")
+    text = "" if resume is None else str(resume).strip()
+    if text.lower() in _NONE:
+        earlier = holds_run(out)
+        if earlier and not overwrite:
+            raise LongwinError(f"--output-dir {out} already holds a training run ({', '.join(earlier)}): resume it "
+                               f"with --resume-from-checkpoint true, or start over with --overwrite-output-dir true")
+        if earlier and main:
+            _remove_run(out)
+            print(f"longwin train: starting over in {out} (removed {', '.join(earlier)})", file=sys.stderr)
+        return None
+    if text.lower() in _LATEST:
+        chosen = latest_complete(out)
+        if chosen is None:
+            raise LongwinError(f"--resume-from-checkpoint {text}: {out} holds no complete checkpoint to resume from")
+    else:
+        chosen = Path(text)
+        if not chosen.is_dir():
+            raise LongwinError(f"--resume-from-checkpoint {text}: no such checkpoint folder")
+        problem = checkpoint_problem(chosen)
+        if problem:
+            newest = latest_complete(chosen.parent)
+            hint = f"; the newest complete one is {newest}" if newest else ""
+            raise LongwinError(f"--resume-from-checkpoint {text} is incomplete or corrupt ({problem}){hint}")
+    if main:
+        _remove_incomplete(out)
+        print(f"longwin train: resuming from {chosen}", file=sys.stderr)
+    return str(chosen)
+
+
+def _remove_incomplete(out: Path) -> None:
+    for checkpoint in checkpoints(out):
+        problem = checkpoint_problem(checkpoint)
+        if problem:
+            print(f"longwin train: removing incomplete {checkpoint} ({problem})", file=sys.stderr)
+            shutil.rmtree(checkpoint)
+
+
+def _remove_run(out: Path) -> None:
+    for checkpoint in checkpoints(out):
+        shutil.rmtree(checkpoint)
+    for name in (CARD, *_MODEL_FILES):
+        (out / name).unlink(missing_ok=True)
+
+
+def save_final(trainer: Any, out: Path, save_model: Callable[[Path], None], save_extra: Callable[[Path], None],
+               card: Callable[[], dict[str, Any]]) -> None:
+    """Every rank calls this: `save_model(folder)` (collective under DeepSpeed/FSDP) writes into a staging
+    folder inside `out`; the main process adds `save_extra` (the tokenizer), moves it all in and writes
+    the card last."""
+    staging = out / ".final-staging"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    save_model(staging)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        save_extra(staging)
+        (out / CARD).unlink(missing_ok=True)  # the old card must not vouch for half-moved new files
+        move_into(staging, out)
+        write_text(out / CARD, json.dumps(card(), indent=2, default=str) + "\n")
+
+
+def fit(trainer: Any, targs: Any) -> None:
+    """`trainer.train`, resuming from `targs.resume_from_checkpoint`; a checkpoint file that is not plain
+    tensors (refused by torch's safe loader) is a one-line error, not a traceback."""
+    try:
+        trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
+    except pickle.UnpicklingError as exc:
+        raise LongwinError(f"refused to load {targs.resume_from_checkpoint}: a file in it holds more than plain "
+                           f"tensors ({first_line(exc)})") from None
+
+
+def final_loss(trainer: Any) -> float | None:
+    """The last logged training loss; the run's average when it had fewer steps than logging_steps."""
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h] or [h["train_loss"] for h in history if "train_loss" in h]
+    return losses[-1] if losses else None
