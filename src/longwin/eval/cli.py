@@ -18,7 +18,7 @@ from longwin.outputs import check_writable_folder
 class EvalConfig(EvalOptions):
     model: str = field(default="", metadata={"help": "model reference: alias (toy, smollm2-135m), folder, .gguf"})
     task: list[str] = field(default_factory=list, metadata={
-        "help": "tasks: passkey, needle, kv-retrieval, lines, ruler, ppl, longbench"})
+        "help": "tasks: passkey, needle, kv-retrieval, lines, ruler, ppl, copy, longbench"})
     lengths: list[int] = field(default_factory=list, metadata={"help": "prompt lengths in tokens"})
     out: str = field(default="", metadata={"help": "output folder (rerun into it to resume; with --compare: where the table and plots go)"})
     seed: int = field(default=0, metadata={"min": 0, "help": "seed for every generated prompt"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from longwin.errors import LongwinError
 from longwin.eval.options import EvalOptions
 from longwin.eval.tasks.base import Task
+from longwin.eval.tasks.copy import CopyTask
 from longwin.eval.tasks.kv_retrieval import KvRetrievalTask
 from longwin.eval.tasks.lines import LinesTask
 from longwin.eval.tasks.longbench import LongBenchTask
@@ -17,7 +18,7 @@ from longwin.eval.tasks.ruler import RulerTask
 GENERATOR_VERSION = 1
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
-    PasskeyTask, NeedleTask, KvRetrievalTask, LinesTask, RulerTask, PerplexityTask, LongBenchTask)}
+    PasskeyTask, NeedleTask, KvRetrievalTask, LinesTask, RulerTask, PerplexityTask, LongBenchTask, CopyTask)}
 
 
 def make_task(name: str, options: EvalOptions, seed: int) -> Task:
