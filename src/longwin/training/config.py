@@ -56,6 +56,11 @@ class ExtendConfig:
                 "natural text; small models forget retrieval without them"})
     retrieval_kinds: list[str] = field(default_factory=lambda: ["passkey_grass", "passkey_text", "kv", "lines"],
                                        metadata={"help": "retrieval example kinds to draw from"})
+    induction_weight: float = field(default=0.0, metadata={"min": 0, "help":
+        "weight of the auxiliary induction-head loss kept on while fine-tuning (the toy's copying circuit was "
+        "installed by it: longwin.training.induction); 0 turns it off"})
+    induction_match: int = field(default=2, metadata={"min": 1, "help":
+        "tokens the supervised induction head matches (as in pretrain-toy)"})
     # SharedLLM (method=sharedllm)
     sharedllm_lower_layers: int = field(default=2, metadata={"min": 1})
     sharedllm_chunk_size: int = field(default=64, metadata={"min": 1})

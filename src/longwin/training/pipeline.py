@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from longwin.config import to_dict
+from longwin.errors import LongwinError
 from longwin.outputs import check_writable_folder, exclusive
 from longwin.training.config import ExtendConfig
 from longwin.training.runner import final_loss, fit, plan_run, save_final
@@ -53,12 +54,32 @@ def _train_positions(ext: ExtendConfig, targs) -> Path:
                                     num_samples=targs.max_steps * global_batch, seed=targs.seed,
                                     options=ext.scheme_options, retrieval=retrieval,
                                     retrieval_fraction=ext.retrieval_fraction)
-    trainer = Trainer(model=prep.model, args=targs, train_dataset=dataset, data_collator=default_data_collator)
+    trainer_class = Trainer
+    if ext.induction_weight:
+        trainer_class = _induction_trainer(prep.model, ext, targs.resume_from_checkpoint)
+    trainer = trainer_class(model=prep.model, args=targs, train_dataset=dataset, data_collator=default_data_collator)
     fit(trainer, targs)
+    if ext.induction_weight:  # back to the requested attention kernel before saving
+        getattr(prep.model, "get_base_model", lambda: prep.model)().set_attn_implementation(ext.attn_implementation)
     out = Path(targs.output_dir)
     save_final(trainer, out, lambda folder: save_model(trainer, ext, folder), prep.tokenizer.save_pretrained,
                lambda: card(ext, targs, prep, pool, trainer, time.time() - started))
     return out
+
+
+def _induction_trainer(model, ext: ExtendConfig, resume: str | None):
+    """A Trainer that keeps the induction-head supervision of pretraining on (eager attention: the loss reads
+    attention probabilities; the model is saved with SDPA again)."""
+    from longwin.training.induction import InductionHeads, InductionSupervision, induction_trainer
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    if ext.induction_match > base.config.num_attention_heads:
+        raise LongwinError(f"--induction-match must be at most {base.config.num_attention_heads} (one head per token)")
+    supervision = InductionSupervision(base.config.hidden_size, InductionHeads(match_len=ext.induction_match))
+    if resume:
+        supervision.load(resume)
+    base.set_attn_implementation("eager")
+    return induction_trainer(supervision, ext.induction_weight)
 
 
 def save_model(trainer, ext: ExtendConfig, folder: Path) -> None:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Why does fine-tuning erase the toy's content copying? Train the demo's CREAM recipe (256 -> 2048, YaRN,
+# 200 steps) on natural text only with one change at a time, then probe every model with
+# experiments/toy_copy_probe.py. Variants are NAME="flags"; a finished model is not retrained.
+#   bash experiments/toy_extension_variants.sh [NAME ...]      (minutes each on 2 cores)
+# Models go to ${WORK:-out/toy_variants}; the probe table to benchmarks/results/toy_copy_probe/variants.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${WORK:-out/toy_variants}
+THREADS=${THREADS:-2}
+declare -A VARIANTS=(
+  [natural-lr3e-4]="--learning-rate 3e-4"
+  [natural-lr3e-5]="--learning-rate 3e-5"
+  [contiguous-lr3e-4]="--learning-rate 3e-4 --scheme none"
+  [mlp-lora-lr3e-4]="--learning-rate 3e-4 --lora true --lora-target gate_proj,up_proj,down_proj"
+  [demo-mix]="--learning-rate 3e-4 --retrieval-fraction 0.5"
+  [induction-lr3e-4]="--learning-rate 3e-4 --induction-weight 1"
+  [induction-lr3e-5]="--learning-rate 3e-5 --induction-weight 1"
+)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(natural-lr3e-4 natural-lr3e-5 contiguous-lr3e-4 mlp-lora-lr3e-4 demo-mix)
+specs=(--model toy --model toy:yarn:2048)
+for name in "${names[@]}"; do
+  folder="$WORK/$name"
+  [ -f "$folder/longwin_training.json" ] || OMP_NUM_THREADS=$THREADS longwin train --config cream-toy-2048 \
+    --retrieval-fraction 0 --max-steps 200 --save-steps 1000 --disable-tqdm true --output-dir "$folder" \
+    --overwrite-output-dir true ${VARIANTS[$name]}
+  specs+=(--model "$folder")
+done
+python3 experiments/toy_copy_probe.py "${specs[@]}" --threads "$THREADS" --out benchmarks/results/toy_copy_probe/variants.json
