@@ -3,7 +3,8 @@
 # 200 steps) on natural text only with one change at a time, then probe every model with
 # experiments/toy_copy_probe.py. Variants are NAME="flags"; a finished model is not retrained.
 #   bash experiments/toy_extension_variants.sh [NAME ...]      (minutes each on 2 cores)
-# Models go to ${WORK:-out/toy_variants}; the probe table to benchmarks/results/toy_copy_probe/variants.json.
+# Models go to ${WORK:-out/toy_variants}; the probe table of every finished variant to
+# benchmarks/results/toy_copy_probe/variants.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-out/toy_variants}
@@ -16,15 +17,21 @@ declare -A VARIANTS=(
   [demo-mix]="--learning-rate 3e-4 --retrieval-fraction 0.5"
   [induction-lr3e-4]="--learning-rate 3e-4 --induction-weight 1"
   [induction-lr3e-5]="--learning-rate 3e-5 --induction-weight 1"
+  [cream-continuity]="--learning-rate 3e-4 --scheme-options p_continuity=1"
+  [cream-relativity]="--learning-rate 3e-4 --scheme-options p_continuity=0"
+  [pose]="--learning-rate 3e-4 --scheme pose"
+  [randpos]="--learning-rate 3e-4 --scheme randpos"
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(natural-lr3e-4 natural-lr3e-5 contiguous-lr3e-4 mlp-lora-lr3e-4 demo-mix)
-specs=(--model toy --model toy:yarn:2048)
+[ ${#names[@]} -gt 0 ] || names=("${!VARIANTS[@]}")
 for name in "${names[@]}"; do
   folder="$WORK/$name"
   [ -f "$folder/longwin_training.json" ] || OMP_NUM_THREADS=$THREADS longwin train --config cream-toy-2048 \
     --retrieval-fraction 0 --max-steps 200 --save-steps 1000 --disable-tqdm true --output-dir "$folder" \
     --overwrite-output-dir true ${VARIANTS[$name]}
-  specs+=(--model "$folder")
+done
+specs=(--model toy --model toy:yarn:2048)
+for name in "${!VARIANTS[@]}"; do  # every finished variant, so the table always holds them all
+  [ -f "$WORK/$name/longwin_training.json" ] && specs+=(--model "$WORK/$name")
 done
 python3 experiments/toy_copy_probe.py "${specs[@]}" --threads "$THREADS" --out benchmarks/results/toy_copy_probe/variants.json

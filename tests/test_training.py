@@ -108,3 +108,18 @@ def test_train_refuses_model_without_rope(tmp_path, tiny_tokenizer, capsys):
 def test_train_requires_target_length(capsys):
     assert main(["train", "--model", "toy"]) == 2
     assert "--target-length is required" in capsys.readouterr().err
+
+
+def test_induction_supervision_can_stay_on_while_fine_tuning(tiny_setup, tmp_path, capsys):
+    """--induction-weight trains with the auxiliary induction loss (eager attention) and saves a stock model
+    with the requested kernel; the loss it logs differs from plain fine-tuning."""
+    model_dir, corpus = tiny_setup
+    plain, supervised = tmp_path / "plain", tmp_path / "supervised"
+    assert main(_train_args(model_dir, corpus, plain, "--logging-steps", "1")) == 0
+    assert main(_train_args(model_dir, corpus, supervised, "--logging-steps", "1", "--induction-weight", "1")) == 0
+    cards = [json.loads((d / "longwin_training.json").read_text()) for d in (plain, supervised)]
+    assert cards[0]["final_loss"] != cards[1]["final_loss"]
+    assert AutoModelForCausalLM.from_pretrained(supervised).config._attn_implementation == "sdpa"
+    assert main(_train_args(model_dir, corpus, tmp_path / "x", "--induction-weight", "1",
+                            "--induction-match", "9")) == 2
+    assert "--induction-match must be at most 4" in capsys.readouterr().err

@@ -7,17 +7,23 @@ cannot have been taught it: a method that wins passkey by learning the passkey f
 how to look back, shows here.
 
 Prompt: whole sentences of a corpus (the essays by default, as for the needle) with a span of
-`SPAN_WORDS` random words from a fixed common-word list inserted at the sentence boundary nearest the
-cell's depth (0 % = the span is as far back as the prompt allows, 100 % = just before the cue); then a
+`SPAN_WORDS` random words inserted at the sentence boundary nearest the cell's depth (0 % = the span is as far back as the prompt allows, 100 % = just before the cue); then a
 blank line and the span's first `CUE_WORDS` words. The model continues greedily. Score: the share of
 the remaining words it reproduces, in order, before its first mistake (1.0 = the whole rest copied).
+
+The words are drawn from the haystack's `POOL` most frequent lowercase words that the model's tokenizer
+writes as one token after a space, so every word of the span is one random token: what is random is the
+order, which no language statistics predict, and a small vocabulary (the toy's) is measured like a large one.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from longwin.errors import LongwinError
 from longwin.eval.haystack import load_texts, split_sentences
 from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
@@ -26,13 +32,24 @@ from longwin.eval.tasks.needle import insert_at_depth
 
 SPAN_WORDS = 16
 CUE_WORDS = 4
-# common, single-token-ish English words: what is random is their order, not their spelling
-WORDS = (
-    "apple river stone cloud garden silver window market candle forest engine letter mirror pocket ladder "
-    "basket island rocket tunnel violin wagon yellow zebra anchor bottle carpet dragon feather guitar hammer "
-    "jacket kettle lemon magnet needle orange pencil quartz rabbit saddle tomato umbrella velvet whistle "
-    "blanket copper donkey eagle falcon ginger harbor iron jungle koala lantern meadow nickel oyster parrot"
-).split()
+POOL = 300
+
+
+def word_pool(sentences: Sequence[str], tokenizer: Any, size: int = POOL) -> list[str]:
+    """The `size` most frequent lowercase words (4+ letters) of `sentences` that `tokenizer` encodes as one
+    token after a space and decodes back unchanged."""
+    counts = Counter(w for s in sentences for w in re.findall(r"\b[a-z]{4,}\b", s))
+    pool = []
+    for word, _ in counts.most_common():
+        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1 and tokenizer.decode(ids).strip() == word:
+            pool.append(word)
+            if len(pool) == size:
+                break
+    if len(pool) < 2 * SPAN_WORDS:
+        raise LongwinError(f"the copy task needs {2 * SPAN_WORDS} single-token words in its haystack; "
+                           f"this tokenizer has {len(pool)}")
+    return pool
 
 
 def first_run(output: str, expected: Sequence[str]) -> int:
@@ -55,8 +72,9 @@ class CopyTask(GenerationTask):
         super().__init__(options, seed)
         self.depths = list(options.depths)
         self.settings.update(depths=self.depths, haystack=options.haystack or "essays", span=SPAN_WORDS,
-                             cue=CUE_WORDS)
+                             cue=CUE_WORDS, pool=POOL)
         self._sentences: list[str] | None = None
+        self._pool: list[str] = []
         self._guess: dict[int, int] = {}
 
     def cells(self, lengths: Sequence[int]) -> list[Cell]:
@@ -70,8 +88,9 @@ class CopyTask(GenerationTask):
     def build(self, cell: Cell, fmt: PromptFormatter) -> Sample:
         if self._sentences is None:
             self._sentences = split_sentences(load_texts(self.options.haystack, max_chars=4_000_000))
+            self._pool = word_pool(self._sentences, fmt.tokenizer)
         rng = rng_for(self.seed, self.name, cell.length, cell.position, cell.sample)
-        span = [rng.choice(WORDS) for _ in range(SPAN_WORDS)]
+        span = [rng.choice(self._pool) for _ in range(SPAN_WORDS)]
         start = rng.randrange(len(self._sentences))
         depth = float(cell.position)
         n = fit_largest(lambda k: fmt.count(self._parts(start, k, span, depth)[0]), cell.length,
