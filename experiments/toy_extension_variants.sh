@@ -21,6 +21,8 @@ declare -A VARIANTS=(
   [cream-relativity]="--learning-rate 3e-4 --scheme-options p_continuity=0"
   [pose]="--learning-rate 3e-4 --scheme pose"
   [randpos]="--learning-rate 3e-4 --scheme randpos"
+  [native-0.5]="--learning-rate 3e-4 --native-fraction 0.5"
+  [native-0.25]="--learning-rate 3e-4 --native-fraction 0.25"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!VARIANTS[@]}")

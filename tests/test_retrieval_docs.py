@@ -120,3 +120,24 @@ def test_dataset_mixes_retrieval_examples_at_the_requested_share(tiny_tokenizer,
     with pytest.raises(LongwinError, match="between 0 and 1"):
         PositionSchemeDataset(pool, "cream", train_len=128, target_len=1024, num_samples=1, seed=0,
                               retrieval=retrieval, retrieval_fraction=1.5)
+
+
+def test_native_fraction_keeps_that_share_on_contiguous_positions(tiny_tokenizer, tmp_path):
+    import json
+
+    from longwin.training.data import PositionSchemeDataset, build_pool
+
+    corpus = tmp_path / "c.jsonl"
+    rng = random.Random(0)
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": " ".join(rng.choice(_TEXT) for _ in range(40))}) + "\n"
+                              for i in range(6)))
+    pool = build_pool(str(corpus), tiny_tokenizer, min_tokens=128, val_fraction=0, seed=0)
+    native = torch.arange(128)
+
+    def share(fraction: float) -> float:
+        data = PositionSchemeDataset(pool, "cream", train_len=128, target_len=1024, num_samples=200, seed=0,
+                                     native_fraction=fraction)
+        return sum(torch.equal(data[i]["position_ids"], native) for i in range(200)) / 200
+
+    assert share(0.0) == 0.0 and share(1.0) == 1.0
+    assert 0.38 <= share(0.5) <= 0.62

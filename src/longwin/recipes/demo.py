@@ -195,19 +195,53 @@ def demo(cfg: DemoConfig) -> Path:
     write_text(root / "results.json", json.dumps({"config": asdict(cfg), "results": results, "training": cards},
                                                  indent=2, default=str) + "\n")
     write_text(root / "report.md", _report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root,
-                                            minutes))
+                                           minutes, results))
     print(f"demo: report at {root / 'report.md'} ({minutes:.1f} min)", file=sys.stderr)
     return root
 
 
+# training-example kinds (`longwin.data.retrieval_docs.KINDS`) -> the evaluation task they teach
+TASK_OF_KIND = {"passkey_grass": "passkey", "passkey_text": "passkey", "kv": "kv-retrieval", "lines": "lines"}
+
+
+def trained_on(card: dict[str, Any], tasks: list[str]) -> list[str]:
+    """The evaluated tasks whose format the model's fine-tuning data held (from its training card)."""
+    config = card.get("extend_config", {})
+    if not config.get("retrieval_fraction"):
+        return []
+    return [t for t in tasks if t in {TASK_OF_KIND.get(k) for k in config.get("retrieval_kinds", [])}]
+
+
+def retention_table(results: dict[str, dict[str, Any]], native: int) -> str:
+    """Inside the native window, every model beside the base: what extension must not cost."""
+    rows = []
+    for name, run in results.items():
+        cells = []
+        for task, summary in run["tasks"].items():
+            series = next(iter(summary["series"].values()))
+            cells.append((task, series.get(str(native))))
+        rows.append((name, cells))
+    header = [task for task, _ in rows[0][1]]
+    lines = ["| model | " + " | ".join(f"{t} @{native}" for t in header) + " |", "|---|" + "---:|" * len(header)]
+    for name, cells in rows:
+        values = dict(cells)
+        lines.append(f"| {name} | " + " | ".join("-" if values.get(t) is None else f"{values[t]:.2f}"
+                                                 for t in header) + " |")
+    return "\n".join(lines)
+
+
 def _report(cfg: DemoConfig, table: str, cards: dict[str, dict[str, Any]], plots: list[Path], root: Path,
-            minutes: float) -> str:
+            minutes: float, results: dict[str, dict[str, Any]]) -> str:
     methods = "\n".join(f"- `{n}`: {METHODS[n].label}" + (
         f" (RoPE: {METHODS[n].rope or cfg.rope})" if METHODS[n].kind != "sharedllm" else "") for n in cfg.methods)
     training = "\n".join(
         f"| {n} | {c.get('steps')} | {c.get('final_loss', 0) or 0:.3f} | {c.get('train_wall_seconds')} |"
         for n, c in cards.items())
     images = "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in plots)
+    marked = {n: trained_on(c, cfg.tasks) for n, c in cards.items()}
+    contaminated = "\n".join(f"- `{n}` trained on examples of {', '.join(t)}: its rows for them show what it was "
+                             f"taught, not an extended window" for n, t in marked.items() if t)
+    native = min(cfg.lengths)
     return (
         f"# longwin demo: `{cfg.model}` extended to {cfg.target_length} tokens\n\n"
         f"Methods (columns of the table; `base` is the unchanged model):\n{methods}\n\n"
@@ -216,6 +250,9 @@ def _report(cfg: DemoConfig, table: str, cards: dict[str, dict[str, Any]], plots
         f"Evaluation: {', '.join(cfg.tasks)} at {', '.join(map(str, cfg.lengths))} tokens, {cfg.samples} sample(s) "
         f"per cell (depth/position), perplexity on the held-out documents (`heldout.jsonl`).\n\n"
         f"{table}\n\n"
+        f"## Trained-on tasks\n\n{contaminated or 'No evaluated task appears in any fine-tuning data.'}\n\n"
+        f"## Inside the native window ({native} tokens): what extension must not cost\n\n"
+        f"{retention_table(results, native)}\n\n"
         f"## Training\n\n| method | steps | final loss | seconds |\n|---|---|---|---|\n{training}\n\n"
         f"## Plots\n\n{images}\n\n"
         f"Wall time of this run: {minutes:.1f} min. Small sample counts: one sample moves an accuracy by "

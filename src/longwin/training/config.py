@@ -56,6 +56,9 @@ class ExtendConfig:
                 "natural text; small models forget retrieval without them"})
     retrieval_kinds: list[str] = field(default_factory=lambda: ["passkey_grass", "passkey_text", "kv", "lines"],
                                        metadata={"help": "retrieval example kinds to draw from"})
+    native_fraction: float = field(default=0.0, metadata={"min": 0, "max": 1, "help":
+        "share of natural-text examples kept on contiguous positions 0..N-1 as in pretraining (native replay), "
+        "the rest on the scheme's positions"})
     induction_weight: float = field(default=0.0, metadata={"min": 0, "help":
         "weight of the auxiliary induction-head loss kept on while fine-tuning (the toy's copying circuit was "
         "installed by it: longwin.training.induction); 0 turns it off"})

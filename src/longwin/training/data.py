@@ -82,12 +82,14 @@ class PositionSchemeDataset(Dataset):
     """`num_samples` examples; each reads one document through the scheme's layout.
 
     With `retrieval` and a `retrieval_fraction` > 0, that share of examples are retrieval examples
-    built on the same sampled position ids (`longwin.data.retrieval_docs`).
+    built on the same sampled position ids (`longwin.data.retrieval_docs`). A `native_fraction` of the
+    natural-text examples keeps contiguous positions 0..train_len-1, as in pretraining (native replay).
     """
 
     def __init__(self, pool: DocumentPool, scheme: str, *, train_len: int, target_len: int,
                  num_samples: int, seed: int, options: dict[str, Any] | None = None,
-                 retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0) -> None:
+                 retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0,
+                 native_fraction: float = 0.0) -> None:
         if not 0 <= retrieval_fraction <= 1:
             raise LongwinError(f"--retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
         if retrieval_fraction > 0 and retrieval is None:
@@ -95,6 +97,7 @@ class PositionSchemeDataset(Dataset):
         self.pool, self.scheme, self.train_len, self.target_len = pool, scheme, train_len, target_len
         self.num_samples, self.seed, self.options = num_samples, seed, dict(options or {})
         self.retrieval, self.retrieval_fraction = retrieval, retrieval_fraction
+        self.native_fraction = native_fraction
         # fail now, in one line, on a bad scheme/options rather than inside a dataloader worker
         positions.sample(scheme, train_len, target_len, seed=0, **self.options)
 
@@ -112,7 +115,10 @@ class PositionSchemeDataset(Dataset):
                     ids = built[0]
                     return {"input_ids": ids, "labels": ids.clone(), "position_ids": placed}
         doc = self.pool.corpus.doc(int(self.pool.usable[key % len(self.pool.usable)]))
-        layout = positions.layout(self.scheme, len(doc), self.train_len, self.target_len,
-                                  seed=key >> 1, **self.options)
+        if self.native_fraction and random.Random(key + 1).random() < self.native_fraction:
+            layout = positions.layout("none", len(doc), self.train_len, self.target_len, seed=key >> 1)
+        else:
+            layout = positions.layout(self.scheme, len(doc), self.train_len, self.target_len,
+                                      seed=key >> 1, **self.options)
         ids = torch.from_numpy(doc[layout.token_index.numpy()].astype(np.int64))
         return {"input_ids": ids, "labels": ids.clone(), "position_ids": layout.position_ids.clone()}

@@ -53,7 +53,7 @@ def _train_positions(ext: ExtendConfig, targs) -> Path:
     dataset = PositionSchemeDataset(pool, ext.scheme, train_len=prep.train_length, target_len=ext.target_length,
                                     num_samples=targs.max_steps * global_batch, seed=targs.seed,
                                     options=ext.scheme_options, retrieval=retrieval,
-                                    retrieval_fraction=ext.retrieval_fraction)
+                                    retrieval_fraction=ext.retrieval_fraction, native_fraction=ext.native_fraction)
     trainer_class = Trainer
     if ext.induction_weight:
         trainer_class = _induction_trainer(prep.model, ext, targs.resume_from_checkpoint)
