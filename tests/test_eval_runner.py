@@ -233,7 +233,7 @@ def test_learned_positions_cannot_go_past_their_table(tmp_path, tiny_tokenizer):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(tasks="passkey,nope"), "unknown task 'nope' \\(known: kv-retrieval, lines, longbench, needle, passkey"),
+    (dict(tasks="passkey,nope"), "unknown task 'nope' \\(known: copy, kv-retrieval, lines, longbench, needle, passkey"),
     (dict(tasks=""), "no task given"),
     (dict(lengths=[0]), "lengths must be positive"),
     (dict(lengths="12,abc"), "lengths must be integers"),
