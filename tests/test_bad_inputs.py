@@ -132,6 +132,8 @@ CASES = [
     Case("train-target-length-missing", TRAIN[:5] + TRAIN[7:], "--target-length is required"),
     Case("train-target-length-negative", [*TRAIN, "--target-length", "-1"], "--target-length must be at least 0"),
     Case("train-target-length-huge", [*TRAIN, "--target-length", "99999999999"], "past 16,777,216 positions"),
+    Case("train-target-too-far-for-cream", [*TRAIN, "--target-length", "100000"],
+         "CREAM cannot reach a target 1562.5 times its 64-token training window"),
     Case("train-target-not-above-native", [*TRAIN, "--target-length", "64"], "must be above the native window"),
     Case("train-batch-size-zero", [*TRAIN, "--per-device-train-batch-size", "0"],
          "--per-device-train-batch-size must be at least 1"),

@@ -259,7 +259,7 @@ def test_registry_lists_schemes_with_descriptions():
     (lambda: sample("none", 64, 32, seed=0), "must not exceed target_len"),
     (lambda: sample("cream", 0, 32, seed=0), "train_len must be a positive integer"),
     (lambda: sample("none", 8, -1, seed=0), "target_len must be a positive integer"),
-    (lambda: sample("cream", 16, 1024, seed=0), "cream continuity needs"),
+    (lambda: sample("cream", 16, 1024, seed=0), "CREAM cannot reach a target 64 times its 16-token training window"),
     (lambda: sample("cream", 256, 2048, seed=0, sigma=0), "sigma must be"),
     (lambda: sample("cream", 256, 2048, seed=0, mode="clamped"), "unknown alpha mode"),
     (lambda: sample("cream", 256, 2048, seed=0, p_continuity=1.5), "p_continuity"),

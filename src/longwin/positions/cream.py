@@ -73,6 +73,12 @@ def settings(train_len: int, target_len: int, options: Mapping[str, Any]) -> Cre
                for regime in REGIMES}
     for regime, chance in (("continuity", p), ("relativity", 1.0 - p)):
         head, tail = lengths[regime]
+        if chance > 0 and regime == "continuity" and (head, tail) == defaults[regime] and head + tail >= train_len:
+            longest = (train_len - 1) // 2 * train_len // 4
+            raise LongwinError(
+                f"CREAM cannot reach a target {target_len / train_len:g} times its {train_len}-token training window: "
+                f"its continuity head and tail (4 x that ratio each) would fill the window. Use --target-length "
+                f"<= {longest}, a longer --train-length, or --scheme-options p_continuity=0")
         if chance > 0 and (min(head, tail) < 1 or head + tail >= train_len):
             raise LongwinError(
                 f"cream {regime} needs head, tail >= 1 and train_len > head + tail, got train_len={train_len}, "

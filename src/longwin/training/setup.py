@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from longwin import positions
 from longwin.errors import LongwinError
 from longwin.training.config import ExtendConfig
 
@@ -37,6 +38,7 @@ def prepare(ext: ExtendConfig) -> Prepared:
     native = native_window(base_config)
     train_len = check_windows(ext, native)
     scaled = scale_rope(base_config, ext.rope, ext.target_length, **ext.rope_options)
+    positions.sample(ext.scheme, train_len, ext.target_length, seed=0, **ext.scheme_options)  # before weights load
     model, tokenizer = load_model(ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation,
                                   config=scaled)
     model.train()
