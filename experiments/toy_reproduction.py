@@ -306,7 +306,7 @@ def claims(rows: dict[str, Any], s: int) -> str:
 PAPERS = """
 ## The papers' numbers (Llama-2-7B, 4K → 32K), for scale
 
-CREAM (arXiv 2406.07138), research/cream.md §5:
+CREAM (arXiv 2406.07138) (tables as published):
 
 | | LongChat-Lines avg (2.5K–32K) | KV retrieval 5K avg | 10K avg |
 |---|---:|---:|---:|
@@ -319,7 +319,7 @@ CREAM (arXiv 2406.07138), research/cream.md §5:
 KV retrieval at middle positions (5K, gold index 18/37/54): CREAM-Linear 45.6/56.0/67.0 vs PoSE-Linear
 24.4/37.4/47.2; CREAM-YaRN 49.6/47.6/77.4 vs PoSE-YaRN 32.6/12.2/57.2.
 
-SharedLLM (arXiv 2410.19318), research/sharedllm.md §6: PG19 perplexity 8.98 / 8.15 / 7.96 at 4K / 16K / 32K
+SharedLLM (arXiv 2410.19318) (as published): PG19 perplexity 8.98 / 8.15 / 7.96 at 4K / 16K / 32K
 (StreamingLLM 9.21 / 9.25 / 9.24); about 2× faster than streaming (Activation Beacon) and 3× faster than an
 encoder–decoder (CEPE) at long inputs.
 """

@@ -18,7 +18,7 @@ from longwin.positions.cream import middle_bounds
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# research/cream.md §2.3, s = 8: P(r) for r = 2..16, alpha = r / 2.
+# docs/position-schemes.md#alpha, s = 8: P(r) for r = 2..16, alpha = r / 2.
 NOTE_PMF_S8 = [.023, .025, .043, .067, .094, .117, .131, .131, .117, .094, .067, .043, .025, .013, .010]
 
 
@@ -143,7 +143,7 @@ def test_sample_does_not_touch_global_rng():
     assert torch.equal(torch.rand(3), before)
 
 
-# ---- CREAM distribution vs research/cream.md ------------------------------------------------------
+# ---- CREAM distribution vs docs/position-schemes.md ------------------------------------------------------
 
 def test_alpha_pmf_matches_note_table_at_s8():
     pmf = cream_alpha_pmf(8.0)

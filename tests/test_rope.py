@@ -135,14 +135,15 @@ def test_none_keeps_frequencies_and_only_raises_max_positions():
 
 @pytest.mark.parametrize(("s", "base"), [(4, 40_890), (8, 82_685), (16, 167_199), (32, 338_097), (64, 683_675)])
 def test_ntk_base_matches_cream_llama2_table(s, base):
-    """cream.md §3: static NTK base b' = 1e4 * s^(128/126) for Llama-2-7B (d=128)."""
+    """CREAM reference code (docs/rope.md): static NTK base b' = 1e4 * s^(128/126) for Llama-2-7B (d=128)."""
     scaled = scale_rope(_llama(), "ntk", 4096 * s)
     assert describe_rope(scaled)["rope_theta"] == pytest.approx(base, abs=1)
     assert describe_rope(scaled)["method"] == "ntk" and describe_rope(scaled)["rope_type"] == "default"
 
 
 def test_yarn_llama2_correction_range_and_mscale():
-    """cream.md §3: for N=4096, d=128, b=1e4 dims i<=20 are unchanged, i>=46 divided by s; mscale 1.208 at s=8."""
+    """CREAM reference code (docs/rope.md): for N=4096, d=128, b=1e4 dims i<=20 are unchanged, i>=46 divided
+    by s; mscale 1.208 at s=8."""
     rotary = LlamaForCausalLM(scale_rope(_llama(), "yarn", 32768)).model.rotary_emb
     ratio = _inv_freq(1e4, 128) / rotary.inv_freq.double()
     torch.testing.assert_close(ratio[:21], torch.ones(21, dtype=torch.float64), rtol=1e-5, atol=0)

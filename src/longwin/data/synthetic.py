@@ -1,6 +1,6 @@
 """Synthetic retrieval text for pretraining the toy base model.
 
-A tiny model does not learn retrieval from answer-only losses (research/toy-model-notes.md): it
+A tiny model does not learn retrieval from answer-only losses (docs/toy-model.md#early-retrieval-probes): it
 needs a dense copy signal. So every example here is ordinary text trained with the full LM loss,
 in formats that reward copying a span seen earlier — pass keys, key-value lookups, line registers
 and repeated spans — with varied fillers so the model learns the skill rather than one template.

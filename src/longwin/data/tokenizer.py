@@ -1,7 +1,7 @@
 """Train a small byte-level BPE tokenizer that `AutoTokenizer` loads with no custom code.
 
 Digits are split into single tokens so a pass key of k digits is always k tokens: retrieval then
-needs only copying, which small models learn (see research/toy-model-notes.md).
+needs only copying, which small models learn (see docs/toy-model.md#early-retrieval-probes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Scoring functions, each returning a value in [0, 1], implemented here so nothing needs a download.
 
-Definitions follow the benchmarks (research/evals.md §2, §6): first-integer match (passkey, lines),
+Definitions follow the benchmarks (docs/evaluation-tasks.md#metrics): first-integer match (passkey, lines),
 substring match (Lost-in-the-Middle KV), RULER's string_match_all/part, LongBench's QA F1 with SQuAD
 normalisation, classification, retrieval, count and code edit similarity. ROUGE-L is the LCS
 F-measure on `rouge_score`'s default tokens (lower-cased alphanumeric runs, no stemming); LongBench

@@ -1,8 +1,8 @@
 """CREAM's expansion factor alpha: how far into the target window the middle block reaches.
 
 The reference draws x = 2·alpha from a normal with mu = 1 + s and sigma (default 3, in x units) on
-[2, 2s] by inverse-CDF look-up, floors it to an integer r and sets alpha = r / 2 (research/cream.md
-§2.3). Two modes:
+[2, 2s] by inverse-CDF look-up, floors it to an integer r and sets alpha = r / 2
+(docs/position-schemes.md#alpha). Two modes:
 
 - "faithful" copies the reference: inverse CDF of the *untruncated* normal, so the mass outside
   [2, 2s] piles up as point masses on the ends (clamp), then floor. The exact inverse CDF replaces the

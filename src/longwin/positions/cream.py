@@ -1,4 +1,4 @@
-"""CREAM positions (research/cream.md §2): head pinned at 0, tail pinned at L-1, a Gaussian-placed middle.
+"""CREAM positions (docs/position-schemes.md#cream): head pinned at 0, tail pinned at L-1, a Gaussian-placed middle.
 
 Every example splits the N = train_len window into head (positions 0..Lh-1), a contiguous middle of
 Lm = N - Lh - Lt positions ending at P_e, and tail (positions L-Lt..L-1), L = target_len. The regime is
@@ -10,8 +10,9 @@ Non-integer s = L / N is supported: alpha ranges over {1, 1.5, ..., floor(2s)/2}
 the bounds are computed in integers from r = 2·alpha. For integer s (and even N) this is exactly the
 reference; elsewhere it is the natural integer version of it (the reference needed integer s).
 
-Content (§2.5, with the overlap bug fixed): head = doc[0:Lh]; middle = doc[P_s:P_e+1] at its true
-offsets when P_e < doc_len - Lt, else the Lm tokens just before the tail; tail = the last Lt tokens.
+Content (docs/position-schemes.md#content, with the overlap bug fixed): head = doc[0:Lh]; middle =
+doc[P_s:P_e+1] at its true offsets when P_e < doc_len - Lt, else the Lm tokens just before the tail; tail =
+the last Lt tokens.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def settings(train_len: int, target_len: int, options: Mapping[str, Any]) -> Cre
 
 
 def middle_bounds(r: int, head: int, tail: int, train_len: int) -> tuple[int, int]:
-    """Inclusive range of the middle's last position P_e for alpha = r / 2 (§2.4, integer-exact)."""
+    """Inclusive range of the middle's last position P_e for alpha = r / 2, integer-exact
+    (docs/position-schemes.md#middle-placement)."""
     middle = train_len - head - tail
     return head + ((middle - 1) * r) // 2, (r * train_len) // 2 - tail - 1
 

@@ -1,4 +1,4 @@
-"""PoSE positions (research/cream.md §7): two chunks, the second shifted by a uniform skip.
+"""PoSE positions (docs/position-schemes.md#pose): two chunks, the second shifted by a uniform skip.
 
 Chunk 1 has r1 ~ U{1..(N+1)//2} tokens at positions 0..r1-1; chunk 2 fills the rest of the N-token
 window at positions r1+u..N-1+u with u ~ U{0..L-N}. Content: chunk 1 = doc[0:r1]; chunk 2 =

@@ -14,7 +14,7 @@ MODEL_TYPE = "longwin-sharedllm"
 
 
 class SharedLLMConfig(PretrainedConfig):
-    """Options (paper defaults in brackets, §3-4 of the spec).
+    """Options (paper defaults in brackets: docs/sharedllm.md).
 
     num_lower_layers  M: layers in the lower model and injected upper layers [4]
     chunk_size        tokens per context chunk / tree root [1024]

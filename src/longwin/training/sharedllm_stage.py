@@ -3,7 +3,7 @@
 Each example is a few whole context chunks (read through the context trees) followed by a local
 window of at most the native window, so the upper model's self-attention never leaves its
 pretraining range. The chunk count is drawn per example between --sharedllm-min-chunks and what
---target-length allows, so one model serves every context length up to it. Stages (spec §5):
+--target-length allows, so one model serves every context length up to it. Stages (docs/sharedllm.md):
 
 - `lm`: loss on every local-window token (the paper's LM stage);
 - `instruct`: loss on responses only, with the prompt as the tree's query (the paper's SFT stage).

@@ -1,4 +1,4 @@
-"""Lost-in-the-Middle key-value retrieval (research/evals.md §2.3).
+"""Lost-in-the-Middle key-value retrieval (docs/evaluation-tasks.md#kv-retrieval).
 
 UUID pairs from a seeded RNG are rendered as a JSON object; the gold pair is moved to a chosen
 relative position. As many pairs as fit the cell's length are used, so positions are reported as

@@ -1,4 +1,4 @@
-"""LongChat-Lines line retrieval (research/evals.md §2.4), sized by tokens instead of line counts.
+"""LongChat-Lines line retrieval (docs/evaluation-tasks.md#lines), sized by tokens instead of line counts.
 
 Lines are `line <adjective-noun>: REGISTER_CONTENT is <number>`; as many lines as fit the length
 are used and one seeded line is asked for. Scored by the first integer in the output.

@@ -1,4 +1,4 @@
-"""LongBench v1 (and LongBench-E) on JSONL files the user brings (research/evals.md §2.6).
+"""LongBench v1 (and LongBench-E) on JSONL files the user brings (docs/evaluation-tasks.md#longbench).
 
 `--data-dir` holds `<task>.jsonl` (or `<task>_e.jsonl`) files in the official format (`input`,
 `context`, `answers`, `all_classes`, `length`, `_id`). Prompts, generation lengths, metrics and the

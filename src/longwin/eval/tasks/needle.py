@@ -1,4 +1,4 @@
-"""Needle in a haystack over real text (research/evals.md §2.2), scored without a judge model.
+"""Needle in a haystack over real text (docs/evaluation-tasks.md#needle), scored without a judge model.
 
 The haystack is whole sentences of a corpus (Paul Graham essays by default), starting at a seeded
 sentence and cycling through the corpus; the needle goes in whole at the sentence boundary nearest

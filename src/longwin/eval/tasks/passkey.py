@@ -1,4 +1,4 @@
-"""Passkey retrieval (Landmark / LongLoRA / PoSE / YaRN format, research/evals.md §2.1).
+"""Passkey retrieval (Landmark / LongLoRA / PoSE / YaRN format, docs/evaluation-tasks.md#passkey).
 
 A 5-digit key hides in repeated filler at a chosen depth; the number of filler repeats is the
 largest that keeps the prompt within the cell's length. Scored by the first integer in the output.

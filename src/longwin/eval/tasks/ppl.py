@@ -1,4 +1,4 @@
-"""Perplexity vs context length in three conventions (research/evals.md §2.8), always named.
+"""Perplexity vs context length in three conventions (docs/evaluation-tasks.md#ppl), always named.
 
 The corpus is tokenised once into a stream (documents joined by a blank line). Sample i of every
 length ends at the same stream offset, so the tokens scored by `last-k` are identical across

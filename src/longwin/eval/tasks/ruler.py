@@ -1,4 +1,4 @@
-"""The 11 RULER tasks that need no download (research/evals.md §2.5), generated here.
+"""The 11 RULER tasks that need no download (docs/evaluation-tasks.md#ruler), generated here.
 
 niah_* (8 needle variants over noise, essay or needle haystacks), vt (variable tracking), cwe
 (common words) and fwe (frequent coded words), with RULER's templates and answer prefixes, scored
