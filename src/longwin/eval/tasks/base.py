@@ -136,6 +136,19 @@ class GenerationTask(Task):
         }
 
 
+class DepthTask(GenerationTask):
+    """A generation task whose grid is length x depth (where in the context the evidence sits) x sample."""
+
+    def __init__(self, options: EvalOptions, seed: int) -> None:
+        super().__init__(options, seed)
+        self.depths = list(options.depths)
+        self.settings["depths"] = self.depths
+        self._guess: dict[int, int] = {}  # last filler size per length: where the next prompt's search starts
+
+    def cells(self, lengths: Sequence[int]) -> list[Cell]:
+        return [Cell(self.name, n, fmt_pos(d), s) for n in lengths for d in self.depths for s in range(self.samples)]
+
+
 class NllTask(Task):
     """A task measured with token log-likelihoods (perplexity)."""
 

@@ -27,7 +27,7 @@ from longwin.errors import LongwinError
 from longwin.eval.haystack import load_texts, split_sentences
 from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
-from longwin.eval.tasks.base import Cell, GenerationTask, Sample, fmt_pos, rng_for
+from longwin.eval.tasks.base import Cell, DepthTask, Sample, fmt_pos, rng_for
 from longwin.eval.tasks.needle import insert_at_depth
 
 SPAN_WORDS = 16
@@ -63,22 +63,16 @@ def first_run(output: str, expected: Sequence[str]) -> int:
     return count
 
 
-class CopyTask(GenerationTask):
+class CopyTask(DepthTask):
     name = "copy"
     default_samples = 2
     default_new_tokens = 40
 
     def __init__(self, options, seed) -> None:
         super().__init__(options, seed)
-        self.depths = list(options.depths)
-        self.settings.update(depths=self.depths, haystack=options.haystack or "essays", span=SPAN_WORDS,
-                             cue=CUE_WORDS, pool=POOL)
+        self.settings.update(haystack=options.haystack or "essays", span=SPAN_WORDS, cue=CUE_WORDS, pool=POOL)
         self._sentences: list[str] | None = None
         self._pool: list[str] = []
-        self._guess: dict[int, int] = {}
-
-    def cells(self, lengths: Sequence[int]) -> list[Cell]:
-        return [Cell(self.name, n, fmt_pos(d), s) for n in lengths for d in self.depths for s in range(self.samples)]
 
     def _parts(self, start: int, count: int, span: list[str], depth: float) -> tuple[Parts, float]:
         sentences = [self._sentences[(start + i) % len(self._sentences)] for i in range(count)]

@@ -17,7 +17,7 @@ from longwin.eval.metrics import rouge_l
 from longwin.eval.options import NIAH_NEEDLE, NIAH_PREFIX
 from longwin.eval.plots import save_heatmap
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
-from longwin.eval.tasks.base import Cell, GenerationTask, Sample, by_length, by_length_position, fmt_pos, pct, rng_for
+from longwin.eval.tasks.base import Cell, DepthTask, Sample, by_length, by_length_position, fmt_pos, pct, rng_for
 
 
 def _squash(text: str) -> str:
@@ -40,22 +40,17 @@ def insert_at_depth(sentences: Sequence[str], needle: str, depth: float) -> tupl
     return text, round(100 * best_offset / total, 2) if total else depth
 
 
-class NeedleTask(GenerationTask):
+class NeedleTask(DepthTask):
     name = "needle"
     default_samples = 1
     default_new_tokens = 50
 
     def __init__(self, options, seed) -> None:
         super().__init__(options, seed)
-        self.depths = list(options.depths)
         self.prefix = options.needle_prefix or (NIAH_PREFIX if options.needle == NIAH_NEEDLE else "Answer:")
-        self.settings.update(depths=self.depths, haystack=options.haystack or "essays", needle=options.needle,
+        self.settings.update(haystack=options.haystack or "essays", needle=options.needle,
                              question=options.question, answer=options.answer, prefix=self.prefix)
         self._sentences: list[str] | None = None
-        self._guess: dict[int, int] = {}
-
-    def cells(self, lengths: Sequence[int]) -> list[Cell]:
-        return [Cell(self.name, n, fmt_pos(d), s) for n in lengths for d in self.depths for s in range(self.samples)]
 
     def _haystack(self, start: int, count: int) -> list[str]:
         sentences = self._sentences

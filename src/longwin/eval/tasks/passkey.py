@@ -7,12 +7,12 @@ largest that keeps the prompt within the cell's length. Scored by the first inte
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from longwin.eval.metrics import exact_int_match
 from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
-from longwin.eval.tasks.base import Cell, GenerationTask, Sample, fmt_pos, rng_for
+from longwin.eval.tasks.base import Cell, DepthTask, Sample, fmt_pos, rng_for
 
 TASK_DESCRIPTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
                     "I will quiz you about the important information there.")
@@ -40,26 +40,17 @@ def passkey_parts(key: int, n_filler: int, depth: float) -> tuple[Parts, int]:
     return Parts(context, "\n" + FINAL_QUESTION, ANSWER_PREFIX), before
 
 
-class PasskeyTask(GenerationTask):
+class PasskeyTask(DepthTask):
     name = "passkey"
     default_samples = 5
     default_new_tokens = 10
-
-    def __init__(self, options, seed) -> None:
-        super().__init__(options, seed)
-        self.depths = list(options.depths)
-        self.settings["depths"] = self.depths
-        self._fill_guess: dict[int, int] = {}
-
-    def cells(self, lengths: Sequence[int]) -> list[Cell]:
-        return [Cell(self.name, n, fmt_pos(d), s) for n in lengths for d in self.depths for s in range(self.samples)]
 
     def build(self, cell: Cell, fmt: PromptFormatter) -> Sample:
         key = rng_for(self.seed, self.name, cell.length, cell.sample).randint(10000, 99999)
         depth = float(cell.position)
         n = fit_largest(lambda k: fmt.count(passkey_parts(key, k, depth)[0]), cell.length,
-                        what="a passkey prompt", guess=self._fill_guess.get(cell.length, 8))
-        self._fill_guess[cell.length] = n
+                        what="a passkey prompt", guess=self._guess.get(cell.length, 8))
+        self._guess[cell.length] = n
         parts, before = passkey_parts(key, n, depth)
         text = fmt.render(parts)[0]
         return Sample(fmt.encode(parts), text, key, self.max_new_tokens,
