@@ -191,3 +191,12 @@ def test_haystack_and_corpus_from_a_text_file(tmp_path, fmt, tiny_tokenizer):
     assert tiny_tokenizer.decode(stream[:40]).startswith("The Lord is my shepherd number 0.")
     with pytest.raises(LongwinError, match="unknown corpus or missing path"):
         build_all("needle", [600], fmt, samples=1, depths=[50.0], haystack=str(tmp_path / "missing.txt"))
+
+
+def test_kv_short_keys_are_hex_of_the_asked_length_and_uuids_keep_their_fingerprint(fmt):
+    task, cells, built = build_all("kv-retrieval", [512], fmt, positions=[0.0, 100.0], samples=1, kv_key_chars=8)
+    for sample in built.values():
+        assert re.fullmatch(r"[0-9a-f]{8}", sample.answer) and re.fullmatch(r"[0-9a-f]{8}", sample.info["gold_key"])
+        assert f'"{sample.info["gold_key"]}": "{sample.answer}"' in sample.text
+    assert task.settings["key_chars"] == 8
+    assert "key_chars" not in make_task("kv-retrieval", EvalOptions(), 0).settings

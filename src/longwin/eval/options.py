@@ -31,6 +31,8 @@ class EvalOptions:
     positions: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "kv-retrieval gold positions in percent of the pairs",
                                    min=0, max=100)
     max_new_tokens: int = _opt(0, "override every task's number of generated tokens (0: task defaults)", min=0)
+    kv_key_chars: int = _opt(0, "kv-retrieval keys and values of this many hex digits (0: 36-character UUIDs)",
+                             min=0, max=32)
     chat_template: bool = _opt(False, "wrap prompts in the tokenizer's chat template (instruct models)")
     batch_size: int = _opt(4, "prompts per generation batch (same length only, left padded)", min=1)
     batch_tokens: int = _opt(32768, "cap on batch_size x prompt length", min=1)

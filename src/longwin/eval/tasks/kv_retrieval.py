@@ -1,7 +1,9 @@
 """Lost-in-the-Middle key-value retrieval (docs/evaluation-tasks.md#kv-retrieval).
 
 UUID pairs from a seeded RNG are rendered as a JSON object; the gold pair is moved to a chosen
-relative position. As many pairs as fit the cell's length are used, so positions are reported as
+relative position. `--kv-key-chars N` draws keys and values of N hex digits instead of 36-character
+UUIDs: short enough for a small model to copy, so the position curve measures where it looks, not
+whether it can spell a UUID. As many pairs as fit the cell's length are used, so positions are reported as
 percent of the pairs (comparable across lengths). Scored by the gold value appearing in the output.
 """
 
@@ -21,7 +23,10 @@ from longwin.eval.tasks.base import Cell, GenerationTask, Sample, fmt_pos, rng_f
 INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
 
 
-def random_uuid(rng: random.Random) -> str:
+def random_key(rng: random.Random, chars: int = 0) -> str:
+    """A UUID (chars 0, the benchmark's keys) or `chars` random hex digits."""
+    if chars:
+        return f"{rng.getrandbits(4 * chars):0{chars}x}"
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
@@ -52,7 +57,10 @@ class KvRetrievalTask(GenerationTask):
     def __init__(self, options, seed) -> None:
         super().__init__(options, seed)
         self.positions = list(options.positions)
+        self.key_chars = options.kv_key_chars
         self.settings["positions"] = self.positions
+        if self.key_chars:  # absent for UUIDs, so earlier results keep their fingerprint
+            self.settings["key_chars"] = self.key_chars
         self._guess: dict[int, int] = {}
 
     def cells(self, lengths: Sequence[int]) -> list[Cell]:
@@ -64,7 +72,7 @@ class KvRetrievalTask(GenerationTask):
 
         def pairs_upto(n: int) -> list[tuple[str, str]]:
             while len(pairs) < n:  # always drawn in the same order: a prefix of one fixed sequence
-                pairs.append((random_uuid(rng), random_uuid(rng)))
+                pairs.append((random_key(rng, self.key_chars), random_key(rng, self.key_chars)))
             return pairs[:n]
 
         position = float(cell.position)

@@ -23,7 +23,7 @@ from longwin.eval.metrics import string_match_all
 from longwin.eval.plots import save_lines
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
 from longwin.eval.tasks.base import Cell, GenerationTask, Sample, average_series, means_by_length, rng_for
-from longwin.eval.tasks.kv_retrieval import random_uuid
+from longwin.eval.tasks.kv_retrieval import random_key
 from longwin.eval.tasks.passkey import GARBAGE as NOISE
 from longwin.eval.words import ADJECTIVES, NOUNS, all_words, pseudo_words
 
@@ -82,7 +82,7 @@ def _draw(rng: random.Random, kind: str) -> str:
         return f"{rng.choice(ADJECTIVES)}-{rng.choice(NOUNS)}"
     if kind == "numbers":
         return str(rng.randint(10**6, 10**7 - 1))
-    return random_uuid(rng)
+    return random_key(rng)
 
 
 def _insert(units: list[str], items: Sequence[str], fractions: Sequence[float]) -> list[str]:
