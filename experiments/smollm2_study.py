@@ -261,8 +261,10 @@ def _verdicts() -> list[str]:
                    "sources as the training text (KJV books, Python docs pages), so part of a fine-tuned model's "
                    "gain at every length is adaptation to those sources. The contiguous fine-tuning row at the "
                    "same budget (stage `ppl:contiguous-yarn`, not measured yet) separates the two.")
-    out.append("- **CREAM vs PoSE in the middle of the context (CREAM's central claim, kv-retrieval by gold "
-               "position): cannot tell yet** — not run (see the stage list).")
+    out.append("- **CREAM vs PoSE in the middle of the context (CREAM's central claim): cannot tell at this size "
+               "with kv-retrieval.** Inside its own window (2K tokens, 8-hex-digit keys, chat template) the base "
+               "answers 0 of 3 and returns the JSON object's first key "
+               "(`benchmarks/results/smollm2/base/kv-retrieval-pilot/`); a probe a 135M model can do is needed.")
     return out
 
 
