@@ -63,9 +63,10 @@ METHODS: dict[str, tuple[str, ...]] = {
 # separates what the training text teaches from what the position layout does), then passkey
 STAGES = ([f"ppl:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn"]]
           + [f"passkey:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn"]]
+          + [f"copy:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn"]]
           + [f"ppl:{m}" for m in ["linear-free", "ntk-free", "dynamic-free", "revised-yarn-free", "cream-linear",
                                   "pose-linear", "contiguous-linear"]])
-PASSKEY = ["--task", "passkey", "--samples", "2", "--depths", "0,25,50,75,100"]
+BY_DEPTH = ["--samples", "2", "--depths", "0,25,50,75,100"]  # passkey and copy: 10 cells per length
 
 
 def heldout_corpus(work: Path) -> Path:
@@ -124,7 +125,7 @@ def run_stage(stage: str, work: Path) -> None:
         args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k", "--last-k", "1024",
                 "--samples", str(PPL_DOCS)]
     else:
-        args = PASSKEY
+        args = ["--task", task, *BY_DEPTH]
     _run(["eval", *ref, *args, *common, "--out", str(out)])
     card = work / "models" / name / "longwin_training.json"
     if card.is_file():  # the training record beside the evaluation (losses, steps, time)
@@ -207,12 +208,14 @@ def _ppl_by_length(name: str) -> dict[int, tuple[float, tuple[float, float]]]:
     return out
 
 
-def passkey_table() -> str:
+def depth_table(task: str) -> str:
+    """Per model and length: hits per depth (passkey) or mean words copied per depth (copy), then all cells
+    (passkey with a Wilson 95 % interval; copy with the share of spans copied whole and its interval)."""
     depths = [0.0, 25.0, 50.0, 75.0, 100.0]
     lines = ["| model | length | " + " | ".join(f"depth {d:.0f} %" for d in depths) + " | all (Wilson 95 %) |",
              "|" + "---|" * (len(depths) + 3)]
     for name in METHODS:
-        rows = _rows(name, "passkey")
+        rows = _rows(name, task)
         for n in LENGTHS:
             at = [r for r in rows if r["length"] == n]
             if not at:
@@ -220,11 +223,17 @@ def passkey_table() -> str:
             cells = []
             for d in depths:
                 hits = [r["score"] for r in at if float(r["position"]) == d]
-                cells.append(f"{sum(hits):.0f}/{len(hits)}" if hits else "–")
-            total = sum(r["score"] for r in at)
-            low, high = wilson(total, len(at))
+                if not hits:
+                    cells.append("–")
+                elif task == "passkey":
+                    cells.append(f"{sum(hits):.0f}/{len(hits)}")
+                else:
+                    cells.append(f"{100 * sum(hits) / len(hits):.0f} %")
+            whole = [r["score"] if task == "passkey" else r["whole"] for r in at]
+            low, high = wilson(sum(whole), len(whole))
+            label = "" if task == "passkey" else " whole"
             lines.append(f"| {name} | {n // 1024}K | " + " | ".join(cells) +
-                         f" | {100 * total / len(at):.0f} % ({low:.0f}–{high:.0f}) |")
+                         f" | {100 * sum(whole) / len(whole):.0f} %{label} ({low:.0f}–{high:.0f}) |")
     return "\n".join(lines)
 
 
@@ -290,7 +299,7 @@ the stages below marked "to do" have no numbers yet.
 - Perplexity: `last-k` (loss on the last 1,024 tokens of a window of 2K, 8K or 16K tokens, the same tokens
   at every length) on the first 16K tokens of the {PPL_DOCS} longest held-out documents (never trained on).
   The cells give one perplexity per document; the table shows the pooled value and the per-document range.
-- Passkey: depths 0/25/50/75/100 %, 2 samples a depth, Wilson 95 % intervals.
+- Passkey and content copy: depths 0/25/50/75/100 %, 2 samples a depth, Wilson 95 % intervals.
 
 ## Stages
 
@@ -302,7 +311,15 @@ the stages below marked "to do" have no numbers yet.
 
 ## Passkey by depth (2 samples per depth)
 
-{passkey_table()}
+{depth_table("passkey")}
+
+## Content copy by depth (2 samples per depth; words copied in order, a format no recipe trains on)
+
+A span of 16 random single-token words planted at the depth, cued by its first 4 words at the end
+(`docs/evaluation-tasks.md#copy`). Cells: mean share of the 12 remaining words copied; last column: spans
+copied whole.
+
+{depth_table("copy")}
 
 ## Verdicts so far
 
