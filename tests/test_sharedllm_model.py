@@ -286,6 +286,20 @@ def test_query_length_makes_the_prompt_the_query():
     assert torch.equal(from_prompt.spans, with_response.spans)
 
 
+def test_no_query_descends_right_like_a_query_unaware_model():
+    """LM-stage examples (query_length 0) must not let the window's last token, the text being predicted,
+    steer the trees: they get the paper's always-right trees, in a batch with a query-aware sample."""
+    aware, unaware = wrapped(query_aware=True), wrapped(query_aware=False)
+    context, window = ids(2, 4 * 32, seed=15), ids(2, 8, seed=16)
+    mixed = aware.build_tree(context, input_ids=window, query_length=torch.tensor([0, 8]))
+    right = unaware.build_tree(context, input_ids=window)
+    queried = aware.build_tree(context, input_ids=window)
+    per_sample = mixed.spans.shape[0] // 2
+    assert torch.equal(mixed.spans[:per_sample], right.spans[:per_sample])
+    assert torch.equal(mixed.spans[per_sample:], queried.spans[per_sample:])
+    assert not torch.equal(queried.spans[:per_sample], right.spans[:per_sample]), "the query changed nothing"
+
+
 def test_from_base_accepts_a_model_folder(tmp_path, tiny_tokenizer):
     base = make_tiny_llama(layers=3)
     base.save_pretrained(tmp_path)

@@ -56,7 +56,7 @@ def test_collator_lm_and_instruction_examples():
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1] * 5]
     assert batch["labels"].tolist() == [[5, 6, 7, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX] * 2 + [10, 11, 12]]
-    assert batch["query_length"].tolist() == [3, 2]
+    assert batch["query_length"].tolist() == [0, 2]  # an LM example has no query; a prompt is one
     with pytest.raises(LongwinError, match="input_ids"):
         collate([{"context_ids": [1]}])
 

@@ -56,7 +56,9 @@ class SharedLLMCollator:
                 window = list(example["input_ids"])
                 windows.append(window)
                 labels.append(list(example.get("labels", window)))
-                query_lengths.append(len(window))
+                # no query: the LM stage always descends right, as the paper's does. The window's last
+                # token would be the text being predicted (in a retrieval example, the answer itself).
+                query_lengths.append(0)
             else:
                 raise LongwinError("a SharedLLM example needs `input_ids` or `prompt_ids` + `response_ids`")
             if len(labels[-1]) != len(windows[-1]) or not windows[-1]:

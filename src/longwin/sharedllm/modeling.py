@@ -231,7 +231,8 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         """Chunk the context, plan one tree per chunk, encode the preserved nodes with the lower model.
 
         The query (for the query-aware policy) is the local window: its state after upper layer 0 and
-        the final norm at position `query_length - 1` per sample, else at its last real token.
+        the final norm at position `query_length - 1` per sample, else at its last real token. A sample
+        whose `query_length` is 0 has no query: its trees always descend right (the LM stage).
         Split noise is drawn only in training mode: one standard-normal draw per level, shared by all trees.
         """
         with torch.no_grad(), eval_mode(*self._views.values()):
@@ -246,15 +247,17 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         chunks, sample, chunk_id, counts = chunk_context(context_input_ids, context_attention_mask, cfg.chunk_size)
         chunks, sample, chunk_id = chunks.to(device), sample.to(device), chunk_id.to(device)
         policy = None
-        if cfg.query_aware and len(chunks):
-            index = None if query_length is None else torch.as_tensor(query_length, device=device) - 1
+        lengths = None if query_length is None else torch.as_tensor(query_length, device=device)
+        if cfg.query_aware and len(chunks) and (lengths is None or bool((lengths > 0).any())):
+            index = None if lengths is None else (lengths - 1).clamp_min(0)
             query = last_states(self._views["query_probe"], input_ids, attention_mask, inputs_embeds, index)[sample]
+            no_query = torch.zeros_like(sample, dtype=torch.bool) if lengths is None else (lengths == 0)[sample]
             probe = self._views["lower_probe"]
 
             def policy(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
                 right_state = span_states(probe, chunks, right, cfg.encode_batch_tokens)
                 left_state = span_states(probe, chunks, left, cfg.encode_batch_tokens)
-                return cosine_to(right_state, query) >= cosine_to(left_state, query)
+                return no_query | (cosine_to(right_state, query) >= cosine_to(left_state, query))
 
         noise = torch.randn(cfg.tree_height).tolist() if self.training and cfg.split_noise > 0 else None
         spans = plan_trees(len(chunks), cfg.chunk_size, cfg.tree_height, cfg.kv_per_node, policy, noise,
