@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHea
 
 from longwin import positions
 from longwin.cli import main
+from longwin.training.config import list_recipes
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
@@ -123,3 +124,17 @@ def test_induction_supervision_can_stay_on_while_fine_tuning(tiny_setup, tmp_pat
     assert main(_train_args(model_dir, corpus, tmp_path / "x", "--induction-weight", "1",
                             "--induction-match", "9")) == 2
     assert "--induction-match must be at most 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", list_recipes())
+def test_every_packaged_recipe_parses_on_the_installed_transformers(recipe):
+    """A recipe key that the installed TrainingArguments lost (5.x dropped `warmup_ratio`) fails here, not on a
+    GPU an hour into a job. bf16 is turned off only because this machine has no GPU."""
+    import argparse
+
+    from longwin.training.config import add_arguments, configs_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    ext, targs = configs_from_args(parser.parse_args(["--config", recipe, "--bf16", "false", "--use-cpu", "true"]))
+    assert ext.target_length > 0 and targs.max_steps > 0

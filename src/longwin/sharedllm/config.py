@@ -21,8 +21,9 @@ class SharedLLMConfig(PretrainedConfig):
     tree_height       h: number of splits per tree; h+1 nodes are preserved [3]
     kv_per_node       p: KVs kept per preserved node (uniform subsampling) [32]
     query_aware       split-and-search by cosine similarity to the query (the query is the local
-                      window's last token, or token query_length-1); False = always descend right, the
-                      paper's LM-stage policy [True, as in the instruction stage and the released code]
+                      window's last token, or token query_length-1; query_length 0 = no query, which the
+                      LM stage's examples get); False = always descend right, the paper's LM-stage policy
+                      [True, as in the instruction stage and the released code]
     chunk_positions   rotate cross-attention keys by their chunk id i (on top of their node-local RoPE)
                       and queries to n = the sample's chunk count (Eq. 2); False: keys keep only
                       their local RoPE and queries sit at position 0, so chunk order is invisible

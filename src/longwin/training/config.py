@@ -70,6 +70,12 @@ class ExtendConfig:
     sharedllm_tree_height: int = field(default=3, metadata={"min": 1})
     sharedllm_kv_per_node: int = field(default=4, metadata={"min": 1})
     sharedllm_query_aware: bool = False
+    sharedllm_split_noise: float | None = field(default=None, metadata={"min": 0, "help":
+        "sigma of the tree split-point noise as a fraction of the node length, training only (default: the "
+        "SharedLLM config's 0.2 = l/5 of the paper's LM stage; its instruction stage uses 0.1 = l/10)"})
+    sharedllm_chunk_positions: bool | None = field(default=None, metadata={"help":
+        "rotate context keys by their chunk id and queries to the chunk count (default: the SharedLLM config's, "
+        "true); false hides chunk order, the paper's ablation"})
     sharedllm_trainable: str = field(default="cross_attn+top", metadata={
         "help": "cross_attn+top (paper LM stage) or cross_attn"})
     sharedllm_local_length: int = field(default=0, metadata={"min": 0, "help": "tokens the upper model decodes (default N)"})

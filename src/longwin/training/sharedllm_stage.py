@@ -195,6 +195,11 @@ def _sharedllm(ext: ExtendConfig):
             model, num_lower_layers=ext.sharedllm_lower_layers, chunk_size=ext.sharedllm_chunk_size,
             tree_height=ext.sharedllm_tree_height, kv_per_node=ext.sharedllm_kv_per_node,
             query_aware=ext.sharedllm_query_aware)
+    # options given explicitly apply to a new and to a saved SharedLLM alike; unset ones keep its config's
+    if ext.sharedllm_split_noise is not None:
+        model.config.split_noise = ext.sharedllm_split_noise
+    if ext.sharedllm_chunk_positions is not None:
+        model.config.chunk_positions = ext.sharedllm_chunk_positions
     return model, tokenizer
 
 
