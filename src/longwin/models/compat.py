@@ -1,4 +1,4 @@
-"""The few transformers API differences between 4.5x and 5.x that model loading touches."""
+"""The few transformers API differences between 4.5x and 5.x that model loading and training touch."""
 
 from __future__ import annotations
 
@@ -62,3 +62,16 @@ def output_cache_field() -> str:
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def non_reentrant_checkpointing(values: dict[str, Any], fields: set[str]) -> None:
+    """Make TrainingArguments `values` ask for non-reentrant activation checkpointing when checkpointing is on
+    and no checkpointing kwargs were given. transformers 5.x does this itself (and renamed the options to
+    `activation_checkpointing*`); 4.x defaults to reentrant checkpointing, which backpropagates nothing through
+    layers whose inputs need no gradient, as under a frozen embedding (SharedLLM's cross_attn+top)."""
+    requested = any(values.get(name) for name in ("activation_checkpointing", "gradient_checkpointing"))
+    kwargs_fields = [name for name in ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs")
+                     if name in fields]
+    if requested and kwargs_fields and not any(values.get(name) for name in kwargs_fields):
+        values[kwargs_fields[0]] = {"use_reentrant": False}
+

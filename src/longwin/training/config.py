@@ -16,6 +16,7 @@ from typing import Any
 
 from longwin.config import add_config_arguments, build_config, checked_values, load_yaml, parse_options
 from longwin.errors import LongwinError
+from longwin.models.compat import non_reentrant_checkpointing
 
 
 @dataclass
@@ -164,6 +165,7 @@ def configs_from_args(args: argparse.Namespace):
     ta_values = {**TRAINER_DEFAULTS, **{k: v for k, v in yaml_values.items() if k in ta_names}}
     ta_values.update({k: v for k, v in given.items() if k in ta_names})
     ta_values = checked_values(TrainingArguments, ta_values, TRAINER_MINIMUMS)
+    non_reentrant_checkpointing(ta_values, ta_names)
     try:
         targs = TrainingArguments(**ta_values)
     except (TypeError, ValueError) as exc:
