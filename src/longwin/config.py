@@ -117,9 +117,8 @@ def checked_values(cls: type, values: dict[str, Any], minimums: dict[str, float]
     Strings are parsed the way the flag parser parses them (`"false"` is False, `"1e-4"` a float: YAML
     1.1 reads `1e-4` as a string); anything that does not convert is a one-line error naming the key and
     the expected type. A field's `metadata["min"]` (or `minimums[name]`) and `metadata["max"]` bound
-    numbers (each item of a list of numbers), and
-    `metadata["choices"]` lists the accepted values. Types this layer does not know pass unchanged for
-    the class to check.
+    numbers (each item of a list of numbers), and `metadata["choices"]` lists the accepted values. Types
+    this layer does not know pass unchanged for the class to check.
     """
     hints = _hints(cls)
     meta = {f.name: f.metadata for f in dataclasses.fields(cls)}
@@ -132,7 +131,7 @@ def checked_values(cls: type, values: dict[str, Any], minimums: dict[str, float]
             raise LongwinError(f"{_flag(name)}: expected {_type_name(tp)}, got {value!r}") from None
         field_meta = meta.get(name, {})
         _check_range(name, value, (minimums or {}).get(name, field_meta.get("min")), field_meta.get("max"))
-        choices = meta.get(name, {}).get("choices")
+        choices = field_meta.get("choices")
         if choices and value not in choices:
             raise LongwinError(f"{_flag(name)}: {value!r} is not one of {', '.join(map(str, choices))}")
         out[name] = value
