@@ -51,7 +51,8 @@ def test_train_cli_saves_a_stock_transformers_model(tiny_setup, tmp_path, scheme
     assert main(_train_args(model_dir, corpus, out, "--scheme", scheme, "--rope", rope)) == 0
     config = AutoConfig.from_pretrained(out)
     assert config.max_position_embeddings == 256
-    rope_params = getattr(config, "rope_parameters", None) or {}
+    # the saved RoPE fields in the installed version's layout (5.x rope_parameters, 4.x rope_scaling)
+    rope_params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     assert rope_params.get("rope_type", "default") == {"linear": "linear", "yarn": "yarn", "ntk": "default"}[rope]
     model = AutoModelForCausalLM.from_pretrained(out)
     base = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -65,7 +66,8 @@ def test_rope_options_reach_the_saved_config(tiny_setup, tmp_path):
     model_dir, corpus = tiny_setup
     out = tmp_path / "yarn"
     assert main(_train_args(model_dir, corpus, out, "--rope", "yarn", "--rope-options", "attention_factor=1.5")) == 0
-    params = AutoConfig.from_pretrained(out).rope_parameters
+    config = AutoConfig.from_pretrained(out)
+    params = getattr(config, "rope_parameters", None) or config.rope_scaling  # 5.x / 4.x layout
     assert params["rope_type"] == "yarn" and params["attention_factor"] == 1.5
     assert json.loads((out / "longwin_training.json").read_text())["rope_options"] == {"attention_factor": 1.5}
 

@@ -80,9 +80,12 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    except pickle.UnpicklingError as exc:
+    except (pickle.UnpicklingError, OSError) as exc:
+        refused = _unpickling_refusal(exc)  # 5.x raises it as is, 4.x inside an OSError
+        if refused is None:
+            raise
         raise LongwinError(f"{ref}: refused to load its weights: they hold more than plain tensors, and unpickling "
-                           f"them could run code ({first_line(exc)[:80]}...); convert them to safetensors "
+                           f"them could run code ({first_line(refused)[:80]}...); convert them to safetensors "
                            f"where you trust them") from None
     except (ValueError, ImportError) as exc:
         if attn_implementation is None:
@@ -94,6 +97,16 @@ def load_model(
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer
+
+
+def _unpickling_refusal(exc: BaseException) -> pickle.UnpicklingError | None:
+    """The `UnpicklingError` of torch's safe loader in `exc`'s chain of causes, if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, pickle.UnpicklingError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def check_model_folder(folder: Path) -> None:

@@ -148,8 +148,8 @@ def induction_trainer(supervision: InductionSupervision, weight: float):
             super().__init__(*args, **kwargs)
             self.add_callback(SaveProbe())
 
-        def create_optimizer(self, model=None):
-            optimizer = super().create_optimizer(model)
+        def create_optimizer(self, *args, **kwargs):  # 5.x passes the model, 4.x nothing
+            optimizer = super().create_optimizer(*args, **kwargs)
             optimizer.add_param_group({"params": list(supervision.parameters()), "weight_decay": 0.0})
             return optimizer
 
