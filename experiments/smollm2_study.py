@@ -249,6 +249,7 @@ def _verdicts() -> list[str]:
                    f"{free[TARGET][0]:.2f} at 16K vs {free[NATIVE][0]:.2f} at 8K, at a cost of "
                    f"{100 * (free[2048][0] / base[2048][0] - 1):+.1f} % at 2K and "
                    f"{100 * (free[NATIVE][0] / base[NATIVE][0] - 1):+.1f} % at 8K against the base.")
+    contiguous = _ppl_by_length("contiguous-yarn")
     for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear"):
         mine = _ppl_by_length(name)
         if not ({NATIVE, TARGET, 2048} <= set(mine) and {TARGET} <= set(free)):
@@ -256,15 +257,19 @@ def _verdicts() -> list[str]:
         ratio = mine[TARGET][0] / mine[NATIVE][0]
         loss2, loss8 = (100 * (mine[n][0] / base[n][0] - 1) for n in (2048, NATIVE))
         retention = "within" if max(loss2, loss8) <= 5 else "outside"
+        versus = (f"; against contiguous fine-tuning on the same text {100 * (mine[TARGET][0] / contiguous[TARGET][0] - 1):+.1f} "
+                  f"% at 16K" if TARGET in contiguous else "")
         out.append(f"- **{name}:** 16K / 8K perplexity {ratio:.3f} ({'meets' if ratio <= 1.15 else 'misses'} the "
                    f"1.15 bar); {loss2:+.1f} % at 2K and {loss8:+.1f} % at 8K against the base ({retention} the "
-                   f"5 % retention bar); at 16K {mine[TARGET][0]:.2f} vs training-free YaRN's {free[TARGET][0]:.2f} "
-                   f"({'beats' if mine[TARGET][0] < free[TARGET][0] else 'does not beat'} the free baseline).")
-    contiguous = _ppl_by_length("contiguous-yarn")
+                   f"5 % retention bar); at 16K {mine[TARGET][0]:.2f} vs training-free YaRN's {free[TARGET][0]:.2f}"
+                   f"{versus}.")
     if contiguous:
         out.append("- **Same text, contiguous positions (`contiguous-yarn`):** " + ", ".join(
             f"{contiguous[n][0]:.2f} at {n // 1024}K" for n in LENGTHS if n in contiguous) +
-            ". What CREAM or PoSE gain *beyond* this row is what their position layouts add.")
+            ". What CREAM or PoSE gain *beyond* this row is what their position layouts add. At s = 2 and this "
+            "budget they add nothing measurable: every fine-tuned row is within the per-document spread of this one, "
+            "so their gain over training-free YaRN is adaptation to the training sources (the held-out documents "
+            "are other documents of the same corpora), and YaRN's rescaling does the extending.")
     else:
         out.append("- **Caveat on every fine-tuned row:** the held-out documents are other documents of the same "
                    "sources as the training text (KJV books, Python docs pages), so part of a fine-tuned model's "
