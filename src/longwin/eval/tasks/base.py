@@ -148,6 +148,22 @@ class DepthTask(GenerationTask):
     def cells(self, lengths: Sequence[int]) -> list[Cell]:
         return [Cell(self.name, n, fmt_pos(d), s) for n in lengths for d in self.depths for s in range(self.samples)]
 
+    plot_title, plot_ylabel, heatmap_title = "", "Accuracy (%)", ""
+
+    def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
+        """Accuracy against length, and a depth x length heatmap, when the task names its titles."""
+        if not self.plot_title:
+            return []
+        from longwin.eval.plots import save_heatmap, save_lines
+
+        stem = self.name.replace("-", "_")
+        save_lines(out_dir / f"{stem}_accuracy.png", summary["series"], title=self.plot_title,
+                   xlabel="Prompt length (tokens)", ylabel=self.plot_ylabel, vline=window)
+        save_heatmap(out_dir / f"{stem}_heatmap.png", summary["by_position"], rows=[fmt_pos(d) for d in self.depths],
+                     cols=list(summary["series"]["accuracy"]),
+                     title=f"{self.heatmap_title} (overall {summary['overall']:.1f}%)")
+        return [f"{stem}_accuracy.png", f"{stem}_heatmap.png"]
+
 
 class NllTask(Task):
     """A task measured with token log-likelihoods (perplexity)."""

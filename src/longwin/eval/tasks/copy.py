@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any, Sequence
 
 from longwin.errors import LongwinError
 from longwin.eval.haystack import load_texts, split_sentences
-from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
-from longwin.eval.tasks.base import Cell, DepthTask, Sample, fmt_pos, rng_for
+from longwin.eval.tasks.base import Cell, DepthTask, Sample, rng_for
 from longwin.eval.tasks.needle import insert_at_depth
 
 SPAN_WORDS = 16
@@ -66,6 +64,7 @@ def first_run(output: str, expected: Sequence[str]) -> int:
 class CopyTask(DepthTask):
     name = "copy"
     default_samples = 2
+    plot_title, plot_ylabel, heatmap_title = "Copy a span read earlier", "Words copied (%)", "Copy by depth of the span"
     default_new_tokens = 40
 
     def __init__(self, options, seed) -> None:
@@ -98,11 +97,3 @@ class CopyTask(DepthTask):
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         copied = first_run(output, sample.answer)
         return {"score": copied / len(sample.answer), "whole": float(copied == len(sample.answer))}
-
-    def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
-        lengths = list(summary["series"]["accuracy"])
-        save_lines(out_dir / "copy_accuracy.png", summary["series"], title="Copy a span read earlier",
-                   xlabel="Prompt length (tokens)", ylabel="Words copied (%)", vline=window)
-        save_heatmap(out_dir / "copy_heatmap.png", summary["by_position"], rows=[fmt_pos(d) for d in self.depths],
-                     cols=lengths, title=f"Copy by depth of the span (overall {summary['overall']:.1f}%)")
-        return ["copy_accuracy.png", "copy_heatmap.png"]

@@ -6,13 +6,10 @@ largest that keeps the prompt within the cell's length. Scored by the first inte
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 from longwin.eval.metrics import exact_int_match
-from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
-from longwin.eval.tasks.base import Cell, DepthTask, Sample, fmt_pos, rng_for
+from longwin.eval.tasks.base import Cell, DepthTask, Sample, rng_for
 
 TASK_DESCRIPTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
                     "I will quiz you about the important information there.")
@@ -43,6 +40,7 @@ def passkey_parts(key: int, n_filler: int, depth: float) -> tuple[Parts, int]:
 class PasskeyTask(DepthTask):
     name = "passkey"
     default_samples = 5
+    plot_title, plot_ylabel, heatmap_title = "Passkey retrieval", "Accuracy (%)", "Passkey accuracy"
     default_new_tokens = 10
 
     def build(self, cell: Cell, fmt: PromptFormatter) -> Sample:
@@ -58,11 +56,3 @@ class PasskeyTask(DepthTask):
 
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         return {"score": exact_int_match(output, sample.answer)}
-
-    def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
-        lengths = list(summary["series"]["accuracy"])
-        save_lines(out_dir / "passkey_accuracy.png", summary["series"], title="Passkey retrieval",
-                   xlabel="Prompt length (tokens)", ylabel="Accuracy (%)", vline=window)
-        save_heatmap(out_dir / "passkey_heatmap.png", summary["by_position"], rows=[fmt_pos(d) for d in self.depths],
-                     cols=lengths, title=f"Passkey accuracy (overall {summary['overall']:.1f}%)")
-        return ["passkey_accuracy.png", "passkey_heatmap.png"]
