@@ -16,6 +16,7 @@ from statistics import mean
 from typing import Any, Iterable, Sequence
 
 from longwin.eval.model import EvalModel, Prompt
+from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.options import EvalOptions
 from longwin.eval.prompting import PromptFormatter
 
@@ -154,8 +155,6 @@ class DepthTask(GenerationTask):
         """Accuracy against length, and a depth x length heatmap, when the task names its titles."""
         if not self.plot_title:
             return []
-        from longwin.eval.plots import save_heatmap, save_lines
-
         stem = self.name.replace("-", "_")
         save_lines(out_dir / f"{stem}_accuracy.png", summary["series"], title=self.plot_title,
                    xlabel="Prompt length (tokens)", ylabel=self.plot_ylabel, vline=window)
