@@ -60,12 +60,13 @@ METHODS: dict[str, tuple[str, ...]] = {
     "contiguous-linear": ("train", "none", "linear"),
 }
 # stages in priority order: the perplexity rows first (cheap; contiguous fine-tuning among them, since it
-# separates what the training text teaches from what the position layout does), then passkey
+# separates what the training text teaches from what the position layout does), then the task grid for the
+# free baseline and CREAM (the claim under test), revised YaRN, PoSE, and the remaining perplexity rows
 STAGES = ([f"ppl:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn"]]
-          + [f"passkey:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn"]]
-          + [f"copy:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn"]]
-          + [f"ppl:{m}" for m in ["linear-free", "ntk-free", "dynamic-free", "revised-yarn-free", "cream-linear",
-                                  "pose-linear", "contiguous-linear"]])
+          + ["passkey:base", "passkey:yarn-free", "passkey:cream-yarn", "copy:cream-yarn", "copy:yarn-free",
+             "ppl:revised-yarn-free", "passkey:pose-yarn", "copy:pose-yarn", "copy:base"]
+          + [f"ppl:{m}" for m in ["linear-free", "ntk-free", "dynamic-free", "cream-linear", "pose-linear",
+                                  "contiguous-linear"]])
 BY_DEPTH = ["--samples", "2", "--depths", "0,25,50,75,100"]  # passkey and copy: 10 cells per length
 
 
