@@ -23,6 +23,7 @@ declare -A VARIANTS=(
   [randpos]="--learning-rate 3e-4 --scheme randpos"
   [native-0.5]="--learning-rate 3e-4 --native-fraction 0.5"
   [native-0.25]="--learning-rate 3e-4 --native-fraction 0.25"
+  [replay-copy-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!VARIANTS[@]}")

@@ -24,7 +24,8 @@ import torch
 from longwin.data import synthetic
 from longwin.errors import LongwinError
 
-KINDS = ("passkey_grass", "passkey_text", "kv", "lines")
+KINDS = ("passkey_grass", "passkey_text", "kv", "lines", "copy")
+COPY_CUE = 4  # tokens of a `copy` span repeated as its cue; the rest is the answer
 Stream = Callable[[random.Random, int], list[int]]  # (rng, length) -> that many natural-text tokens
 
 
@@ -98,6 +99,9 @@ class RetrievalExamples:
             return Pieces(self._ids("Extract the value corresponding to the specified key in the JSON object below."
                                     "\n\nJSON data:\n{"), filler, self._ids(f'"{key}": "{value}", '),
                           self._ids(f'}}\n\nKey: "{key}"\nCorresponding value: "'), self._ids(f'{value}"'))
+        if kind == "copy":  # replay of the toy's pretraining `recall` windows: a passage, other text, the passage again
+            span = self.natural(rng, rng.randint(16, 48))
+            return Pieces([], self.natural(rng, length), span, span[:COPY_CUE], span[COPY_CUE:])
         name = self._line_name(rng)
         value = synthetic.random_key(rng, rng.choice((4, 5)))
 

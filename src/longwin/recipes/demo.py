@@ -202,7 +202,8 @@ def demo(cfg: DemoConfig) -> Path:
 
 
 # training-example kinds (`longwin.data.retrieval_docs.KINDS`) -> the evaluation task they teach
-TASK_OF_KIND = {"passkey_grass": "passkey", "passkey_text": "passkey", "kv": "kv-retrieval", "lines": "lines"}
+TASK_OF_KIND = {"passkey_grass": "passkey", "passkey_text": "passkey", "kv": "kv-retrieval", "lines": "lines",
+                "copy": "copy"}
 
 
 def trained_on(card: dict[str, Any], tasks: list[str]) -> list[str]:
