@@ -44,8 +44,10 @@ def main() -> None:
     # (name, scheme, train window): CREAM and plain fine-tuning at N; full-length training at L
     methods = [("plain@N", "none", native), ("cream@N", "cream", native), ("full@L", "full", args.target_length)]
     pools = {n: build_pool("essays+kjv", tok, min_tokens=w, val_fraction=0.1, seed=0) for n, _, w in methods}
-    data = {n: PositionSchemeDataset(pools[n], s, train_len=w, target_len=args.target_length,
-                                     num_samples=10**6, seed=0) for n, s, w in methods}
+    data = {
+        n: PositionSchemeDataset(pools[n], s, train_len=w, target_len=args.target_length, num_samples=10**6, seed=0)
+        for n, s, w in methods
+    }
     times: dict[str, list[float]] = {n: [] for n, _, _ in methods}
     for r in range(args.rounds + 2):
         for name, _, _ in methods:
@@ -60,8 +62,13 @@ def main() -> None:
     median = {n: statistics.median(t) for n, t in times.items()}
     result = {
         "command": "python " + " ".join(sys.argv),
-        "model": args.model, "native_window": native, "target_length": args.target_length, "batch": args.batch,
-        "threads": args.threads, "rounds": args.rounds, "torch": torch.__version__,
+        "model": args.model,
+        "native_window": native,
+        "target_length": args.target_length,
+        "batch": args.batch,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "torch": torch.__version__,
         "median_step_seconds": median,
         "cream_overhead_vs_plain": median["cream@N"] / median["plain@N"] - 1,
         "full_length_vs_cream": median["full@L"] / median["cream@N"],

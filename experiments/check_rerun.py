@@ -13,8 +13,9 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def leaves(node: Any, path: str = "") -> Iterator[tuple[str, float]]:
@@ -54,8 +55,10 @@ def main() -> int:
     report = compare(args.recorded, args.rerun)
     for row in report["differing"][:20]:
         print(f"differs: {row['file']} {row['key']}: {row['recorded']} vs {row['rerun']}")
-    print(f"{report['files_compared']} result files and {report['values_compared']} values compared, "
-          f"{len(report['differing'])} differ; {report['not_rerun']} recorded files not in the rerun")
+    print(
+        f"{report['files_compared']} result files and {report['values_compared']} values compared, "
+        f"{len(report['differing'])} differ; {report['not_rerun']} recorded files not in the rerun"
+    )
     return 1 if report["differing"] or not report["files_compared"] else 0
 
 

@@ -57,8 +57,9 @@ def kept_resolution(model: Any, tree: Any) -> tuple[dict[int, int], list[int]]:
     return size, order
 
 
-def cross_attention_on(model: Any, local: torch.Tensor, context: torch.Tensor, wanted: set[int],
-                       order: list[int]) -> list[float]:
+def cross_attention_on(
+    model: Any, local: torch.Tensor, context: torch.Tensor, wanted: set[int], order: list[int]
+) -> list[float]:
     """Per injected layer: max over heads of the last local token's attention mass on `wanted` positions."""
     mass: dict[int, float] = {}
     cols = torch.tensor([i for i, pos in enumerate(order) if pos in wanted], dtype=torch.long)
@@ -67,7 +68,7 @@ def cross_attention_on(model: Any, local: torch.Tensor, context: torch.Tensor, w
         hidden, tree, layer = args
         q, k, _ = block.queries_keys_values(hidden, tree, layer)
         q = q[:, :, -1:]
-        probs = ((q @ k.transpose(-1, -2)) / block.head_dim ** 0.5).softmax(-1)[0, :, 0]
+        probs = ((q @ k.transpose(-1, -2)) / block.head_dim**0.5).softmax(-1)[0, :, 0]
         mass[layer] = float(probs[:, cols].sum(-1).max()) if len(cols) else 0.0
 
     handles = [block.register_forward_pre_hook(hook) for block in model.cross_attn]
@@ -105,25 +106,35 @@ def probe(model_ref: str, lengths: list[int], samples: int, seed: int) -> list[d
                 size, order = kept_resolution(model, tree)
                 kept = [size[p] for p in digits if p in size]
                 output = tokenizer.decode(adapter.generate([Prompt(ids, built.prompt.context_end)], 8)[0])
-                rows.append({
-                    "length": length, "depth": depth, "sample": sample, "key": str(built.answer),
-                    "digits": len(digits), "kept": len(kept),
-                    "kept_full": sum(n == model.config.kv_per_node for n in kept),
-                    "attention_on_key": cross_attention_on(model, local, context, set(digits), order),
-                    "uniform_share": len(kept) / max(len(order), 1),
-                    "correct": str(built.answer) in output, "output": output,
-                })
+                rows.append(
+                    {
+                        "length": length,
+                        "depth": depth,
+                        "sample": sample,
+                        "key": str(built.answer),
+                        "digits": len(digits),
+                        "kept": len(kept),
+                        "kept_full": sum(n == model.config.kv_per_node for n in kept),
+                        "attention_on_key": cross_attention_on(model, local, context, set(digits), order),
+                        "uniform_share": len(kept) / max(len(order), 1),
+                        "correct": str(built.answer) in output,
+                        "output": output,
+                    }
+                )
     return rows
 
 
 def summary_md(rows: list[dict[str, Any]], command: str) -> str:
-    out = ["# SharedLLM tree probe: are pass keys kept, attended, answered?\n", f"Produced by:\n\n    {command}\n",
-           "Per (length, depth): digits of the key kept in the trees (of all its digits), kept at full "
-           "resolution, the largest cross-attention mass on them over heads (per injected layer, mean over "
-           "samples; a uniform head gives the uniform share), and accuracy.\n",
-           "| length | depth % | digits kept | kept at full resolution | attention on key, per layer "
-           "| uniform share | correct |",
-           "|---:|---:|---:|---:|---|---:|---:|"]
+    out = [
+        "# SharedLLM tree probe: are pass keys kept, attended, answered?\n",
+        f"Produced by:\n\n    {command}\n",
+        "Per (length, depth): digits of the key kept in the trees (of all its digits), kept at full "
+        "resolution, the largest cross-attention mass on them over heads (per injected layer, mean over "
+        "samples; a uniform head gives the uniform share), and accuracy.\n",
+        "| length | depth % | digits kept | kept at full resolution | attention on key, per layer "
+        "| uniform share | correct |",
+        "|---:|---:|---:|---:|---|---:|---:|",
+    ]
     keys = sorted({(r["length"], r["depth"]) for r in rows}, key=lambda k: (k[0], int(k[1])))
     for length, depth in keys:
         cell = [r for r in rows if r["length"] == length and r["depth"] == depth]
@@ -131,9 +142,11 @@ def summary_md(rows: list[dict[str, Any]], command: str) -> str:
         layers = zip(*(r["attention_on_key"] for r in cell))
         attn = " / ".join(f"{sum(v) / len(cell):.3f}" for v in layers)
         uniform = sum(r["uniform_share"] for r in cell) / len(cell)
-        out.append(f"| {length} | {depth} | {sum(r['kept'] for r in cell)} / {digits} | "
-                   f"{sum(r['kept_full'] for r in cell)} / {digits} | {attn} | {uniform:.3f} | "
-                   f"{sum(r['correct'] for r in cell)} / {len(cell)} |")
+        out.append(
+            f"| {length} | {depth} | {sum(r['kept'] for r in cell)} / {digits} | "
+            f"{sum(r['kept_full'] for r in cell)} / {digits} | {attn} | {uniform:.3f} | "
+            f"{sum(r['correct'] for r in cell)} / {len(cell)} |"
+        )
     return "\n".join(out) + "\n"
 
 

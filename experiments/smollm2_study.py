@@ -62,11 +62,24 @@ METHODS: dict[str, tuple[str, ...]] = {
 # stages in priority order: the perplexity rows first (cheap; contiguous fine-tuning among them, since it
 # separates what the training text teaches from what the position layout does), then the task grid for the
 # free baseline and CREAM (the claim under test), revised YaRN, PoSE, and the remaining perplexity rows
-STAGES = ([f"ppl:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn"]]
-          + ["passkey:base", "passkey:yarn-free", "passkey:cream-yarn", "copy:cream-yarn", "copy:yarn-free",
-             "ppl:revised-yarn-free", "passkey:pose-yarn", "copy:pose-yarn", "copy:base"]
-          + [f"ppl:{m}" for m in ["linear-free", "ntk-free", "dynamic-free", "cream-linear", "pose-linear",
-                                  "contiguous-linear"]])
+STAGES = (
+    [f"ppl:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn"]]
+    + [
+        "passkey:base",
+        "passkey:yarn-free",
+        "passkey:cream-yarn",
+        "copy:cream-yarn",
+        "copy:yarn-free",
+        "ppl:revised-yarn-free",
+        "passkey:pose-yarn",
+        "copy:pose-yarn",
+        "copy:base",
+    ]
+    + [
+        f"ppl:{m}"
+        for m in ["linear-free", "ntk-free", "dynamic-free", "cream-linear", "pose-linear", "contiguous-linear"]
+    ]
+)
 BY_DEPTH = ["--samples", "2", "--depths", "0,25,50,75,100"]  # passkey and copy: 10 cells per length
 
 
@@ -109,10 +122,25 @@ def model_ref(name: str, work: Path) -> list[str]:
         return ["--model", MODEL, "--rope", kind[1], "--target-length", str(TARGET)]
     folder = work / "models" / name
     if not (folder / "longwin_training.json").is_file():
-        resume = ["--resume-from-checkpoint", "true"] if any(folder.glob("checkpoint-*")) else \
-            ["--overwrite-output-dir", "true"]
-        _run(["train", "--config", TRAIN["config"], "--scheme", kind[1], "--rope", kind[2], "--output-dir",
-              str(folder), *resume])
+        resume = (
+            ["--resume-from-checkpoint", "true"]
+            if any(folder.glob("checkpoint-*"))
+            else ["--overwrite-output-dir", "true"]
+        )
+        _run(
+            [
+                "train",
+                "--config",
+                TRAIN["config"],
+                "--scheme",
+                kind[1],
+                "--rope",
+                kind[2],
+                "--output-dir",
+                str(folder),
+                *resume,
+            ]
+        )
     return ["--model", str(folder)]
 
 
@@ -120,11 +148,33 @@ def run_stage(stage: str, work: Path) -> None:
     task, name = stage.split(":")
     ref = model_ref(name, work)
     out = RESULTS / name / task
-    common = ["--lengths", ",".join(map(str, LENGTHS)), "--dtype", "float32", "--attn-implementation", "sdpa",
-              "--batch-size", "1", "--progress", "false", "--seed", "0"]
+    common = [
+        "--lengths",
+        ",".join(map(str, LENGTHS)),
+        "--dtype",
+        "float32",
+        "--attn-implementation",
+        "sdpa",
+        "--batch-size",
+        "1",
+        "--progress",
+        "false",
+        "--seed",
+        "0",
+    ]
     if task == "ppl":
-        args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k", "--last-k", "1024",
-                "--samples", str(PPL_DOCS)]
+        args = [
+            "--task",
+            "ppl",
+            "--corpus",
+            str(heldout_corpus(work)),
+            "--conventions",
+            "last-k",
+            "--last-k",
+            "1024",
+            "--samples",
+            str(PPL_DOCS),
+        ]
     else:
         args = ["--task", task, *BY_DEPTH]
     _run(["eval", *ref, *args, *common, "--out", str(out)])
@@ -173,8 +223,11 @@ def _rows(name: str, task: str) -> list[dict[str, Any]]:
 
 
 def ppl_table() -> str:
-    header = "| model | " + " | ".join(f"ppl @{n // 1024}K (docs: min–max)" for n in LENGTHS) + \
-        " | 16K / 8K | 2K vs base | 8K vs base |"
+    header = (
+        "| model | "
+        + " | ".join(f"ppl @{n // 1024}K (docs: min–max)" for n in LENGTHS)
+        + " | 16K / 8K | 2K vs base | 8K vs base |"
+    )
     lines = [header, "|" + "---|" * (len(LENGTHS) + 4)]
     base = _ppl_by_length("base")
     for name in METHODS:
@@ -189,8 +242,10 @@ def ppl_table() -> str:
             else:
                 cells.append("–")
         ratio = by_length[TARGET][0] / by_length[NATIVE][0] if {TARGET, NATIVE} <= set(by_length) else math.nan
-        retention = [f"{100 * (by_length[n][0] / base[n][0] - 1):+.1f} %" if n in by_length and n in base else "–"
-                     for n in (2048, NATIVE)]
+        retention = [
+            f"{100 * (by_length[n][0] / base[n][0] - 1):+.1f} %" if n in by_length and n in base else "–"
+            for n in (2048, NATIVE)
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.3f} | " + " | ".join(retention) + " |")
     return "\n".join(lines)
 
@@ -213,8 +268,10 @@ def depth_table(task: str) -> str:
     """Per model and length: hits per depth (passkey) or mean words copied per depth (copy), then all cells
     (passkey with a Wilson 95 % interval; copy with the share of spans copied whole and its interval)."""
     depths = [0.0, 25.0, 50.0, 75.0, 100.0]
-    lines = ["| model | length | " + " | ".join(f"depth {d:.0f} %" for d in depths) + " | all (Wilson 95 %) |",
-             "|" + "---|" * (len(depths) + 3)]
+    lines = [
+        "| model | length | " + " | ".join(f"depth {d:.0f} %" for d in depths) + " | all (Wilson 95 %) |",
+        "|" + "---|" * (len(depths) + 3),
+    ]
     for name in METHODS:
         rows = _rows(name, task)
         for n in LENGTHS:
@@ -233,8 +290,11 @@ def depth_table(task: str) -> str:
             whole = [r["score"] if task == "passkey" else r["whole"] for r in at]
             low, high = wilson(sum(whole), len(whole))
             label = "" if task == "passkey" else " whole"
-            lines.append(f"| {name} | {n // 1024}K | " + " | ".join(cells) +
-                         f" | {100 * sum(whole) / len(whole):.0f} %{label} ({low:.0f}–{high:.0f}) |")
+            lines.append(
+                f"| {name} | {n // 1024}K | "
+                + " | ".join(cells)
+                + f" | {100 * sum(whole) / len(whole):.0f} %{label} ({low:.0f}–{high:.0f}) |"
+            )
     return "\n".join(lines)
 
 
@@ -243,13 +303,17 @@ def _verdicts() -> list[str]:
     base, free = _ppl_by_length("base"), _ppl_by_length("yarn-free")
     out = []
     if {NATIVE, TARGET} <= set(base):
-        out.append(f"- **The base fails past its 8K window: holds.** Perplexity {base[NATIVE][0]:.1f} at 8K, "
-                   f"{base[TARGET][0]:.0f} at 16K ({base[TARGET][0] / base[NATIVE][0]:.0f}x).")
+        out.append(
+            f"- **The base fails past its 8K window: holds.** Perplexity {base[NATIVE][0]:.1f} at 8K, "
+            f"{base[TARGET][0]:.0f} at 16K ({base[TARGET][0] / base[NATIVE][0]:.0f}x)."
+        )
     if {NATIVE, TARGET, 2048} <= set(free) and {NATIVE, 2048} <= set(base):
-        out.append(f"- **Training-free YaRN (the free baseline) already extends it to 16K at s = 2:** "
-                   f"{free[TARGET][0]:.2f} at 16K vs {free[NATIVE][0]:.2f} at 8K, at a cost of "
-                   f"{100 * (free[2048][0] / base[2048][0] - 1):+.1f} % at 2K and "
-                   f"{100 * (free[NATIVE][0] / base[NATIVE][0] - 1):+.1f} % at 8K against the base.")
+        out.append(
+            f"- **Training-free YaRN (the free baseline) already extends it to 16K at s = 2:** "
+            f"{free[TARGET][0]:.2f} at 16K vs {free[NATIVE][0]:.2f} at 8K, at a cost of "
+            f"{100 * (free[2048][0] / base[2048][0] - 1):+.1f} % at 2K and "
+            f"{100 * (free[NATIVE][0] / base[NATIVE][0] - 1):+.1f} % at 8K against the base."
+        )
     contiguous = _ppl_by_length("contiguous-yarn")
     for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear"):
         mine = _ppl_by_length(name)
@@ -258,28 +322,41 @@ def _verdicts() -> list[str]:
         ratio = mine[TARGET][0] / mine[NATIVE][0]
         loss2, loss8 = (100 * (mine[n][0] / base[n][0] - 1) for n in (2048, NATIVE))
         retention = "within" if max(loss2, loss8) <= 5 else "outside"
-        versus = (f"; against contiguous fine-tuning on the same text {100 * (mine[TARGET][0] / contiguous[TARGET][0] - 1):+.1f} "
-                  f"% at 16K" if TARGET in contiguous else "")
-        out.append(f"- **{name}:** 16K / 8K perplexity {ratio:.3f} ({'meets' if ratio <= 1.15 else 'misses'} the "
-                   f"1.15 bar); {loss2:+.1f} % at 2K and {loss8:+.1f} % at 8K against the base ({retention} the "
-                   f"5 % retention bar); at 16K {mine[TARGET][0]:.2f} vs training-free YaRN's {free[TARGET][0]:.2f}"
-                   f"{versus}.")
+        versus = (
+            f"; against contiguous fine-tuning on the same text "
+            f"{100 * (mine[TARGET][0] / contiguous[TARGET][0] - 1):+.1f} "
+            f"% at 16K"
+            if TARGET in contiguous
+            else ""
+        )
+        out.append(
+            f"- **{name}:** 16K / 8K perplexity {ratio:.3f} ({'meets' if ratio <= 1.15 else 'misses'} the "
+            f"1.15 bar); {loss2:+.1f} % at 2K and {loss8:+.1f} % at 8K against the base ({retention} the "
+            f"5 % retention bar); at 16K {mine[TARGET][0]:.2f} vs training-free YaRN's {free[TARGET][0]:.2f}"
+            f"{versus}."
+        )
     if contiguous:
-        out.append("- **Same text, contiguous positions (`contiguous-yarn`):** " + ", ".join(
-            f"{contiguous[n][0]:.2f} at {n // 1024}K" for n in LENGTHS if n in contiguous) +
-            ". What CREAM or PoSE gain *beyond* this row is what their position layouts add. At s = 2 and this "
+        out.append(
+            "- **Same text, contiguous positions (`contiguous-yarn`):** "
+            + ", ".join(f"{contiguous[n][0]:.2f} at {n // 1024}K" for n in LENGTHS if n in contiguous)
+            + ". What CREAM or PoSE gain *beyond* this row is what their position layouts add. At s = 2 and this "
             "budget they add nothing measurable: every fine-tuned row is within the per-document spread of this one, "
             "so their gain over training-free YaRN is adaptation to the training sources (the held-out documents "
-            "are other documents of the same corpora), and YaRN's rescaling does the extending.")
+            "are other documents of the same corpora), and YaRN's rescaling does the extending."
+        )
     else:
-        out.append("- **Caveat on every fine-tuned row:** the held-out documents are other documents of the same "
-                   "sources as the training text (KJV books, Python docs pages), so part of a fine-tuned model's "
-                   "gain at every length is adaptation to those sources. The contiguous fine-tuning row at the "
-                   "same budget (stage `ppl:contiguous-yarn`, not measured yet) separates the two.")
-    out.append("- **CREAM vs PoSE in the middle of the context (CREAM's central claim): cannot tell at this size "
-               "with kv-retrieval.** Inside its own window (2K tokens, 8-hex-digit keys, chat template) the base "
-               "answers 0 of 3 and returns the JSON object's first key "
-               "(`benchmarks/results/smollm2/base/kv-retrieval-pilot/`); a probe a 135M model can do is needed.")
+        out.append(
+            "- **Caveat on every fine-tuned row:** the held-out documents are other documents of the same "
+            "sources as the training text (KJV books, Python docs pages), so part of a fine-tuned model's "
+            "gain at every length is adaptation to those sources. The contiguous fine-tuning row at the "
+            "same budget (stage `ppl:contiguous-yarn`, not measured yet) separates the two."
+        )
+    out.append(
+        "- **CREAM vs PoSE in the middle of the context (CREAM's central claim): cannot tell at this size "
+        "with kv-retrieval.** Inside its own window (2K tokens, 8-hex-digit keys, chat template) the base "
+        "answers 0 of 3 and returns the JSON object's first key "
+        "(`benchmarks/results/smollm2/base/kv-retrieval-pilot/`); a probe a 135M model can do is needed."
+    )
     return out
 
 
@@ -331,7 +408,8 @@ copied whole.
 
 {chr(10).join(_verdicts())}
 
-The papers' setting is far larger (CREAM base models: Llama-2-7B, 4K -> 32K, 1,000 steps of 32 x 4K tokens, about 131M tokens). The CREAM paper
+The papers' setting is far larger (CREAM base models: Llama-2-7B, 4K -> 32K, 1,000 steps of 32 x 4K tokens, \
+about 131M tokens). The CREAM paper
 reports CREAM-YaRN ahead of PoSE-YaRN by more than 20 points on average on lost-in-the-middle retrieval
 (Llama-2-7B, s = 8); that comparison has not been run here yet.
 """

@@ -63,8 +63,8 @@ def rows(tokenizer, length: int, distance: int, span: int, count: int, seed: int
     out = []
     for i in range(count):
         spans = torch.randint(first_regular_id(tokenizer), len(tokenizer), (span,), generator=g).tolist()
-        filler = text[i * length:(i + 1) * length]
-        out.append([tokenizer.bos_token_id, *filler[:before], *spans, *filler[before:before + gap], *spans])
+        filler = text[i * length : (i + 1) * length]
+        out.append([tokenizer.bos_token_id, *filler[:before], *spans, *filler[before : before + gap], *spans])
     return torch.tensor(out)
 
 
@@ -72,13 +72,15 @@ def copy_accuracy(model, ids: torch.Tensor, span: int) -> float:
     with torch.no_grad():
         logits = model(ids).logits[:, :-1]
     hits = logits.argmax(-1) == ids[:, 1:]
-    return hits[:, -(span - 1):].float().mean().item()
+    return hits[:, -(span - 1) :].float().mean().item()
 
 
 def probe(spec: str, span: int, count: int, seed: int) -> dict[str, float]:
     model, tokenizer = load(spec)
-    return {name: round(copy_accuracy(model, rows(tokenizer, n, d, span, count, seed), span), 3)
-            for name, (n, d) in SETTINGS.items()}
+    return {
+        name: round(copy_accuracy(model, rows(tokenizer, n, d, span, count, seed), span), 3)
+        for name, (n, d) in SETTINGS.items()
+    }
 
 
 def main() -> int:
@@ -98,8 +100,13 @@ def main() -> int:
         print(f"| {spec} | " + " | ".join(f"{v:.2f}" for v in scores.values()) + " |")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        record = {"command": "python experiments/toy_copy_probe.py " + " ".join(sys.argv[1:]),
-                  "span": args.span, "rows": args.rows, "seed": args.seed, "results": results}
+        record = {
+            "command": "python experiments/toy_copy_probe.py " + " ".join(sys.argv[1:]),
+            "span": args.span,
+            "rows": args.rows,
+            "seed": args.seed,
+            "results": results,
+        }
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 

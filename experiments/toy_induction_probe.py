@@ -38,8 +38,12 @@ def repeat_scores(model, first: list[int], gap: list[int], bos: int) -> tuple[fl
     hit = (logits.argmax(-1) == target).float()
     nll = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     n, second = len(first), len(first) + len(gap)
-    return (hit[1:n].mean().item(), hit[second + 1:].mean().item(),
-            nll[1:n].mean().item(), nll[second + 1:].mean().item())
+    return (
+        hit[1:n].mean().item(),
+        hit[second + 1 :].mean().item(),
+        nll[1:n].mean().item(),
+        nll[second + 1 :].mean().item(),
+    )
 
 
 def probe_model(ref: str, samples: int, seed: int) -> dict[str, dict[str, float]]:
@@ -56,17 +60,23 @@ def probe_model(ref: str, samples: int, seed: int) -> dict[str, dict[str, float]
 
     def natural(n: int) -> list[int]:
         start = rng.randrange(len(text) - n)
-        return text[start:start + n].tolist()
+        return text[start : start + n].tolist()
 
-    cases = {"natural, repeated at once": lambda: (natural(60), []),
-             "natural, repeated after 80 tokens": lambda: (natural(60), natural(80)),
-             "random tokens, repeated at once": lambda: ([rng.choice(vocab) for _ in range(60)], [])}
+    cases = {
+        "natural, repeated at once": lambda: (natural(60), []),
+        "natural, repeated after 80 tokens": lambda: (natural(60), natural(80)),
+        "random tokens, repeated at once": lambda: ([rng.choice(vocab) for _ in range(60)], []),
+    }
     out = {}
     for name, make in cases.items():
         scores = np.array([repeat_scores(model, *make(), tok.bos_token_id) for _ in range(samples)])
         acc1, acc2, nll1, nll2 = scores.mean(0)
-        out[name] = {"top1_first": round(100 * acc1, 1), "top1_second": round(100 * acc2, 1),
-                     "nll_first": round(nll1, 3), "nll_second": round(nll2, 3)}
+        out[name] = {
+            "top1_first": round(100 * acc1, 1),
+            "top1_second": round(100 * acc2, 1),
+            "nll_first": round(nll1, 3),
+            "nll_second": round(nll2, 3),
+        }
     return out
 
 
@@ -102,8 +112,9 @@ def train_copy(variable: bool, steps: int, seed: int) -> list[dict[str, float]]:
             model.eval()
             point = {"step": step}
             for n in (127, 60):
-                point[f"copy_top1_offset_{n}"] = round(100 * float(np.mean(
-                    [repeat_scores(model, span(n), [], tok.bos_token_id)[1] for _ in range(4)])), 1)
+                point[f"copy_top1_offset_{n}"] = round(
+                    100 * float(np.mean([repeat_scores(model, span(n), [], tok.bos_token_id)[1] for _ in range(4)])), 1
+                )
             model.train()
             curve.append(point)
             print(f"{'variable' if variable else 'fixed-127'} {point}", file=sys.stderr, flush=True)
@@ -111,14 +122,20 @@ def train_copy(variable: bool, steps: int, seed: int) -> list[dict[str, float]]:
 
 
 def summary_md(result: dict, command: str) -> str:
-    lines = [f"# Induction probe\n\nProduced by:\n\n    {command}\n", f"## Part 1: `{result['model']}` on repeated spans "
-             f"({result['samples']} samples of 60 tokens each)\n",
-             "| case | top-1 % first | top-1 % second | NLL first | NLL second |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# Induction probe\n\nProduced by:\n\n    {command}\n",
+        f"## Part 1: `{result['model']}` on repeated spans ({result['samples']} samples of 60 tokens each)\n",
+        "| case | top-1 % first | top-1 % second | NLL first | NLL second |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, s in result["repeats"].items():
         lines.append(f"| {name} | {s['top1_first']} | {s['top1_second']} | {s['nll_first']} | {s['nll_second']} |")
     for name, curve in result.get("training", {}).items():
-        lines += [f"\n## Part 2: fresh toy-shaped model, repeated random spans, {name} lengths\n",
-                  "| step | copy top-1 % at offset 127 | at offset 60 |", "|---:|---:|---:|"]
+        lines += [
+            f"\n## Part 2: fresh toy-shaped model, repeated random spans, {name} lengths\n",
+            "| step | copy top-1 % at offset 127 | at offset 60 |",
+            "|---:|---:|---:|",
+        ]
         lines += [f"| {p['step']} | {p['copy_top1_offset_127']} | {p['copy_top1_offset_60']} |" for p in curve]
     return "\n".join(lines) + "\n"
 
@@ -137,8 +154,10 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     result = {"model": args.model, "samples": args.samples, "repeats": probe_model(args.model, args.samples, args.seed)}
     if args.train_steps:
-        result["training"] = {"variable": train_copy(True, args.train_steps, args.seed),
-                              "fixed": train_copy(False, args.fixed_steps, args.seed)}
+        result["training"] = {
+            "variable": train_copy(True, args.train_steps, args.seed),
+            "fixed": train_copy(False, args.fixed_steps, args.seed),
+        }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python experiments/toy_induction_probe.py", *sys.argv[1:]])

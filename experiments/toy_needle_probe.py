@@ -48,27 +48,43 @@ def probe(ref: str, lengths: list[int], depths: list[str], samples: int, cut: in
             hits, cuttable = {"full": 0, "cut": 0}, True
             for sample in range(samples):
                 prompt = task.build(Cell("needle", length, depth, sample), fmt).prompt.ids
-                needle_at = next(i for i in range(len(prompt)) if prompt[i:i + len(answer)] == answer)
+                needle_at = next(i for i in range(len(prompt)) if prompt[i : i + len(answer)] == answer)
                 cuttable = cuttable and needle_at > cut
-                variants = {"full": prompt, "cut": prompt[:1] + prompt[1 + cut:]} if cuttable else {"full": prompt}
+                variants = {"full": prompt, "cut": prompt[:1] + prompt[1 + cut :]} if cuttable else {"full": prompt}
                 for name, ids in variants.items():
                     hit, bos = first_token_and_bos_mass(model, ids, answer[0])
                     hits[name] += hit
                     if length == max(lengths) and cuttable:
                         mass[name].append(bos)
-            cells.append({"length": length, "depth": depth, "samples": samples, "full_correct": hits["full"],
-                          "cut_correct": hits["cut"] if cuttable else None, "cut_length": length - cut})
+            cells.append(
+                {
+                    "length": length,
+                    "depth": depth,
+                    "samples": samples,
+                    "full_correct": hits["full"],
+                    "cut_correct": hits["cut"] if cuttable else None,
+                    "cut_length": length - cut,
+                }
+            )
     heads = {k: torch.stack(v).mean(0).tolist() for k, v in mass.items() if v}  # prompts with both variants
     return {"model": ref, "cut": cut, "seed": seed, "cells": cells, "bos_mass_at_longest": heads}
 
 
 def summary(result: dict) -> str:
     cut = result["cut"]
-    lines = [f"Needle probe of `{result['model']}`: first answer token correct, full prompt vs the same prompt "
-             f"with {cut} tokens cut after BOS (needle-to-question distance unchanged).", "",
-             "| prompt tokens | depth % | full | cut |", "|---|---|---|---|"]
+    lines = [
+        f"Needle probe of `{result['model']}`: first answer token correct, full prompt vs the same prompt "
+        f"with {cut} tokens cut after BOS (needle-to-question distance unchanged).",
+        "",
+        "| prompt tokens | depth % | full | cut |",
+        "|---|---|---|---|",
+    ]
     for c in result["cells"]:
-        cut_cell = "needle cut" if c["cut_correct"] is None else f"{c['cut_correct']} / {c['samples']} ({c['cut_length']} tokens)"
+        cut_cell = (
+            "needle cut"
+            if c["cut_correct"] is None
+            else f"{c['cut_correct']} / {c['samples']} ({c['cut_length']} tokens)"
+        )
         lines.append(f"| {c['length']} | {c['depth']} | {c['full_correct']} / {c['samples']} | {cut_cell} |")
     heads = result["bos_mass_at_longest"]
     if "full" in heads and "cut" in heads:
@@ -76,10 +92,18 @@ def summary(result: dict) -> str:
         diff = full - short
         top = torch.topk(diff.flatten(), 3).indices.tolist()
         n_heads = diff.shape[1]
-        lines += ["", "Attention mass of the last prompt token on BOS, longest prompts, mean over prompts "
-                  "(the three heads that change most):", "", "| layer.head | full | cut |", "|---|---|---|"]
-        lines += [f"| {i // n_heads}.{i % n_heads} | {float(full.flatten()[i]):.2f} | {float(short.flatten()[i]):.2f} |"
-                  for i in top]
+        lines += [
+            "",
+            "Attention mass of the last prompt token on BOS, longest prompts, mean over prompts "
+            "(the three heads that change most):",
+            "",
+            "| layer.head | full | cut |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {i // n_heads}.{i % n_heads} | {float(full.flatten()[i]):.2f} | {float(short.flatten()[i]):.2f} |"
+            for i in top
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -95,8 +119,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = probe(args.model, [int(x) for x in args.lengths.split(",")], args.depths.split(","),
-                   args.samples, args.cut, args.seed)
+    result = probe(
+        args.model, [int(x) for x in args.lengths.split(",")], args.depths.split(","), args.samples, args.cut, args.seed
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")

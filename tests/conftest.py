@@ -28,15 +28,31 @@ def tiny_tokenizer():
     return train_bpe_tokenizer(_TEXT, vocab_size=320)
 
 
-def make_tiny_llama(vocab_size: int = 320, *, max_position_embeddings: int = 64, layers: int = 2,
-                    heads: int = 4, kv_heads: int = 2, hidden: int = 32, seed: int = 0,
-                    attn_implementation: str = "sdpa") -> LlamaForCausalLM:
+def make_tiny_llama(
+    vocab_size: int = 320,
+    *,
+    max_position_embeddings: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    hidden: int = 32,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+) -> LlamaForCausalLM:
     """A randomly initialised GQA Llama small enough for unit tests."""
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
     )
     config._attn_implementation = attn_implementation
     return LlamaForCausalLM(config).eval()

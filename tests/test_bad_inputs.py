@@ -9,14 +9,14 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
-from conftest import _TEXT, make_tiny_llama
 
+from conftest import _TEXT, make_tiny_llama
 from longwin.cli import main
 from longwin.outputs import exclusive
 
@@ -38,6 +38,7 @@ def _file(tmp: Path) -> None:
 def _yaml(text: str) -> Callable[[Path], None]:
     def setup(tmp: Path) -> None:
         (tmp / "c.yaml").write_text(text)
+
     return setup
 
 
@@ -64,6 +65,7 @@ def _results(text: str) -> Callable[[Path], None]:
         for name in ("a", "b"):
             (tmp / name).mkdir()
             (tmp / name / "results.json").write_text(text)
+
     return setup
 
 
@@ -85,8 +87,25 @@ def _corrupt_checkpoint(tmp: Path) -> None:
 
 
 EVAL = ["eval", "--model", "{model}", "--task", "passkey", "--lengths", "256", "--out", "{out}", *QUICK_EVAL]
-TRAIN = ["train", "--model", "{model}", "--data", "{corpus}", "--target-length", "256", "--max-steps", "2",
-         "--per-device-train-batch-size", "2", "--use-cpu", "true", "--output-dir", "{out}", "--disable-tqdm", "true"]
+TRAIN = [
+    "train",
+    "--model",
+    "{model}",
+    "--data",
+    "{corpus}",
+    "--target-length",
+    "256",
+    "--max-steps",
+    "2",
+    "--per-device-train-batch-size",
+    "2",
+    "--use-cpu",
+    "true",
+    "--output-dir",
+    "{out}",
+    "--disable-tqdm",
+    "true",
+]
 
 CASES = [
     # eval: values
@@ -97,91 +116,190 @@ CASES = [
     Case("eval-threads-negative", [*EVAL, "--threads", "-1"], "--threads must be at least 0"),
     Case("eval-batch-size-zero", [*EVAL, "--batch-size", "0"], "--batch-size must be at least 1"),
     Case("eval-depth-over-100", [*EVAL, "--depths", "150"], "--depths must be at most 100"),
-    Case("eval-target-length-negative", [*EVAL, "--rope", "yarn", "--target-length", "-1"],
-         "--target-length must be at least 0"),
-    Case("eval-target-length-huge", [*EVAL, "--rope", "yarn", "--target-length", "99999999999"],
-         "past 16,777,216 positions"),
+    Case(
+        "eval-target-length-negative",
+        [*EVAL, "--rope", "yarn", "--target-length", "-1"],
+        "--target-length must be at least 0",
+    ),
+    Case(
+        "eval-target-length-huge",
+        [*EVAL, "--rope", "yarn", "--target-length", "99999999999"],
+        "past 16,777,216 positions",
+    ),
     Case("eval-unknown-task", [*EVAL[:4], "bogus", *EVAL[5:]], "bogus"),
     # eval: YAML values are type-checked
-    Case("eval-yaml-samples-word", [*EVAL[:9], "--config", "{tmp}/c.yaml"], "--samples: expected an integer",
-         _yaml('samples: "many"\n')),
-    Case("eval-yaml-bool-maybe", [*EVAL, "--config", "{tmp}/c.yaml"], "--chat-template: expected true or false",
-         _yaml("chat_template: maybe\n")),
-    Case("eval-yaml-list-of-words", [*EVAL[:9], "--config", "{tmp}/c.yaml"], "--depths: expected a comma-separated list",
-         _yaml("depths: [deep, shallow]\n")),
+    Case(
+        "eval-yaml-samples-word",
+        [*EVAL[:9], "--config", "{tmp}/c.yaml"],
+        "--samples: expected an integer",
+        _yaml('samples: "many"\n'),
+    ),
+    Case(
+        "eval-yaml-bool-maybe",
+        [*EVAL, "--config", "{tmp}/c.yaml"],
+        "--chat-template: expected true or false",
+        _yaml("chat_template: maybe\n"),
+    ),
+    Case(
+        "eval-yaml-list-of-words",
+        [*EVAL[:9], "--config", "{tmp}/c.yaml"],
+        "--depths: expected a comma-separated list",
+        _yaml("depths: [deep, shallow]\n"),
+    ),
     Case("eval-yaml-not-a-mapping", [*EVAL, "--config", "{tmp}/c.yaml"], "must hold a mapping", _yaml("- a\n- b\n")),
     # eval: paths and models
-    Case("eval-out-is-a-file", [*EVAL[:-len(QUICK_EVAL) - 1], "{tmp}/file", *QUICK_EVAL], "is an existing file",
-         _file),
-    Case("eval-model-missing", ["eval", "--model", "{tmp}/nope", "--task", "passkey", "--lengths", "256",
-                                "--out", "{out}"], "no such file or folder"),
-    Case("eval-model-truncated-weights", ["eval", "--model", "{tmp}/broken", "--task", "passkey", "--lengths", "256",
-                                          "--out", "{out}"], "broken weights", _truncated_model),
-    Case("eval-model-pickle-payload", ["eval", "--model", "{tmp}/pickled", "--task", "passkey", "--lengths", "256",
-                                       "--out", "{out}"], "refused", _pickled_model),
-    Case("eval-model-beside-compare", ["eval", "--compare", "{tmp}/a", "{tmp}/b", "--model", "{model}",
-                                       "--out", "{out}"], "--compare reads finished result folders",
-         _results('{"tasks": {}}')),
-    Case("eval-compare-malformed", ["eval", "--compare", "{tmp}/a", "{tmp}/b", "--out", "{out}"],
-         "not a `longwin eval` results file", _results('{"tasks": {"passkey": {"series": [1, 2]}}}')),
-    Case("eval-compare-not-json", ["eval", "--compare", "{tmp}/a", "{tmp}/b", "--out", "{out}"],
-         "not valid JSON", _results("{oops")),
-    Case("eval-compare-one-folder", ["eval", "--compare", "{tmp}/a", "--out", "{out}"], "at least two",
-         _results('{"tasks": {}}')),
+    Case(
+        "eval-out-is-a-file", [*EVAL[: -len(QUICK_EVAL) - 1], "{tmp}/file", *QUICK_EVAL], "is an existing file", _file
+    ),
+    Case(
+        "eval-model-missing",
+        ["eval", "--model", "{tmp}/nope", "--task", "passkey", "--lengths", "256", "--out", "{out}"],
+        "no such file or folder",
+    ),
+    Case(
+        "eval-model-truncated-weights",
+        ["eval", "--model", "{tmp}/broken", "--task", "passkey", "--lengths", "256", "--out", "{out}"],
+        "broken weights",
+        _truncated_model,
+    ),
+    Case(
+        "eval-model-pickle-payload",
+        ["eval", "--model", "{tmp}/pickled", "--task", "passkey", "--lengths", "256", "--out", "{out}"],
+        "refused",
+        _pickled_model,
+    ),
+    Case(
+        "eval-model-beside-compare",
+        ["eval", "--compare", "{tmp}/a", "{tmp}/b", "--model", "{model}", "--out", "{out}"],
+        "--compare reads finished result folders",
+        _results('{"tasks": {}}'),
+    ),
+    Case(
+        "eval-compare-malformed",
+        ["eval", "--compare", "{tmp}/a", "{tmp}/b", "--out", "{out}"],
+        "not a `longwin eval` results file",
+        _results('{"tasks": {"passkey": {"series": [1, 2]}}}'),
+    ),
+    Case(
+        "eval-compare-not-json",
+        ["eval", "--compare", "{tmp}/a", "{tmp}/b", "--out", "{out}"],
+        "not valid JSON",
+        _results("{oops"),
+    ),
+    Case(
+        "eval-compare-one-folder",
+        ["eval", "--compare", "{tmp}/a", "--out", "{out}"],
+        "at least two",
+        _results('{"tasks": {}}'),
+    ),
     # train: values
     Case("train-target-length-missing", TRAIN[:5] + TRAIN[7:], "--target-length is required"),
     Case("train-target-length-negative", [*TRAIN, "--target-length", "-1"], "--target-length must be at least 0"),
     Case("train-target-length-huge", [*TRAIN, "--target-length", "99999999999"], "past 16,777,216 positions"),
-    Case("train-target-too-far-for-cream", [*TRAIN, "--target-length", "100000"],
-         "CREAM cannot reach a target 1562.5 times its 64-token training window"),
+    Case(
+        "train-target-too-far-for-cream",
+        [*TRAIN, "--target-length", "100000"],
+        "CREAM cannot reach a target 1562.5 times its 64-token training window",
+    ),
     Case("train-target-not-above-native", [*TRAIN, "--target-length", "64"], "must be above the native window"),
-    Case("train-batch-size-zero", [*TRAIN, "--per-device-train-batch-size", "0"],
-         "--per-device-train-batch-size must be at least 1"),
+    Case(
+        "train-batch-size-zero",
+        [*TRAIN, "--per-device-train-batch-size", "0"],
+        "--per-device-train-batch-size must be at least 1",
+    ),
     Case("train-max-steps-negative", [*TRAIN, "--max-steps", "-1"], "--max-steps must be at least 1"),
     Case("train-learning-rate-word", [*TRAIN, "--learning-rate", "fast"], "invalid float value"),
     Case("train-val-fraction-over", [*TRAIN, "--val-fraction", "2"], "--val-fraction must be at most 0.9"),
     Case("train-lora-r-zero", [*TRAIN, "--lora-r", "0"], "--lora-r must be at least 1"),
     # train: YAML values are type-checked (a quoted "false" is false; "maybe" is an error)
-    Case("train-yaml-lora-maybe", [*TRAIN, "--config", "{tmp}/c.yaml"], "--lora: expected true or false",
-         _yaml("lora: maybe\n")),
-    Case("train-yaml-target-words", [*TRAIN[:5], *TRAIN[7:], "--config", "{tmp}/c.yaml"],
-         "--target-length: expected an integer", _yaml('target_length: "two thousand"\n')),
-    Case("train-yaml-learning-rate-word", [*TRAIN, "--config", "{tmp}/c.yaml"], "--learning-rate: expected a number",
-         _yaml("learning_rate: fast\n")),
-    Case("train-yaml-fraction-over", [*TRAIN, "--config", "{tmp}/c.yaml"], "--retrieval-fraction must be at most 1",
-         _yaml("retrieval_fraction: 1.5\n")),
-    Case("train-yaml-unknown-key", [*TRAIN, "--config", "{tmp}/c.yaml"], "unknown recipe key(s): colour",
-         _yaml("colour: red\n")),
+    Case(
+        "train-yaml-lora-maybe",
+        [*TRAIN, "--config", "{tmp}/c.yaml"],
+        "--lora: expected true or false",
+        _yaml("lora: maybe\n"),
+    ),
+    Case(
+        "train-yaml-target-words",
+        [*TRAIN[:5], *TRAIN[7:], "--config", "{tmp}/c.yaml"],
+        "--target-length: expected an integer",
+        _yaml('target_length: "two thousand"\n'),
+    ),
+    Case(
+        "train-yaml-learning-rate-word",
+        [*TRAIN, "--config", "{tmp}/c.yaml"],
+        "--learning-rate: expected a number",
+        _yaml("learning_rate: fast\n"),
+    ),
+    Case(
+        "train-yaml-fraction-over",
+        [*TRAIN, "--config", "{tmp}/c.yaml"],
+        "--retrieval-fraction must be at most 1",
+        _yaml("retrieval_fraction: 1.5\n"),
+    ),
+    Case(
+        "train-yaml-unknown-key",
+        [*TRAIN, "--config", "{tmp}/c.yaml"],
+        "unknown recipe key(s): colour",
+        _yaml("colour: red\n"),
+    ),
     Case("train-recipe-missing", [*TRAIN, "--config", "no-such-recipe"], "no recipe file or packaged recipe"),
     # train: the output folder
     Case("train-output-is-a-file", [*TRAIN[:-3], "{tmp}/file", *TRAIN[-2:]], "is an existing file", _file),
     Case("train-over-an-earlier-run", TRAIN, "already holds a training run (checkpoint-2)", _earlier_run),
     Case("train-resume-missing", [*TRAIN, "--resume-from-checkpoint", "{tmp}/nope"], "no such checkpoint folder"),
-    Case("train-resume-partial", [*TRAIN, "--resume-from-checkpoint", "{out}/checkpoint-3"], "incomplete or corrupt",
-         _partial_checkpoint),
-    Case("train-resume-corrupt", [*TRAIN, "--resume-from-checkpoint", "{out}/checkpoint-3"], "model.safetensors",
-         _corrupt_checkpoint),
+    Case(
+        "train-resume-partial",
+        [*TRAIN, "--resume-from-checkpoint", "{out}/checkpoint-3"],
+        "incomplete or corrupt",
+        _partial_checkpoint,
+    ),
+    Case(
+        "train-resume-corrupt",
+        [*TRAIN, "--resume-from-checkpoint", "{out}/checkpoint-3"],
+        "model.safetensors",
+        _corrupt_checkpoint,
+    ),
     Case("train-resume-latest-none", [*TRAIN, "--resume-from-checkpoint", "true"], "holds no complete checkpoint"),
-    Case("train-resume-latest-only-partial", [*TRAIN, "--resume-from-checkpoint", "true"],
-         "holds no complete checkpoint", _partial_checkpoint),
+    Case(
+        "train-resume-latest-only-partial",
+        [*TRAIN, "--resume-from-checkpoint", "true"],
+        "holds no complete checkpoint",
+        _partial_checkpoint,
+    ),
     # models
     Case("models-path-missing", ["models", "path", "{tmp}/nope"], "no such file or folder"),
     Case("models-path-truncated", ["models", "path", "{tmp}/broken"], "broken weights", _truncated_model),
     Case("models-path-text-file", ["models", "path", "{tmp}/file"], "not a model folder or a .gguf file", _file),
     # pretrain-toy, demo, bench
-    Case("pretrain-max-steps-negative", ["pretrain-toy", "--max-steps", "-1", "--output-dir", "{out}"],
-         "--max-steps must be at least 1"),
-    Case("pretrain-batch-size-zero", ["pretrain-toy", "--batch-size", "0", "--output-dir", "{out}"],
-         "--batch-size must be at least 1"),
-    Case("pretrain-output-is-a-file", ["pretrain-toy", "--max-steps", "1", "--output-dir", "{tmp}/file"],
-         "is an existing file", _file),
+    Case(
+        "pretrain-max-steps-negative",
+        ["pretrain-toy", "--max-steps", "-1", "--output-dir", "{out}"],
+        "--max-steps must be at least 1",
+    ),
+    Case(
+        "pretrain-batch-size-zero",
+        ["pretrain-toy", "--batch-size", "0", "--output-dir", "{out}"],
+        "--batch-size must be at least 1",
+    ),
+    Case(
+        "pretrain-output-is-a-file",
+        ["pretrain-toy", "--max-steps", "1", "--output-dir", "{tmp}/file"],
+        "is an existing file",
+        _file,
+    ),
     Case("demo-out-is-a-file", ["demo", "--out", "{tmp}/file"], "is an existing file", _file),
     Case("demo-unknown-method", ["demo", "--methods", "bogus", "--out", "{out}"], "unknown demo method"),
     Case("demo-samples-zero", ["demo", "--samples", "0", "--out", "{out}"], "--samples must be at least 1"),
-    Case("bench-threads-zero", ["bench", "sharedllm", "--threads", "0", "--output", "{out}"],
-         "--threads must be at least 1"),
-    Case("bench-too-short", ["bench", "sharedllm", "--lengths", "100", "--output", "{out}"],
-         "leave no whole context chunk"),
+    Case(
+        "bench-threads-zero",
+        ["bench", "sharedllm", "--threads", "0", "--output", "{out}"],
+        "--threads must be at least 1",
+    ),
+    Case(
+        "bench-too-short",
+        ["bench", "sharedllm", "--lengths", "100", "--output", "{out}"],
+        "leave no whole context chunk",
+    ),
 ]
 
 
@@ -224,8 +342,13 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, assets, tmp_pa
         case.setup(tmp_path)
     out = tmp_path / "out"
     before = _snapshot(out)
-    fill = {"model": tmp_path / "model", "corpus": assets / "corpus.jsonl", "out": out, "tmp": tmp_path,
-            "file": tmp_path / "file"}
+    fill = {
+        "model": tmp_path / "model",
+        "corpus": assets / "corpus.jsonl",
+        "out": out,
+        "tmp": tmp_path,
+        "file": tmp_path / "file",
+    }
     argv = [arg.format(**fill) for arg in case.argv]
     code, err = run_cli(argv, capsys)
     assert code == 2, err
@@ -240,8 +363,21 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, assets, tmp_pa
 def test_a_second_eval_into_a_busy_folder_is_refused(assets, tmp_path, capsys, one_thread):
     out = tmp_path / "out"
     with exclusive(out, "longwin eval"):
-        code, err = run_cli(["eval", "--model", str(assets / "model"), "--task", "passkey", "--lengths", "256",
-                             "--out", str(out), *QUICK_EVAL], capsys)
+        code, err = run_cli(
+            [
+                "eval",
+                "--model",
+                str(assets / "model"),
+                "--task",
+                "passkey",
+                "--lengths",
+                "256",
+                "--out",
+                str(out),
+                *QUICK_EVAL,
+            ],
+            capsys,
+        )
     # the lock is taken once the model is loaded: only transformers' loading bar comes before the one line
     assert code == 2 and "another longwin eval is writing to" in err[-1] and "Traceback" not in "".join(err)
     assert not (out / "cells.jsonl").exists()
@@ -255,8 +391,21 @@ def test_a_full_disk_is_one_line_and_leaves_no_torn_results(assets, tmp_path, ca
 
     monkeypatch.setattr(longwin.outputs, "write_bytes", full)
     out = tmp_path / "out"
-    code, err = run_cli(["eval", "--model", str(assets / "model"), "--task", "passkey", "--lengths", "256",
-                         "--out", str(out), *QUICK_EVAL], capsys)
+    code, err = run_cli(
+        [
+            "eval",
+            "--model",
+            str(assets / "model"),
+            "--task",
+            "passkey",
+            "--lengths",
+            "256",
+            "--out",
+            str(out),
+            *QUICK_EVAL,
+        ],
+        capsys,
+    )
     assert code == 2 and err[-1] == "longwin eval: error: No space left on device (results.json)"
     assert "Traceback" not in "".join(err)
     assert not (out / "results.json").exists()
@@ -267,22 +416,61 @@ def test_yaml_strings_convert_as_flags_do():
     from longwin.training.config import ExtendConfig
 
     assert build_config(ExtendConfig, {"lora": "false"}, {}).lora is False  # it used to turn LoRA on
-    config = build_config(ExtendConfig, {"lora": "yes", "target_length": "2048", "retrieval_fraction": "5e-1",
-                                         "lora_target": "q_proj,v_proj"}, {})
+    config = build_config(
+        ExtendConfig,
+        {"lora": "yes", "target_length": "2048", "retrieval_fraction": "5e-1", "lora_target": "q_proj,v_proj"},
+        {},
+    )
     assert (config.lora, config.target_length, config.retrieval_fraction) == (True, 2048, 0.5)
     assert config.lora_target == ["q_proj", "v_proj"]
 
 
 def _train(model: Path, corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--data", str(corpus), "--target-length", "256", "--max-steps", "4",
-            "--per-device-train-batch-size", "2", "--use-cpu", "true", "--output-dir", str(out), "--save-steps", "2",
-            "--disable-tqdm", "true", "--learning-rate", "1e-3", "--report-to", "none", *extra]
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--data",
+        str(corpus),
+        "--target-length",
+        "256",
+        "--max-steps",
+        "4",
+        "--per-device-train-batch-size",
+        "2",
+        "--use-cpu",
+        "true",
+        "--output-dir",
+        str(out),
+        "--save-steps",
+        "2",
+        "--disable-tqdm",
+        "true",
+        "--learning-rate",
+        "1e-3",
+        "--report-to",
+        "none",
+        *extra,
+    ]
 
 
 def test_retraining_into_the_same_folder_is_evaluated_anew(assets, tmp_path, capsys, one_thread):
     model, corpus, out, runs = assets / "model", assets / "corpus.jsonl", tmp_path / "out", tmp_path / "runs"
-    evaluation = ["eval", "--model", str(out), "--task", "ppl", "--lengths", "256", "--out", str(runs),
-                  "--corpus", str(corpus), "--progress", "false"]
+    evaluation = [
+        "eval",
+        "--model",
+        str(out),
+        "--task",
+        "ppl",
+        "--lengths",
+        "256",
+        "--out",
+        str(runs),
+        "--corpus",
+        str(corpus),
+        "--progress",
+        "false",
+    ]
     assert main(_train(model, corpus, out, "--max-steps", "2")) == 0
     assert main(evaluation) == 0
     first = json.loads((runs / "results.json").read_text())["tasks"]["ppl"]["series"]
@@ -291,8 +479,12 @@ def test_retraining_into_the_same_folder_is_evaluated_anew(assets, tmp_path, cap
     assert "(0 to compute)" in capsys.readouterr().err  # the same model: cached, and it says so
     code, err = run_cli(_train(model, corpus, out, "--max-steps", "2", "--learning-rate", "5e-2"), capsys)
     assert code == 2 and "already holds a training run" in err[0]  # no silent restart
-    assert main(_train(model, corpus, out, "--max-steps", "2", "--learning-rate", "5e-2",
-                       "--overwrite-output-dir", "true")) == 0
+    assert (
+        main(
+            _train(model, corpus, out, "--max-steps", "2", "--learning-rate", "5e-2", "--overwrite-output-dir", "true")
+        )
+        == 0
+    )
     assert not (out / "checkpoint-4").exists()
     capsys.readouterr()
     assert main(evaluation) == 0
@@ -330,8 +522,21 @@ def test_pickle_payload_is_never_run(assets, tmp_path, capsys):
     torch.save({"w": _Touch(marker)}, tmp_path / "pickled" / "pytorch_model.bin")
     code, err = run_cli(["models", "path", str(tmp_path / "pickled")], capsys)
     assert code == 0  # a folder with a whole zip archive resolves; loading it is what refuses
-    code, err = run_cli(["eval", "--model", str(tmp_path / "pickled"), "--task", "passkey", "--lengths", "256",
-                         "--out", str(tmp_path / "out"), *QUICK_EVAL], capsys)
+    code, err = run_cli(
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "pickled"),
+            "--task",
+            "passkey",
+            "--lengths",
+            "256",
+            "--out",
+            str(tmp_path / "out"),
+            *QUICK_EVAL,
+        ],
+        capsys,
+    )
     assert code == 2 and len(err) == 1 and not marker.exists()
 
 

@@ -6,7 +6,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("check_rerun", Path(__file__).parents[1] / "experiments" / "check_rerun.py")
+_spec = importlib.util.spec_from_file_location(
+    "check_rerun", Path(__file__).parents[1] / "experiments" / "check_rerun.py"
+)
 check_rerun = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(check_rerun)
 

@@ -38,6 +38,7 @@ def _words(docs: list[Document]) -> int:
 
 # ---------------------------------------------------------------- built-in corpora
 
+
 def test_essays():
     _need("essays")
     docs = load_documents("essays")
@@ -71,7 +72,12 @@ def austen_root(tmp_path, monkeypatch):
 def test_austen_six_novels(austen_root):
     docs = load_documents("austen")
     assert [d.id for d in docs] == [
-        "emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility"
+        "emma",
+        "mansfieldpark",
+        "northangerabbey",
+        "persuasion",
+        "prideprejudice",
+        "sensesensibility",
     ]
     assert docs[0].text.startswith("EMMA\n\nBy Jane Austen")
     assert "It is a truth universally acknowledged" in docs[4].text
@@ -94,15 +100,21 @@ def _info_node(name: str, up: str, body: str) -> str:
 
 def test_pydoc_grouping_on_a_synthetic_info_file(tmp_path, monkeypatch):
     words = lambda n, w: " ".join([w] * n)  # noqa: E731
-    info = "preamble\n" + "".join([
-        _info_node("Top", "(dir)", "top\n* Menu:\n\n* Big::"),
-        _info_node("Big", "Top", words(10, "big") + "\n* Menu:\n\n* Small A::\n* Small B::\n* Huge::"),
-        _info_node("Small A", "Big", words(2000, "a")),
-        _info_node("Small B", "Big", words(2000, "b")),
-        _info_node("Huge", "Big", words(40_000, "h")),
-        _info_node("Tail", "Top", words(100, "t")),
-        _info_node("Index", "Top", words(5000, "i")),
-    ]) + "\x1f\nTag Table:\n"
+    info = (
+        "preamble\n"
+        + "".join(
+            [
+                _info_node("Top", "(dir)", "top\n* Menu:\n\n* Big::"),
+                _info_node("Big", "Top", words(10, "big") + "\n* Menu:\n\n* Small A::\n* Small B::\n* Huge::"),
+                _info_node("Small A", "Big", words(2000, "a")),
+                _info_node("Small B", "Big", words(2000, "b")),
+                _info_node("Huge", "Big", words(40_000, "h")),
+                _info_node("Tail", "Top", words(100, "t")),
+                _info_node("Index", "Top", words(5000, "i")),
+            ]
+        )
+        + "\x1f\nTag Table:\n"
+    )
     share = tmp_path / "usr/share/info"
     share.mkdir(parents=True)
     with gzip.open(share / "python3.99.info.gz", "wt", encoding="utf-8") as f:
@@ -137,6 +149,7 @@ def test_available_corpora_lists_every_builtin():
 
 # ---------------------------------------------------------------- R lazy-load reader
 
+
 def _xdr_char(s: str | None) -> bytes:
     if s is None:
         return struct.pack(">ii", 9, -1)
@@ -164,9 +177,18 @@ def test_unserialize_vectors_and_named_lists():
     ints = struct.pack(">ii", 13, 3) + struct.pack(">iii", 1, -(2**31), 7)
     lgl = struct.pack(">ii", 10, 2) + struct.pack(">ii", 1, 0)
     real = struct.pack(">ii", 14, 1) + struct.pack(">d", 2.5)
-    value = unserialize(_xdr(_xdr_named_list({
-        "s": _xdr_strings(["a", None, "é"]), "i": ints, "l": lgl, "r": real,
-    })))
+    value = unserialize(
+        _xdr(
+            _xdr_named_list(
+                {
+                    "s": _xdr_strings(["a", None, "é"]),
+                    "i": ints,
+                    "l": lgl,
+                    "r": real,
+                }
+            )
+        )
+    )
     assert value == {"s": ["a", None, "é"], "i": [1, None, 7], "l": [True, False], "r": [2.5]}
     with pytest.raises(ValueError, match="XDR"):
         unserialize(b"A\n1\n")
@@ -179,17 +201,20 @@ def test_read_lazyload_db_round_trip(tmp_path):
         record = struct.pack(">I", len(blob)) + zlib.compress(blob)
         ints = struct.pack(">ii", 13, 2) + struct.pack(">ii", offset, len(record))
         records, variables[name], offset = records + record, ints, offset + len(record)
-    index = _xdr_named_list({
-        "variables": _xdr_named_list(variables),
-        "references": struct.pack(">i", 19) + struct.pack(">i", 0),
-        "compressed": struct.pack(">ii", 10, 1) + struct.pack(">i", 1),
-    })
+    index = _xdr_named_list(
+        {
+            "variables": _xdr_named_list(variables),
+            "references": struct.pack(">i", 19) + struct.pack(">i", 0),
+            "compressed": struct.pack(">ii", 10, 1) + struct.pack(">i", 1),
+        }
+    )
     (tmp_path / "Rdata.rdb").write_bytes(records)
     (tmp_path / "Rdata.rdx").write_bytes(gzip.compress(_xdr(index)))
     assert list(read_lazyload_db(tmp_path / "Rdata.rdb")) == [("one", ["x", "y"]), ("two", ["z"])]
 
 
 # ---------------------------------------------------------------- user data
+
 
 def test_text_file_is_one_document(tmp_path):
     (tmp_path / "book.txt").write_text("Call me Ishmael.\n", encoding="utf-8")
@@ -232,7 +257,8 @@ def test_parquet_with_and_without_id_column(tmp_path):
 
     pq.write_table(pa.table({"content": ["alpha", "beta"]}), tmp_path / "a.parquet")
     assert load_documents(str(tmp_path / "a.parquet"), text_field="content") == [
-        Document("0", "alpha"), Document("1", "beta")
+        Document("0", "alpha"),
+        Document("1", "beta"),
     ]
     pq.write_table(pa.table({"id": ["p", "q"], "text": ["alpha", "beta"]}), tmp_path / "b.parquet")
     assert [d.id for d in load_documents(str(tmp_path / "b.parquet"))] == ["p", "q"]
@@ -248,10 +274,12 @@ def test_saved_dataset_and_dataset_dict(tmp_path):
 
     Dataset.from_dict({"text": ["one", "two"]}).save_to_disk(str(tmp_path / "ds"))
     assert load_documents(str(tmp_path / "ds")) == [Document("0", "one"), Document("1", "two")]
-    DatasetDict({
-        "train": Dataset.from_dict({"id": ["t"], "text": ["train text"]}),
-        "test": Dataset.from_dict({"id": ["v"], "text": ["test text"]}),
-    }).save_to_disk(str(tmp_path / "dd"))
+    DatasetDict(
+        {
+            "train": Dataset.from_dict({"id": ["t"], "text": ["train text"]}),
+            "test": Dataset.from_dict({"id": ["v"], "text": ["test text"]}),
+        }
+    ).save_to_disk(str(tmp_path / "dd"))
     assert load_documents(str(tmp_path / "dd")) == [Document("t", "train text")]
     assert load_documents(str(tmp_path / "dd"), split="test") == [Document("v", "test text")]
     with pytest.raises(LongwinError, match="no split 'dev'"):
@@ -271,14 +299,17 @@ def test_path_containing_plus_is_one_source(tmp_path):
     assert load_documents(str(path)) == [Document("c++.txt", "C")]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: "no-such-corpus", "unknown corpus or missing path 'no-such-corpus'"),
-    (lambda p: str(p / "missing.txt"), "missing path"),
-    (lambda p: (p / "x.csv").write_text("a,b") and str(p / "x.csv"), "unsupported file type 'x.csv'"),
-    (lambda p: (p / "bin.txt").write_bytes(b"\xff\xfe\x00") and str(p / "bin.txt"), "is not UTF-8 text"),
-    (lambda p: (p / "empty").mkdir() or str(p / "empty"), "has no .txt or .md files"),
-    (lambda p: "essays+", "empty corpus name"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: "no-such-corpus", "unknown corpus or missing path 'no-such-corpus'"),
+        (lambda p: str(p / "missing.txt"), "missing path"),
+        (lambda p: (p / "x.csv").write_text("a,b") and str(p / "x.csv"), "unsupported file type 'x.csv'"),
+        (lambda p: (p / "bin.txt").write_bytes(b"\xff\xfe\x00") and str(p / "bin.txt"), "is not UTF-8 text"),
+        (lambda p: (p / "empty").mkdir() or str(p / "empty"), "has no .txt or .md files"),
+        (lambda p: "essays+", "empty corpus name"),
+    ],
+)
 def test_bad_sources_raise_longwin_error(tmp_path, make, message):
     with pytest.raises(LongwinError, match=message) as err:
         load_documents(make(tmp_path))
@@ -286,6 +317,7 @@ def test_bad_sources_raise_longwin_error(tmp_path, make, message):
 
 
 # ---------------------------------------------------------------- train/validation split
+
 
 def _docs(n: int) -> list[Document]:
     return [Document(f"doc-{i}", f"text {i}") for i in range(n)]

@@ -13,8 +13,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_demo_trains_evaluates_reports_and_resumes(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--methods", "pi,yarn-free,sharedllm", "--max-steps", "2",
-            "--lengths", "256,512", "--tasks", "passkey,ppl", "--samples", "1"]
+    argv = [
+        "demo",
+        "--out",
+        str(out),
+        "--methods",
+        "pi,yarn-free,sharedllm",
+        "--max-steps",
+        "2",
+        "--lengths",
+        "256,512",
+        "--tasks",
+        "passkey,ppl",
+        "--samples",
+        "1",
+    ]
     assert main(argv) == 0
     report = (out / "report.md").read_text()
     assert "| task | series | length | base | pi | yarn-free | sharedllm |" in report

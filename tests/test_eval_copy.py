@@ -46,8 +46,9 @@ def test_span_cue_and_answer(built, toy_tokenizer):
 def test_depth_moves_the_span_and_the_seed_fixes_it(built, toy_tokenizer):
     task, cells = built
     near, far = cells["copy/600/100/0"][1], cells["copy/600/0/0"][1]
-    span_at = {k: s.text.index(" ".join(s.text.rstrip().split("\n\n")[-1].split())) for k, s in
-               (("near", near), ("far", far))}
+    span_at = {
+        k: s.text.index(" ".join(s.text.rstrip().split("\n\n")[-1].split())) for k, s in (("near", near), ("far", far))
+    }
     assert span_at["far"] < span_at["near"]
     again = make_task("copy", EvalOptions(depths=[0.0, 50.0, 100.0], samples=2), seed=0)
     cell = cells["copy/300/50/1"][0]
@@ -94,6 +95,7 @@ class _Copier:
 
 @pytest.mark.parametrize("copies,expected", [(True, 100.0), (False, 0.0)])
 def test_a_copier_scores_100_and_a_non_copier_0(tmp_path, toy_tokenizer, copies, expected):
-    results = evaluate(_Copier(toy_tokenizer, copies), "copy", [300], tmp_path, depths=[0.0, 100.0], samples=1,
-                       progress=False)
+    results = evaluate(
+        _Copier(toy_tokenizer, copies), "copy", [300], tmp_path, depths=[0.0, 100.0], samples=1, progress=False
+    )
     assert results["tasks"]["copy"]["overall"] == expected

@@ -102,7 +102,7 @@ def test_needle_whole_at_sentence_boundary_near_depth(fmt, tiny_tokenizer):
         assert haystack.count(NIAH_NEEDLE) == 1
         at = haystack.index(NIAH_NEEDLE)
         assert at == 0 or haystack[at - 2] in ".!?\"')]"  # right after a sentence end and a space
-        rest = haystack[at + len(NIAH_NEEDLE):]
+        rest = haystack[at + len(NIAH_NEEDLE) :]
         assert rest == "" or rest[0] == " "
         longest = max(len(s) for s in haystack.split(". "))
         assert abs(100 * at / len(haystack) - float(cell.position)) <= 100 * longest / len(haystack) + 1
@@ -145,7 +145,9 @@ def test_ruler_all_subtasks_fit_and_hold_answers(fmt):
             others = [w for w in set(words) - set(answers) if w != "..."]
             assert words.count(top[-1]) >= max(map(words.count, others), default=0)
     single = built["ruler/2048/niah_single_1/0"].text
-    assert single.startswith("A special magic number is hidden") and single.endswith("mentioned in the provided text is")
+    assert single.startswith("A special magic number is hidden") and single.endswith(
+        "mentioned in the provided text is"
+    )
     multi = built["ruler/2048/niah_multivalue/0"].text
     assert multi.startswith("Some special magic numbers are hidden") and multi.endswith("provided text are")
 
@@ -157,16 +159,19 @@ def test_ruler_unknown_subtask_is_an_error():
 
 def test_chat_template_wraps_user_turn_and_keeps_answer_prefix(tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
-    tok.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     fmt = PromptFormatter(tok, chat_template=True)
     parts = Parts("The grass is green. The pass key is 123.", "\nWhat is the pass key?", " The pass key is")
     text, context_end, special = fmt.render(parts)
-    assert text == ("<|user|>The grass is green. The pass key is 123.\nWhat is the pass key?<|end|>"
-                    "<|assistant|>The pass key is")
+    assert text == (
+        "<|user|>The grass is green. The pass key is 123.\nWhat is the pass key?<|end|><|assistant|>The pass key is"
+    )
     assert text[:context_end].endswith("123.") and not special
     prompt = fmt.encode(parts)
-    assert tok.decode(prompt.ids[prompt.context_end:]).startswith("\nWhat")
+    assert tok.decode(prompt.ids[prompt.context_end :]).startswith("\nWhat")
     assert fmt.render(parts, chat=False)[0] == parts.context + parts.question + parts.answer_prefix
     with pytest.raises(LongwinError, match="no chat template"):
         PromptFormatter(tiny_tokenizer, chat_template=True)
@@ -176,7 +181,7 @@ def test_prompt_split_marks_where_the_context_ends(fmt, tiny_tokenizer):
     parts = Parts("Some long context here.", "\nThe question?", " Answer:")
     prompt = fmt.encode(parts)
     assert prompt.ids[0] == tiny_tokenizer.bos_token_id
-    assert tiny_tokenizer.decode(prompt.ids[prompt.context_end:]) == "\nThe question? Answer:"
+    assert tiny_tokenizer.decode(prompt.ids[prompt.context_end :]) == "\nThe question? Answer:"
 
 
 def test_haystack_and_corpus_from_a_text_file(tmp_path, fmt, tiny_tokenizer):

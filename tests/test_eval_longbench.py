@@ -13,14 +13,33 @@ from longwin.eval.prompting import PromptFormatter
 from longwin.eval.tasks import make_task
 
 HOTPOT = [
-    {"_id": "h1", "input": "Who wrote the letter?", "answers": ["Alice"], "length": 3000, "all_classes": None,
-     "context": "Passage 1:\nSTART The letter was written by Alice. " + "Filler words go here. " * 60 + "END"},
-    {"_id": "h2", "input": "Where did it happen?", "answers": ["Paris", "in France"], "length": 9000,
-     "all_classes": None, "context": "Passage 1:\nIt happened in Paris."},
+    {
+        "_id": "h1",
+        "input": "Who wrote the letter?",
+        "answers": ["Alice"],
+        "length": 3000,
+        "all_classes": None,
+        "context": "Passage 1:\nSTART The letter was written by Alice. " + "Filler words go here. " * 60 + "END",
+    },
+    {
+        "_id": "h2",
+        "input": "Where did it happen?",
+        "answers": ["Paris", "in France"],
+        "length": 9000,
+        "all_classes": None,
+        "context": "Passage 1:\nIt happened in Paris.",
+    },
 ]
-TREC = [{"_id": "t1", "input": "What is the capital of France?", "answers": ["Location"], "length": 100,
-         "all_classes": ["Individual", "Location", "Other location"],
-         "context": "Question: Who is he?\nType: Individual\nQuestion: Where is it?\nType: Location\n"}]
+TREC = [
+    {
+        "_id": "t1",
+        "input": "What is the capital of France?",
+        "answers": ["Location"],
+        "length": 100,
+        "all_classes": ["Individual", "Location", "Other location"],
+        "context": "Question: Who is he?\nType: Individual\nQuestion: Where is it?\nType: Location\n",
+    }
+]
 
 
 def write(folder, name, items):
@@ -69,11 +88,13 @@ def test_prompts_and_middle_truncation(data_dir, tiny_tokenizer):
     assert long.text.startswith("Answer the question based on the given passages.") and "START" in long.text
     assert long.text.endswith("Question: Who wrote the letter?\nAnswer:") and "END" in long.text
     assert long.text.count("Filler words go here.") < 60  # the middle went
-    assert tiny_tokenizer.decode(long.prompt.ids[long.prompt.context_end:]).startswith("\n\nAnswer the question")
-    assert short.text == ("Answer the question based on the given passages. Only give me the answer and do not "
-                          "output any other words.\n\nThe following are given passages.\nPassage 1:\nIt happened in "
-                          "Paris.\n\nAnswer the question based on the given passages. Only give me the answer and do "
-                          "not output any other words.\n\nQuestion: Where did it happen?\nAnswer:")
+    assert tiny_tokenizer.decode(long.prompt.ids[long.prompt.context_end :]).startswith("\n\nAnswer the question")
+    assert short.text == (
+        "Answer the question based on the given passages. Only give me the answer and do not "
+        "output any other words.\n\nThe following are given passages.\nPassage 1:\nIt happened in "
+        "Paris.\n\nAnswer the question based on the given passages. Only give me the answer and do "
+        "not output any other words.\n\nQuestion: Where did it happen?\nAnswer:"
+    )
     assert trec.text.endswith("Type: Location\n\nWhat is the capital of France?")
     assert (long.max_new_tokens, trec.max_new_tokens) == (32, 64)
 
@@ -89,8 +110,15 @@ def test_scores_per_task_category_and_bucket(tmp_path, data_dir, tiny_tokenizer)
     assert lb["categories"] == {"multi-doc QA": lb["series"]["hotpotqa"], "few-shot": lb["series"]["trec"]}
     assert lb["by_bucket"]["hotpotqa"] == {"0-4k": 0.0, "8k+": pytest.approx(66.67, abs=0.01)}
     assert lb["cells"] == 6
-    trec = evaluate(Answering(tiny_tokenizer, "Location\nIndividual"), "longbench", [400], tmp_path / "trec",
-                    data_dir=str(data_dir), longbench_tasks=["trec"], progress=False)
+    trec = evaluate(
+        Answering(tiny_tokenizer, "Location\nIndividual"),
+        "longbench",
+        [400],
+        tmp_path / "trec",
+        data_dir=str(data_dir),
+        longbench_tasks=["trec"],
+        progress=False,
+    )
     assert trec["tasks"]["longbench"]["series"]["trec"] == {"400": 100.0}
 
 
@@ -101,14 +129,17 @@ def test_samples_limit_items(tmp_path, data_dir, tiny_tokenizer):
     assert results["tasks"]["longbench"]["series"]["hotpotqa"] == {"400": 100.0}
 
 
-@pytest.mark.parametrize("options, message", [
-    ({}, "longbench needs --data-dir"),
-    ({"data_dir": "/nonexistent/longbench"}, "LongBench data folder not found"),
-    ({"data_dir": "EMPTY"}, "no LongBench task files"),
-    ({"data_dir": "DATA", "longbench_tasks": ["qasper"]}, "LongBench file missing: .*qasper.jsonl"),
-    ({"data_dir": "DATA", "longbench_tasks": ["hotpot"]}, "unknown LongBench task 'hotpot'"),
-    ({"data_dir": "BAD"}, "hotpotqa.jsonl:2: missing field\\(s\\) answers"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({}, "longbench needs --data-dir"),
+        ({"data_dir": "/nonexistent/longbench"}, "LongBench data folder not found"),
+        ({"data_dir": "EMPTY"}, "no LongBench task files"),
+        ({"data_dir": "DATA", "longbench_tasks": ["qasper"]}, "LongBench file missing: .*qasper.jsonl"),
+        ({"data_dir": "DATA", "longbench_tasks": ["hotpot"]}, "unknown LongBench task 'hotpot'"),
+        ({"data_dir": "BAD"}, "hotpotqa.jsonl:2: missing field\\(s\\) answers"),
+    ],
+)
 def test_data_errors(tmp_path, data_dir, options, message):
     (tmp_path / "empty").mkdir()
     write(tmp_path / "bad", "hotpotqa", [HOTPOT[0], {"context": "x", "input": "y"}])

@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 
+from conftest import make_tiny_llama
 from longwin.errors import LongwinError
 from longwin.eval import CausalLMAdapter, EvalModel, Prompt, evaluate
 
@@ -180,19 +180,31 @@ def test_prompts_carry_the_context_split(tmp_path, tiny_tokenizer):
     results = evaluate(model, "passkey", [300], tmp_path, samples=1, depths=[50.0], progress=False, save_prompts=True)
     prompt = model.prompts[0]
     assert 0 < prompt.context_end < len(prompt.ids)
-    assert tiny_tokenizer.decode(prompt.ids[prompt.context_end:]) == "\nWhat is the pass key? The pass key is"
+    assert tiny_tokenizer.decode(prompt.ids[prompt.context_end :]) == "\nWhat is the pass key? The pass key is"
     assert results["tasks"]["passkey"]["series"]["accuracy"]["300"] == 0.0  # "12345" is never the key
     saved = json.loads((tmp_path / "prompts.jsonl").read_text().splitlines()[0])
     assert saved["key"] == "passkey/300/50/0" and saved["prompt"].endswith("The pass key is")
 
 
 def test_all_generation_tasks_run(tmp_path, tiny_tokenizer):
-    results = evaluate(Recorder(tiny_tokenizer), "needle,kv-retrieval,lines", [700], tmp_path, samples=1,
-                       depths=[50.0], positions=[0.0, 100.0], progress=False)
+    results = evaluate(
+        Recorder(tiny_tokenizer),
+        "needle,kv-retrieval,lines",
+        [700],
+        tmp_path,
+        samples=1,
+        depths=[50.0],
+        positions=[0.0, 100.0],
+        progress=False,
+    )
     assert {t: s["cells"] for t, s in results["tasks"].items()} == {"needle": 1, "kv-retrieval": 2, "lines": 1}
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"needle_heatmap.png", "needle_heatmap_rouge.png", "kv_retrieval_position.png",
-            "lines_accuracy.png"} <= files
+    assert {
+        "needle_heatmap.png",
+        "needle_heatmap_rouge.png",
+        "kv_retrieval_position.png",
+        "lines_accuracy.png",
+    } <= files
 
 
 def test_ruler_summary_and_effective_length(tmp_path, tiny_tokenizer):
@@ -216,8 +228,15 @@ def test_ruler_summary_and_effective_length(tmp_path, tiny_tokenizer):
     for cell in task.cells([1024]):
         sample = task.build(cell, fmt)
         answers[tuple(sample.prompt.ids)] = " ".join(sample.answer)
-    results = evaluate(Oracle(tiny_tokenizer, answers), "ruler", [1024, 1536], tmp_path, samples=1,
-                       ruler_tasks=["niah_single_1", "vt"], progress=False)
+    results = evaluate(
+        Oracle(tiny_tokenizer, answers),
+        "ruler",
+        [1024, 1536],
+        tmp_path,
+        samples=1,
+        ruler_tasks=["niah_single_1", "vt"],
+        progress=False,
+    )
     ruler = results["tasks"]["ruler"]
     assert ruler["series"]["average"] == {"1024": 100.0, "1536": 0.0}
     assert ruler["effective_length"] == 1024 and ruler["threshold"] == 85.6
@@ -232,15 +251,21 @@ def test_learned_positions_cannot_go_past_their_table(tmp_path, tiny_tokenizer):
         evaluate((gpt2, tiny_tokenizer), "passkey", [256], tmp_path, progress=False)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(tasks="passkey,nope"), "unknown task 'nope' \\(known: copy, kv-retrieval, lines, longbench, needle, passkey"),
-    (dict(tasks=""), "no task given"),
-    (dict(lengths=[0]), "lengths must be positive"),
-    (dict(lengths="12,abc"), "lengths must be integers"),
-    (dict(bogus=1), "unknown eval option\\(s\\): bogus"),
-    (dict(lengths=[64]), "too short for a passkey prompt"),
-    (dict(tasks="ppl", conventions=["rolling"]), "unknown perplexity convention"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(tasks="passkey,nope"),
+            "unknown task 'nope' \\(known: copy, kv-retrieval, lines, longbench, needle, passkey",
+        ),
+        (dict(tasks=""), "no task given"),
+        (dict(lengths=[0]), "lengths must be positive"),
+        (dict(lengths="12,abc"), "lengths must be integers"),
+        (dict(bogus=1), "unknown eval option\\(s\\): bogus"),
+        (dict(lengths=[64]), "too short for a passkey prompt"),
+        (dict(tasks="ppl", conventions=["rolling"]), "unknown perplexity convention"),
+    ],
+)
 def test_bad_input_is_one_line_error(tmp_path, adapter, kwargs, message):
     args = dict(tasks="passkey", lengths=[256], progress=False) | kwargs
     with pytest.raises(LongwinError, match=message) as info:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import make_tiny_llama
 from longwin.training.induction import (
     InductionHeads,
     InductionSupervision,
@@ -31,16 +31,16 @@ def test_previous_token_target_puts_each_row_on_the_token_before():
 def test_two_token_induction_target_prefers_the_longer_match():
     ids = torch.tensor([[1, 5, 6, 9, 7, 6, 8, 5, 6]])
     assert induction_targets(ids, 1)[0, 8].nonzero().flatten().tolist() == [3, 6]  # any earlier 6
-    assert induction_targets(ids, 2)[0, 8].nonzero().flatten().tolist() == [3]     # only "5 6"
-    assert induction_targets(ids, 2)[0, 5].nonzero().flatten().tolist() == [3]     # one-token match is kept
+    assert induction_targets(ids, 2)[0, 8].nonzero().flatten().tolist() == [3]  # only "5 6"
+    assert induction_targets(ids, 2)[0, 5].nonzero().flatten().tolist() == [3]  # one-token match is kept
 
 
 def test_induction_target_points_after_earlier_occurrences_or_at_bos():
     ids = torch.tensor([[1, 5, 6, 5, 7, 5]])
     target = induction_targets(ids)[0]
-    assert target[3].tolist() == [0, 0, 1, 0, 0, 0]        # 5 seen at 1: copy what followed it (pos 2)
-    assert target[5].tolist() == [0, 0, 0.5, 0, 0.5, 0]    # 5 seen at 1 and 3: positions 2 and 4
-    for row in (0, 1, 2, 4):                                # first occurrences: the BOS sink
+    assert target[3].tolist() == [0, 0, 1, 0, 0, 0]  # 5 seen at 1: copy what followed it (pos 2)
+    assert target[5].tolist() == [0, 0, 0.5, 0, 0.5, 0]  # 5 seen at 1 and 3: positions 2 and 4
+    for row in (0, 1, 2, 4):  # first occurrences: the BOS sink
         assert target[row].tolist() == [1, 0, 0, 0, 0, 0]
 
 
@@ -91,8 +91,8 @@ def test_supervision_trains_only_the_named_heads_and_the_probe():
     supervision(model, ids, outputs).backward()
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     upper_q = model.model.layers[1].self_attn.q_proj.weight.grad
-    assert upper_q[:head_dim].abs().sum() > 0          # the induction head is trained
-    assert upper_q[head_dim:].abs().sum() == 0         # the other heads of that layer are left alone
+    assert upper_q[:head_dim].abs().sum() > 0  # the induction head is trained
+    assert upper_q[head_dim:].abs().sum() == 0  # the other heads of that layer are left alone
     assert all(probe.weight.grad.abs().sum() > 0 for probe in supervision.probes)
 
 
@@ -106,7 +106,7 @@ def test_supervision_targets_one_look_back_head_per_matched_token():
     InductionSupervision(32, InductionHeads(match_len=2))(model, ids, outputs).backward()
     per_head = [a.grad.abs().sum((0, 2, 3)) for a in attentions]
     assert per_head[0][:2].gt(0).all() and per_head[0][2:].eq(0).all()  # heads 0, 1 of layer 0 look back
-    assert per_head[1][0] > 0 and per_head[1][1:].eq(0).all()           # head 0 of layer 1 matches
+    assert per_head[1][0] > 0 and per_head[1][1:].eq(0).all()  # head 0 of layer 1 matches
 
 
 def test_probe_save_and_load_round_trip(tmp_path):
@@ -139,10 +139,23 @@ def test_pretrain_toy_with_and_without_supervision_saves_a_stock_model(tmp_path,
     from longwin.recipes.pretrain_toy import PretrainToyConfig, pretrain
     from longwin.training import induction
 
-    cfg = PretrainToyConfig(output_dir=str(tmp_path / "model"), checkpoint_dir=str(tmp_path / "ck"),
-                            seq_len=64, vocab_size=400, hidden_size=32, num_layers=2, num_heads=2,
-                            intermediate_size=64, max_steps=2, batch_size=2, warmup_steps=1,
-                            induction_weight=weight, induction_match=2, random_copy_share=0.05, threads=1)
+    cfg = PretrainToyConfig(
+        output_dir=str(tmp_path / "model"),
+        checkpoint_dir=str(tmp_path / "ck"),
+        seq_len=64,
+        vocab_size=400,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        max_steps=2,
+        batch_size=2,
+        warmup_steps=1,
+        induction_weight=weight,
+        induction_match=2,
+        random_copy_share=0.05,
+        threads=1,
+    )
     out = pretrain(cfg)
     card = json.loads((out / "training.json").read_text())
     assert 0.0 <= card["random_span_copy_top1"] <= 1.0
@@ -152,14 +165,23 @@ def test_pretrain_toy_with_and_without_supervision_saves_a_stock_model(tmp_path,
     assert "probe" not in " ".join(n for n, _ in model.named_parameters())
     if weight:  # a resumed run picks the probe up from the last checkpoint
         loaded = []
-        monkeypatch.setattr(induction.InductionSupervision, "load",
-                            lambda self, folder: loaded.append(str(folder)) or True)
+        monkeypatch.setattr(
+            induction.InductionSupervision, "load", lambda self, folder: loaded.append(str(folder)) or True
+        )
         pretrain(PretrainToyConfig(**{**cfg.__dict__, "max_steps": 3}))
         assert loaded == [str(tmp_path / "ck" / "checkpoint-2")]
 
 
-@pytest.mark.parametrize("bad", [{"random_copy_share": 0.5}, {"random_copy_share": -0.1}, {"induction_match": 0},
-                                 {"induction_match": 7}, {"recall_share": 0.3}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"random_copy_share": 0.5},
+        {"random_copy_share": -0.1},
+        {"induction_match": 0},
+        {"induction_match": 7},
+        {"recall_share": 0.3},
+    ],
+)
 def test_pretrain_toy_rejects_out_of_range_induction_options(bad):
     from longwin.errors import LongwinError
     from longwin.recipes.pretrain_toy import PretrainToyConfig, validated_mix

@@ -11,15 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longwin.errors import LongwinError
-from longwin.positions import (SCHEMES, DocumentTooShort, Layout, cream_alpha_pmf, layout, sample,
-                               sample_alpha)
+from longwin.positions import SCHEMES, DocumentTooShort, Layout, cream_alpha_pmf, layout, sample, sample_alpha
 from longwin.positions.alpha import r_from_uniform
 from longwin.positions.cream import middle_bounds
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # docs/position-schemes.md#alpha, s = 8: P(r) for r = 2..16, alpha = r / 2.
-NOTE_PMF_S8 = [.023, .025, .043, .067, .094, .117, .131, .131, .117, .094, .067, .043, .025, .013, .010]
+NOTE_PMF_S8 = [0.023, 0.025, 0.043, 0.067, 0.094, 0.117, 0.131, 0.131, 0.117, 0.094, 0.067, 0.043, 0.025, 0.013, 0.010]
 
 
 def _strictly_increasing(t: torch.Tensor) -> bool:
@@ -92,7 +91,7 @@ def test_cream_middle_never_overlaps_tail_tokens(seed, where, p):
     doc_len = max(train_len, end + 1 + int(where * tail))  # end lies within the document's last tail tokens
     idx = layout("cream", doc_len, train_len, target_len, seed=seed, p_continuity=p).token_index
     assert _strictly_increasing(idx)
-    assert torch.equal(idx[-tail - (train_len - 2 * tail):], torch.arange(doc_len - train_len + tail, doc_len))
+    assert torch.equal(idx[-tail - (train_len - 2 * tail) :], torch.arange(doc_len - train_len + tail, doc_len))
 
 
 @FAST
@@ -145,6 +144,7 @@ def test_sample_does_not_touch_global_rng():
 
 # ---- CREAM distribution vs docs/position-schemes.md ------------------------------------------------------
 
+
 def test_alpha_pmf_matches_note_table_at_s8():
     pmf = cream_alpha_pmf(8.0)
     assert list(pmf) == [r / 2 for r in range(2, 17)]
@@ -191,8 +191,9 @@ def test_worked_example_bounds_from_note():
     assert middle_bounds(9, 32, 32, 4096) == (18171, 18399)
 
 
-@pytest.mark.parametrize("regime, p, note_end, note_start", [
-    ("continuity", 1.0, 0.53, 0.41), ("relativity", 0.0, 0.36, 0.31)])
+@pytest.mark.parametrize(
+    "regime, p, note_end, note_start", [("continuity", 1.0, 0.53, 0.41), ("relativity", 0.0, 0.36, 0.31)]
+)
 def test_middle_location_matches_note_at_s8(regime, p, note_end, note_start):
     train_len, target_len = 4096, 32768
     head = 32 if regime == "continuity" else 1365
@@ -201,8 +202,10 @@ def test_middle_location_matches_note_at_s8(regime, p, note_end, note_start):
     middle = train_len - 2 * head
     assert abs(exact_end / target_len - note_end) < 0.006
     assert abs((exact_end - middle + 1) / target_len - note_start) < 0.006
-    ends = torch.tensor([sample("cream", train_len, target_len, seed=i, p_continuity=p)[head + middle - 1].item()
-                         for i in range(2000)], dtype=torch.float64)
+    ends = torch.tensor(
+        [sample("cream", train_len, target_len, seed=i, p_continuity=p)[head + middle - 1].item() for i in range(2000)],
+        dtype=torch.float64,
+    )
     standard_error = ends.std().item() / math.sqrt(len(ends))
     assert abs(ends.mean().item() - exact_end) < 4 * standard_error
 
@@ -245,6 +248,7 @@ def test_options_override_head_and_tail():
 
 # ---- validation ----------------------------------------------------------------------------------
 
+
 def test_registry_lists_schemes_with_descriptions():
     assert set(SCHEMES) == {"cream", "pose", "randpos", "none", "full"}
     assert all(scheme.description for scheme in SCHEMES.values())
@@ -252,23 +256,29 @@ def test_registry_lists_schemes_with_descriptions():
         SCHEMES["x"] = SCHEMES["none"]  # type: ignore[index]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: sample("yarn", 8, 16, seed=0), "known: cream, full, none, pose, randpos"),
-    (lambda: sample("cream", 4096, 4096, seed=0), "must be smaller than target_len"),
-    (lambda: sample("randpos", 64, 32, seed=0), "must be smaller than target_len"),
-    (lambda: sample("none", 64, 32, seed=0), "must not exceed target_len"),
-    (lambda: sample("cream", 0, 32, seed=0), "train_len must be a positive integer"),
-    (lambda: sample("none", 8, -1, seed=0), "target_len must be a positive integer"),
-    (lambda: sample("cream", 16, 1024, seed=0), "CREAM cannot reach a target 64 times its 16-token training window"),
-    (lambda: sample("cream", 256, 2048, seed=0, sigma=0), "sigma must be"),
-    (lambda: sample("cream", 256, 2048, seed=0, mode="clamped"), "unknown alpha mode"),
-    (lambda: sample("cream", 256, 2048, seed=0, p_continuity=1.5), "p_continuity"),
-    (lambda: sample("cream", 256, 2048, seed=0, head_len=0), "head_len must be a positive integer"),
-    (lambda: sample("pose", 256, 2048, seed=0, sigma=3.0), "accepted: none"),
-    (lambda: sample("pose", 1, 2048, seed=0), "train_len >= 2"),
-    (lambda: sample("none", 8, 16, seed=-1), "seed must be"),
-    (lambda: layout("none", -3, 8, 16, seed=0), "doc_len must be"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: sample("yarn", 8, 16, seed=0), "known: cream, full, none, pose, randpos"),
+        (lambda: sample("cream", 4096, 4096, seed=0), "must be smaller than target_len"),
+        (lambda: sample("randpos", 64, 32, seed=0), "must be smaller than target_len"),
+        (lambda: sample("none", 64, 32, seed=0), "must not exceed target_len"),
+        (lambda: sample("cream", 0, 32, seed=0), "train_len must be a positive integer"),
+        (lambda: sample("none", 8, -1, seed=0), "target_len must be a positive integer"),
+        (
+            lambda: sample("cream", 16, 1024, seed=0),
+            "CREAM cannot reach a target 64 times its 16-token training window",
+        ),
+        (lambda: sample("cream", 256, 2048, seed=0, sigma=0), "sigma must be"),
+        (lambda: sample("cream", 256, 2048, seed=0, mode="clamped"), "unknown alpha mode"),
+        (lambda: sample("cream", 256, 2048, seed=0, p_continuity=1.5), "p_continuity"),
+        (lambda: sample("cream", 256, 2048, seed=0, head_len=0), "head_len must be a positive integer"),
+        (lambda: sample("pose", 256, 2048, seed=0, sigma=3.0), "accepted: none"),
+        (lambda: sample("pose", 1, 2048, seed=0), "train_len >= 2"),
+        (lambda: sample("none", 8, 16, seed=-1), "seed must be"),
+        (lambda: layout("none", -3, 8, 16, seed=0), "doc_len must be"),
+    ],
+)
 def test_invalid_input_raises_one_line_longwin_error(call, message):
     with pytest.raises(LongwinError) as info:
         call()

@@ -7,8 +7,8 @@ import re
 
 import numpy as np
 import pytest
-from conftest import _TEXT
 
+from conftest import _TEXT
 from longwin.data import synthetic
 from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
 
@@ -16,7 +16,7 @@ from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
 @pytest.fixture(scope="module")
 def mix(tiny_tokenizer):
     plain = [t for t in _TEXT if "pass key" not in t]  # natural text must not contain pass keys itself
-    texts = [" ".join(plain[i:i + 25]) for i in range(0, 100, 25)]
+    texts = [" ".join(plain[i : i + 25]) for i in range(0, 100, 25)]
     natural = [np.asarray(tiny_tokenizer(t, add_special_tokens=False)["input_ids"], dtype=np.int32) for t in texts]
     sources = MixSources(natural, [s for t in texts for s in synthetic.split_sentences(t)], synthetic.word_list(texts))
     return PretrainMixDataset(sources, tiny_tokenizer, seq_len=128, num_windows=40, seed=7)
@@ -32,7 +32,9 @@ def test_windows_have_fixed_length_start_with_bos_and_are_deterministic(mix, tin
 
 def test_passkey_examples_are_whole_and_answer_their_own_key(mix, tiny_tokenizer):
     text = "".join(tiny_tokenizer.decode(mix.window(i)) for i in range(len(mix)))
-    asked = re.findall(r"The pass key is (\d+)\. Remember it\.(?:.|\n)*?What is the pass key\? The pass key is (\d+)\.", text)
+    asked = re.findall(
+        r"The pass key is (\d+)\. Remember it\.(?:.|\n)*?What is the pass key\? The pass key is (\d+)\.", text
+    )
     assert asked, "no complete passkey example in 40 windows"
     assert all(stored == answered for stored, answered in asked)
 
@@ -40,8 +42,11 @@ def test_passkey_examples_are_whole_and_answer_their_own_key(mix, tiny_tokenizer
 @pytest.mark.parametrize("kind", sorted(synthetic.GENERATORS))
 def test_generators_grow_with_units(kind):
     fn, pool = synthetic.GENERATORS[kind]
-    items = {"grass": synthetic.GRASS_SENTENCES, "sentences": [f"Sentence number {i} is here." for i in range(50)],
-             "words": [f"word{c}" for c in "abcdefghij"]}[pool]
+    items = {
+        "grass": synthetic.GRASS_SENTENCES,
+        "sentences": [f"Sentence number {i} is here." for i in range(50)],
+        "words": [f"word{c}" for c in "abcdefghij"],
+    }[pool]
     assert len(fn(random.Random(0), items, 10)) > len(fn(random.Random(0), items, 2))
 
 
@@ -62,8 +67,11 @@ def test_recall_examples_repeat_a_passage_after_unrelated_text(mix):
             ex = mix._example("recall", rng, room)
             assert len(ex) <= room
             # the example ends with its passage; the same passage occurs earlier, at least 8 tokens before
-            found = [n for n in range(8, min(48, room // 4) + 1)
-                     if any(ex[s:s + n] == ex[-n:] for s in range(len(ex) - 2 * n - 8 + 1))]
+            found = [
+                n
+                for n in range(8, min(48, room // 4) + 1)
+                if any(ex[s : s + n] == ex[-n:] for s in range(len(ex) - 2 * n - 8 + 1))
+            ]
             assert found, ex
 
 

@@ -6,10 +6,10 @@ import random
 
 import pytest
 import torch
-from conftest import _TEXT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import _TEXT
 from longwin import positions
 from longwin.data.retrieval_docs import KINDS, RetrievalExamples, runs
 from longwin.errors import LongwinError
@@ -19,7 +19,7 @@ TEXT_IDS = list(range(5, 300)) * 20
 
 def natural(rng: random.Random, length: int) -> list[int]:
     start = rng.randrange(len(TEXT_IDS) - length)
-    return TEXT_IDS[start:start + length]
+    return TEXT_IDS[start : start + length]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def examples(tiny_tokenizer):
 
 
 def find(seq: list[int], part: list[int]) -> list[int]:
-    return [i for i in range(len(seq) - len(part) + 1) if seq[i:i + len(part)] == part]
+    return [i for i in range(len(seq) - len(part) + 1) if seq[i : i + len(part)] == part]
 
 
 def test_runs_splits_at_gaps():
@@ -37,8 +37,11 @@ def test_runs_splits_at_gaps():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(scheme=st.sampled_from(["cream", "pose", "randpos", "none"]), seed=st.integers(0, 2**32),
-       kind=st.sampled_from(KINDS))
+@given(
+    scheme=st.sampled_from(["cream", "pose", "randpos", "none"]),
+    seed=st.integers(0, 2**32),
+    kind=st.sampled_from(KINDS),
+)
 def test_evidence_precedes_the_question_inside_one_run(examples, scheme, seed, kind):
     train_len, target_len = 128, 1024
     position_ids = positions.sample(scheme, train_len, target_len, seed=seed)
@@ -88,7 +91,7 @@ def test_evidence_by_keeps_the_evidence_in_the_context(examples, kind):
     for seed in range(20):
         pieces = examples.pieces(kind, random.Random(seed), 256)
         ids = examples._place(pieces, random.Random(seed), torch.arange(256), evidence_by=192).tolist()
-        assert ids[-len(pieces.answer):] == pieces.answer
+        assert ids[-len(pieces.answer) :] == pieces.answer
         assert find(ids[:192], pieces.evidence), "evidence not inside the context"
 
 
@@ -105,12 +108,23 @@ def test_dataset_mixes_retrieval_examples_at_the_requested_share(tiny_tokenizer,
     corpus = tmp_path / "c.jsonl"
     rng = random.Random(0)
     text = [t for t in _TEXT if "pass key" not in t]  # so the marker below only comes from retrieval examples
-    corpus.write_text("".join(json.dumps({"id": str(i), "text": " ".join(rng.choice(text) for _ in range(40))}) + "\n"
-                              for i in range(6)))
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": str(i), "text": " ".join(rng.choice(text) for _ in range(40))}) + "\n" for i in range(6)
+        )
+    )
     pool = build_pool(str(corpus), tiny_tokenizer, min_tokens=128, val_fraction=0, seed=0)
     retrieval = RetrievalExamples(tiny_tokenizer, pool.stream, pool.texts(tiny_tokenizer), ["passkey_grass"])
-    data = PositionSchemeDataset(pool, "cream", train_len=128, target_len=1024, num_samples=200, seed=0,
-                                 retrieval=retrieval, retrieval_fraction=0.5)
+    data = PositionSchemeDataset(
+        pool,
+        "cream",
+        train_len=128,
+        target_len=1024,
+        num_samples=200,
+        seed=0,
+        retrieval=retrieval,
+        retrieval_fraction=0.5,
+    )
     marker = tiny_tokenizer("What is the pass key?", add_special_tokens=False)["input_ids"]
     share = sum(bool(find(data[i]["input_ids"].tolist(), marker)) for i in range(200)) / 200
     assert 0.38 <= share <= 0.62
@@ -118,8 +132,16 @@ def test_dataset_mixes_retrieval_examples_at_the_requested_share(tiny_tokenizer,
     assert item["input_ids"].shape == item["position_ids"].shape == (128,)
     assert torch.equal(item["input_ids"], item["labels"])
     with pytest.raises(LongwinError, match="between 0 and 1"):
-        PositionSchemeDataset(pool, "cream", train_len=128, target_len=1024, num_samples=1, seed=0,
-                              retrieval=retrieval, retrieval_fraction=1.5)
+        PositionSchemeDataset(
+            pool,
+            "cream",
+            train_len=128,
+            target_len=1024,
+            num_samples=1,
+            seed=0,
+            retrieval=retrieval,
+            retrieval_fraction=1.5,
+        )
 
 
 def test_native_fraction_keeps_that_share_on_contiguous_positions(tiny_tokenizer, tmp_path):
@@ -129,14 +151,18 @@ def test_native_fraction_keeps_that_share_on_contiguous_positions(tiny_tokenizer
 
     corpus = tmp_path / "c.jsonl"
     rng = random.Random(0)
-    corpus.write_text("".join(json.dumps({"id": str(i), "text": " ".join(rng.choice(_TEXT) for _ in range(40))}) + "\n"
-                              for i in range(6)))
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": str(i), "text": " ".join(rng.choice(_TEXT) for _ in range(40))}) + "\n" for i in range(6)
+        )
+    )
     pool = build_pool(str(corpus), tiny_tokenizer, min_tokens=128, val_fraction=0, seed=0)
     native = torch.arange(128)
 
     def share(fraction: float) -> float:
-        data = PositionSchemeDataset(pool, "cream", train_len=128, target_len=1024, num_samples=200, seed=0,
-                                     native_fraction=fraction)
+        data = PositionSchemeDataset(
+            pool, "cream", train_len=128, target_len=1024, num_samples=200, seed=0, native_fraction=fraction
+        )
         return sum(torch.equal(data[i]["position_ids"], native) for i in range(200)) / 200
 
     assert share(0.0) == 0.0 and share(1.0) == 1.0

@@ -12,11 +12,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_llama
-from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          Qwen2Config)
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, LlamaForCausalLM, MistralConfig, Qwen2Config
 from transformers.utils import logging as hf_logging
 
+from conftest import make_tiny_llama
 from longwin.errors import LongwinError
 from longwin.rope import SUPPORTED_METHODS, describe_rope, native_window, scale_rope
 
@@ -25,24 +24,47 @@ V5 = isinstance(getattr(LlamaConfig(), "rope_parameters", None), dict)
 
 def _llama(native: int = 4096, theta: float = 1e4) -> LlamaConfig:
     """Llama-2 geometry (head_dim 128, base 1e4) in a one-layer model small enough to build."""
-    return LlamaConfig(vocab_size=320, hidden_size=256, intermediate_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=native,
-                       rope_theta=theta, tie_word_embeddings=True)
+    return LlamaConfig(
+        vocab_size=320,
+        hidden_size=256,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=native,
+        rope_theta=theta,
+        tie_word_embeddings=True,
+    )
 
 
 def _qwen2(native: int = 2048, theta: float = 1e6) -> Qwen2Config:
     """Qwen2 geometry with head_dim 64 and base 1e6."""
-    return Qwen2Config(vocab_size=320, hidden_size=128, intermediate_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=native,
-                       rope_theta=theta, tie_word_embeddings=True)
+    return Qwen2Config(
+        vocab_size=320,
+        hidden_size=128,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=native,
+        rope_theta=theta,
+        tie_word_embeddings=True,
+    )
 
 
 def _inv_freq(theta: float, dim: int) -> torch.Tensor:
     return 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
 
 
-def _revised_yarn(theta: float, dim: int, native: int, s: float, beta_fast: float = 32, beta_slow: float = 1,
-                  attention_factor: float | None = None) -> tuple[np.ndarray, float]:
+def _revised_yarn(
+    theta: float,
+    dim: int,
+    native: int,
+    s: float,
+    beta_fast: float = 32,
+    beta_slow: float = 1,
+    attention_factor: float | None = None,
+) -> tuple[np.ndarray, float]:
     """CREAM/PoSE revised YaRN straight from its definition: inv_freq_i / ((1 - gamma_i) s + gamma_i)."""
     inv = theta ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
     corr = [dim * math.log(native / (2 * math.pi * beta)) / (2 * math.log(theta)) for beta in (beta_fast, beta_slow)]
@@ -64,8 +86,10 @@ def _expected(method: str, theta: float, dim: int, native: int, s: float, **opt)
         revised, attention = _revised_yarn(theta, dim, native, s, **opt)
         return torch.from_numpy(revised), attention
     if method == "yarn":
+
         def correction_dim(rotations: float) -> float:  # dim index whose wavelength fits `rotations` times in N
             return dim * math.log(native / (2 * math.pi * rotations)) / (2 * math.log(theta))
+
         low = max(math.floor(correction_dim(opt.get("beta_fast", 32))), 0)
         high = min(math.ceil(correction_dim(opt.get("beta_slow", 1))), dim - 1)
         ramp = ((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
@@ -89,10 +113,16 @@ def hf_warnings(caplog):
 
 
 CASES = [
-    ("none", {}), ("linear", {}), ("ntk", {}), ("dynamic", {}), ("yarn", {}),
+    ("none", {}),
+    ("linear", {}),
+    ("ntk", {}),
+    ("dynamic", {}),
+    ("yarn", {}),
     ("yarn", {"beta_fast": 16, "beta_slow": 2, "attention_factor": 1.5}),
-    ("revised-yarn", {}), ("revised-yarn", {"beta_fast": 16, "beta_slow": 2, "attention_factor": 1.5}),
-    ("llama3", {}), ("llama3", {"low_freq_factor": 2, "high_freq_factor": 8}),
+    ("revised-yarn", {}),
+    ("revised-yarn", {"beta_fast": 16, "beta_slow": 2, "attention_factor": 1.5}),
+    ("llama3", {}),
+    ("llama3", {"low_freq_factor": 2, "high_freq_factor": 8}),
 ]
 
 
@@ -117,8 +147,9 @@ def test_round_trip_through_stock_transformers_matches_definition(tmp_path, hf_w
     saved = json.loads((tmp_path / "config.json").read_text())
     assert "auto_map" not in saved
     rope = saved["rope_parameters"] if V5 else {**(saved["rope_scaling"] or {}), "rope_theta": saved["rope_theta"]}
-    assert rope.get("rope_type", "default") == {"none": "default", "ntk": "default",
-                                                "revised-yarn": "longrope"}.get(method, method)
+    assert rope.get("rope_type", "default") == {"none": "default", "ntk": "default", "revised-yarn": "longrope"}.get(
+        method, method
+    )
     if method in ("yarn", "revised-yarn", "llama3"):
         assert rope["original_max_position_embeddings"] == native and rope["factor"] == 8.0
 
@@ -183,8 +214,15 @@ def test_rescaling_starts_from_native_window_and_base():
     ntk = scale_rope(config, "ntk", 256)
     again = scale_rope(scale_rope(ntk, "linear", 128), "yarn", 512)
     assert native_window(again) == 64
-    assert describe_rope(again) == {"method": "yarn", "rope_type": "yarn", "factor": 8.0, "native_window": 64,
-                                    "target_length": 512, "rope_theta": 1e4, "max_position_embeddings": 512}
+    assert describe_rope(again) == {
+        "method": "yarn",
+        "rope_type": "yarn",
+        "factor": 8.0,
+        "native_window": 64,
+        "target_length": 512,
+        "rope_theta": 1e4,
+        "max_position_embeddings": 512,
+    }
     assert describe_rope(scale_rope(ntk, "none", 128))["rope_theta"] == 1e4
     explicit = scale_rope(config, "linear", 256, original_length=32)
     assert describe_rope(explicit)["factor"] == 8.0 and native_window(explicit) == 32
@@ -198,9 +236,15 @@ def test_input_config_is_not_modified():
 
 
 def test_describe_unscaled_and_dynamic_configs():
-    assert describe_rope(_qwen2()) == {"method": "none", "rope_type": "default", "factor": 1.0,
-                                       "native_window": 2048, "target_length": 2048, "rope_theta": 1e6,
-                                       "max_position_embeddings": 2048}
+    assert describe_rope(_qwen2()) == {
+        "method": "none",
+        "rope_type": "default",
+        "factor": 1.0,
+        "native_window": 2048,
+        "target_length": 2048,
+        "rope_theta": 1e6,
+        "max_position_embeddings": 2048,
+    }
     dynamic = describe_rope(scale_rope(_qwen2(), "dynamic", 6144))
     assert (dynamic["target_length"], dynamic["max_position_embeddings"], dynamic["factor"]) == (6144, 2048, 3.0)
 
@@ -228,18 +272,33 @@ class _V4StyleConfig:
 
 
 def test_v4_layout_written_for_configs_without_rope_parameters():
-    legacy = _V4StyleConfig(rope_theta=1e4, rope_scaling={"type": "linear", "factor": 2.0},
-                            max_position_embeddings=128, hidden_size=32, num_attention_heads=4)
+    legacy = _V4StyleConfig(
+        rope_theta=1e4,
+        rope_scaling={"type": "linear", "factor": 2.0},
+        max_position_embeddings=128,
+        hidden_size=32,
+        num_attention_heads=4,
+    )
     assert describe_rope(legacy)["rope_type"] == "linear"
     scaled = scale_rope(legacy, "yarn", 512, original_length=64, beta_fast=16)
     assert not isinstance(getattr(scaled, "rope_parameters", None), dict)
-    assert scaled.rope_scaling == {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64,
-                                   "beta_fast": 16.0}
+    assert scaled.rope_scaling == {
+        "rope_type": "yarn",
+        "factor": 8.0,
+        "original_max_position_embeddings": 64,
+        "beta_fast": 16.0,
+    }
     ntk = scale_rope(legacy, "ntk", 256)
     assert ntk.rope_scaling is None and ntk.rope_theta == pytest.approx(1e4 * 2 ** (8 / 6))
     revised = scale_rope(legacy, "revised-yarn", 512, original_length=64, beta_fast=16)
     assert revised.rope_theta == 1e4 and revised.rope_scaling.keys() == {
-        "rope_type", "factor", "original_max_position_embeddings", "attention_factor", "short_factor", "long_factor"}
+        "rope_type",
+        "factor",
+        "original_max_position_embeddings",
+        "attention_factor",
+        "short_factor",
+        "long_factor",
+    }
     assert revised.rope_scaling["rope_type"] == "longrope"
     assert revised.rope_scaling["original_max_position_embeddings"] == 64
     expected, attention = _revised_yarn(1e4, 8, 64, 8.0, beta_fast=16)
@@ -264,18 +323,39 @@ def test_errors_are_one_line():
     _error("target_length must be a positive integer, got True", llama, "linear", True)
     _error("original_length must be a positive integer, got 0", llama, "linear", 256, original_length=0)
     _error("unknown option.*'linear': beta_fast; allowed: none", llama, "linear", 256, beta_fast=32)
-    _error("unknown option.*'yarn': low_freq_factor; allowed: beta_fast, beta_slow, attention_factor",
-           llama, "yarn", 256, low_freq_factor=1)
+    _error(
+        "unknown option.*'yarn': low_freq_factor; allowed: beta_fast, beta_slow, attention_factor",
+        llama,
+        "yarn",
+        256,
+        low_freq_factor=1,
+    )
     _error("beta_slow must be a positive number, got -1", llama, "yarn", 256, beta_slow=-1)
     _error("attention_factor must be a positive number, got 'big'", llama, "yarn", 256, attention_factor="big")
     _error("attention_factor must be a positive number, got nan", llama, "yarn", 256, attention_factor=float("nan"))
     _error("beta_fast > beta_slow, got beta_fast=2.0 and beta_slow=4.0", llama, "yarn", 256, beta_fast=2, beta_slow=4)
-    _error("revised-yarn needs beta_fast > beta_slow, got beta_fast=2.0 and beta_slow=2.0", llama, "revised-yarn", 256,
-           beta_fast=2, beta_slow=2)
-    _error("revised-yarn needs beta_fast > beta_slow, got beta_fast=0.5 and beta_slow=1.0", llama, "revised-yarn", 256,
-           beta_fast=0.5)
-    _error("unknown option.*'revised-yarn': truncate; allowed: beta_fast, beta_slow, attention_factor",
-           llama, "revised-yarn", 256, truncate=False)
+    _error(
+        "revised-yarn needs beta_fast > beta_slow, got beta_fast=2.0 and beta_slow=2.0",
+        llama,
+        "revised-yarn",
+        256,
+        beta_fast=2,
+        beta_slow=2,
+    )
+    _error(
+        "revised-yarn needs beta_fast > beta_slow, got beta_fast=0.5 and beta_slow=1.0",
+        llama,
+        "revised-yarn",
+        256,
+        beta_fast=0.5,
+    )
+    _error(
+        "unknown option.*'revised-yarn': truncate; allowed: beta_fast, beta_slow, attention_factor",
+        llama,
+        "revised-yarn",
+        256,
+        truncate=False,
+    )
     _error("attention_factor must be a positive number, got 0", llama, "revised-yarn", 256, attention_factor=0)
     _error("high_freq_factor > low_freq_factor, got 1.0 and 1.0", llama, "llama3", 256, high_freq_factor=1)
     _error("rotary dimension above 2, got 2", LlamaConfig(hidden_size=4, num_attention_heads=2), "ntk", 4096)
@@ -293,13 +373,23 @@ def test_per_layer_rope_is_refused():
 
 
 def _llama_head(head_dim: int, native: int, theta: float) -> LlamaConfig:
-    return LlamaConfig(vocab_size=320, hidden_size=2 * head_dim, intermediate_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=native,
-                       rope_theta=theta, tie_word_embeddings=True)
+    return LlamaConfig(
+        vocab_size=320,
+        hidden_size=2 * head_dim,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=native,
+        rope_theta=theta,
+        tie_word_embeddings=True,
+    )
 
 
-@pytest.mark.parametrize(("head_dim", "theta", "native", "s"), [
-    (128, 1e4, 4096, 8), (128, 1e4, 4096, 2), (128, 5e5, 8192, 16), (64, 1e6, 2048, 4), (32, 5e5, 256, 8)])
+@pytest.mark.parametrize(
+    ("head_dim", "theta", "native", "s"),
+    [(128, 1e4, 4096, 8), (128, 1e4, 4096, 2), (128, 5e5, 8192, 16), (64, 1e6, 2048, 4), (32, 5e5, 256, 8)],
+)
 def test_revised_yarn_frequencies_at_lengths_below_and_above_native(head_dim, theta, native, s):
     """Stock longrope switches factor sets at the native window; both sets hold the revised-YaRN divisors."""
     scaled = scale_rope(_llama_head(head_dim, native, theta), "revised-yarn", native * s)
@@ -312,8 +402,8 @@ def test_revised_yarn_frequencies_at_lengths_below_and_above_native(head_dim, th
         np.testing.assert_allclose(rotary.inv_freq.double().numpy(), inv, rtol=1e-5)
         assert rotary.attention_scaling == pytest.approx(attention)
         angles = np.outer(positions, inv)
-        np.testing.assert_allclose(cos[0, :, :head_dim // 2].double().numpy(), np.cos(angles) * attention, atol=5e-3)
-        np.testing.assert_allclose(sin[0, :, head_dim // 2:].double().numpy(), np.sin(angles) * attention, atol=5e-3)
+        np.testing.assert_allclose(cos[0, :, : head_dim // 2].double().numpy(), np.cos(angles) * attention, atol=5e-3)
+        np.testing.assert_allclose(sin[0, :, head_dim // 2 :].double().numpy(), np.sin(angles) * attention, atol=5e-3)
 
 
 def test_revised_yarn_differs_from_yarn_only_in_the_middle_band():
@@ -356,8 +446,11 @@ def test_revised_yarn_round_trip_without_remote_code(tmp_path, hf_warnings):
     yarn = LlamaForCausalLM(scale_rope(base.config, "yarn", 256)).eval()
     yarn.load_state_dict(base.state_dict())
     with torch.no_grad():
-        for far, kwargs in ((False, {"input_ids": ids[:, :48]}), (True, {"input_ids": ids}),
-                            (True, {"input_ids": ids[:, :8], "position_ids": spread})):
+        for far, kwargs in (
+            (False, {"input_ids": ids[:, :48]}),
+            (True, {"input_ids": ids}),
+            (True, {"input_ids": ids[:, :8], "position_ids": spread}),
+        ):
             out = loaded(**kwargs).logits
             assert torch.equal(out, scaled(**kwargs).logits)
             if far:  # the middle band differs from YaRN's by up to 2.5x, which shows once positions are far apart

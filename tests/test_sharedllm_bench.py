@@ -7,19 +7,19 @@ import shlex
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 
+from conftest import make_tiny_llama
 from longwin import bench
 from longwin.cli import build_parser, main
 from longwin.config import config_from_args
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stream(model, ids, sinks, window, segment):
-    return bench._streaming_prefill(model, ids, {"stream_sinks": sinks, "stream_window": window,
-                                                 "stream_segment": segment})
+    return bench._streaming_prefill(
+        model, ids, {"stream_sinks": sinks, "stream_window": window, "stream_segment": segment}
+    )
 
 
 def test_streaming_prefill_attends_to_sinks_recent_window_and_its_own_segment():
@@ -49,8 +49,20 @@ def _fake_rows():
 
 def test_report_ratios_and_a_command_that_reproduces_the_settings():
     parser, _ = build_parser()
-    args = parser.parse_args(["bench", "sharedllm", "--lengths", "2048,4096", "--methods", "full,streaming,sharedllm",
-                              "--chunk-size", "256", "--output", "out dir"])
+    args = parser.parse_args(
+        [
+            "bench",
+            "sharedllm",
+            "--lengths",
+            "2048,4096",
+            "--methods",
+            "full,streaming,sharedllm",
+            "--chunk-size",
+            "256",
+            "--output",
+            "out dir",
+        ]
+    )
     cfg = config_from_args(bench.SharedLLMBench, args)
     report = bench._report(cfg, "random", _fake_rows())
     assert [r["length"] for r in report["ratios"]] == [2048, 4096]
@@ -62,10 +74,13 @@ def test_report_ratios_and_a_command_that_reproduces_the_settings():
     json.dumps(report)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--methods", "full,beacon"], "unknown method"),
-    (["--lengths", "600", "--chunk-size", "512"], "no whole context chunk"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--methods", "full,beacon"], "unknown method"),
+        (["--lengths", "600", "--chunk-size", "512"], "no whole context chunk"),
+    ],
+)
 def test_bad_settings_exit_with_code_2(flags, message, capsys):
     assert main(["bench", "sharedllm", *flags]) == 2
     assert message in capsys.readouterr().err
@@ -73,8 +88,24 @@ def test_bad_settings_exit_with_code_2(flags, message, capsys):
 
 @pytest.mark.slow
 def test_a_small_benchmark_run_writes_json_and_markdown(tmp_path):
-    code = main(["bench", "sharedllm", "--model", "random", "--lengths", "1024", "--local-window", "128",
-                 "--chunk-size", "256", "--kv-per-node", "8", "--output", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "sharedllm",
+            "--model",
+            "random",
+            "--lengths",
+            "1024",
+            "--local-window",
+            "128",
+            "--chunk-size",
+            "256",
+            "--kv-per-node",
+            "8",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "sharedllm_bench.json").read_text())
     assert {r["method"] for r in report["results"]} == set(bench.METHODS)

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_llama
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM)
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
+from conftest import make_tiny_llama
 from longwin.errors import LongwinError
 from longwin.sharedllm import SharedLLMConfig, SharedLLMForCausalLM
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,10 +56,18 @@ def test_zero_initialised_cross_attention_reproduces_the_base_model(attn):
 
 @pytest.mark.parametrize("family", ["mistral", "qwen2"])
 def test_other_llama_family_models(family):
-    kw = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2)
+    kw = dict(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     torch.manual_seed(0)
-    base = (MistralForCausalLM(MistralConfig(**kw)) if family == "mistral" else Qwen2ForCausalLM(Qwen2Config(**kw))).eval()
+    base = (
+        MistralForCausalLM(MistralConfig(**kw)) if family == "mistral" else Qwen2ForCausalLM(Qwen2Config(**kw))
+    ).eval()
     x, context = ids(1, 8) % 100, ids(1, 64) % 100
     expected = base(input_ids=x).logits
     model = SharedLLMForCausalLM.from_base(base, **OPTS)
@@ -68,7 +82,7 @@ def test_tree_kv_shapes_follow_h_plus_1_times_p():
 
 
 def _chunk_permuted(context: torch.Tensor, order: list[int], chunk: int) -> torch.Tensor:
-    return torch.cat([context[:, i * chunk:(i + 1) * chunk] for i in order], dim=1)
+    return torch.cat([context[:, i * chunk : (i + 1) * chunk] for i in order], dim=1)
 
 
 def test_chunk_order_matters_only_through_chunk_position_ids():
@@ -108,15 +122,16 @@ def test_batch_of_two_equals_two_batches_of_one():
     context = torch.zeros(2, width, dtype=torch.long)
     context_mask = torch.zeros(2, width, dtype=torch.long)
     for i, c in enumerate(contexts):  # left padding
-        context[i, width - c.shape[1]:] = c[0]
-        context_mask[i, width - c.shape[1]:] = 1
+        context[i, width - c.shape[1] :] = c[0]
+        context_mask[i, width - c.shape[1] :] = 1
     mask = torch.ones(2, 12, dtype=torch.long)
     mask[1, 9:] = 0  # right padding of the second local window
-    batched = model(input_ids=x, attention_mask=mask, context_input_ids=context,
-                    context_attention_mask=context_mask).logits
+    batched = model(
+        input_ids=x, attention_mask=mask, context_input_ids=context, context_attention_mask=context_mask
+    ).logits
     for i, (c, n) in enumerate(zip(contexts, lengths)):
-        single = model(input_ids=x[i:i + 1, :n], context_input_ids=c).logits
-        torch.testing.assert_close(batched[i:i + 1, :n], single, rtol=1e-5, atol=1e-5)
+        single = model(input_ids=x[i : i + 1, :n], context_input_ids=c).logits
+        torch.testing.assert_close(batched[i : i + 1, :n], single, rtol=1e-5, atol=1e-5)
 
 
 def test_a_context_shorter_than_one_chunk_leaves_the_base_model_unchanged():
@@ -138,8 +153,15 @@ def test_decoding_with_the_cached_tree_equals_recomputing_from_scratch():
     built = []
     original = model.build_tree
     model.build_tree = lambda *a, **k: built.append(1) or original(*a, **k)
-    generated = model.generate(input_ids=prompt, context_input_ids=context, max_new_tokens=6, do_sample=False,
-                               output_scores=True, return_dict_in_generate=True, pad_token_id=0)
+    generated = model.generate(
+        input_ids=prompt,
+        context_input_ids=context,
+        max_new_tokens=6,
+        do_sample=False,
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=0,
+    )
     assert len(built) == 1  # once, at prefill
     model.build_tree = original
     sequences = generated.sequences
@@ -209,8 +231,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
 
 
 def test_user_errors_are_one_line_longwin_errors():
-    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=100, bos_token_id=0,
-                                      eos_token_id=0))
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=100, bos_token_id=0, eos_token_id=0))
     with pytest.raises(LongwinError, match="Llama-family"):
         SharedLLMForCausalLM.from_base(gpt2)
     for m in (0, 4):
@@ -234,8 +255,16 @@ def test_the_cheap_last_token_probe_equals_a_full_one_layer_pass(family):
         base = make_tiny_llama(layers=2)
     else:  # Qwen2 has q/k/v biases
         torch.manual_seed(0)
-        base = Qwen2ForCausalLM(Qwen2Config(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                            num_attention_heads=4, num_key_value_heads=2)).eval()
+        base = Qwen2ForCausalLM(
+            Qwen2Config(
+                vocab_size=320,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        ).eval()
     view = truncated_view(base.model, 1)
     x = ids(3, 24)
     torch.testing.assert_close(last_token_state(view, x), last_states(view, x), rtol=1e-5, atol=1e-5)
@@ -282,7 +311,9 @@ def test_query_length_makes_the_prompt_the_query():
     model = wrapped(query_aware=True)
     context, prompt, response = ids(1, 4 * 32, seed=12), ids(1, 6, seed=13), ids(1, 5, seed=14)
     from_prompt = model.build_tree(context, input_ids=prompt)
-    with_response = model.build_tree(context, input_ids=torch.cat([prompt, response], 1), query_length=torch.tensor([6]))
+    with_response = model.build_tree(
+        context, input_ids=torch.cat([prompt, response], 1), query_length=torch.tensor([6])
+    )
     assert torch.equal(from_prompt.spans, with_response.spans)
 
 
@@ -306,5 +337,6 @@ def test_from_base_accepts_a_model_folder(tmp_path, tiny_tokenizer):
     tiny_tokenizer.save_pretrained(tmp_path)
     x, context = ids(1, 6), ids(1, 64, seed=15)
     model = SharedLLMForCausalLM.from_base(str(tmp_path), **OPTS)
-    torch.testing.assert_close(model(input_ids=x, context_input_ids=context).logits, base(input_ids=x).logits,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        model(input_ids=x, context_input_ids=context).logits, base(input_ids=x).logits, rtol=0, atol=0
+    )

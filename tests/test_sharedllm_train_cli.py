@@ -6,10 +6,9 @@ import json
 import random
 
 import pytest
-import torch
-from conftest import _TEXT
 from transformers import AutoModelForCausalLM
 
+from conftest import _TEXT
 from longwin.cli import main
 from longwin.data.tokenized import TokenizedCorpus
 from longwin.errors import LongwinError
@@ -20,11 +19,40 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(model_dir, corpus, out, *extra):
-    return ["train", "--method", "sharedllm", "--model", str(model_dir), "--data", str(corpus),
-            "--target-length", "192", "--sharedllm-chunk-size", "32", "--sharedllm-tree-height", "2",
-            "--sharedllm-kv-per-node", "4", "--sharedllm-lower-layers", "1", "--max-steps", "3",
-            "--per-device-train-batch-size", "2", "--use-cpu", "true", "--output-dir", str(out),
-            "--learning-rate", "1e-3", "--save-steps", "100", "--disable-tqdm", "true", *extra]
+    return [
+        "train",
+        "--method",
+        "sharedllm",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(corpus),
+        "--target-length",
+        "192",
+        "--sharedllm-chunk-size",
+        "32",
+        "--sharedllm-tree-height",
+        "2",
+        "--sharedllm-kv-per-node",
+        "4",
+        "--sharedllm-lower-layers",
+        "1",
+        "--max-steps",
+        "3",
+        "--per-device-train-batch-size",
+        "2",
+        "--use-cpu",
+        "true",
+        "--output-dir",
+        str(out),
+        "--learning-rate",
+        "1e-3",
+        "--save-steps",
+        "100",
+        "--disable-tqdm",
+        "true",
+        *extra,
+    ]
 
 
 def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_setup, tmp_path):
@@ -38,19 +66,42 @@ def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_
     model = AutoModelForCausalLM.from_pretrained(out)
     assert type(model).__name__ == "SharedLLMForCausalLM" and model.config.chunk_size == 32
     evaluated = tmp_path / "eval"
-    assert main(["eval", "--model", str(out), "--task", "passkey,ppl", "--lengths", "160", "--samples", "1",
-                 "--depths", "0", "--corpus", str(corpus), "--out", str(evaluated)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--task",
+                "passkey,ppl",
+                "--lengths",
+                "160",
+                "--samples",
+                "1",
+                "--depths",
+                "0",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(evaluated),
+            ]
+        )
+        == 0
+    )
     results = json.loads((evaluated / "results.json").read_text())
     assert set(results["tasks"]) == {"passkey", "ppl"} and results["window"] is None
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--lora", "true"], "--lora is not supported with --method sharedllm"),
-    (["--target-length", "80"], "less than one chunk of 32"),
-    (["--sharedllm-min-chunks", "9"], "--sharedllm-min-chunks must be between 1 and the 4 chunks"),
-    (["--sharedllm-lower-layers", "5"], "lower"),
-    (["--sharedllm-instructions", "x.jsonl"], "needs --sharedllm-stage instruct"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--lora", "true"], "--lora is not supported with --method sharedllm"),
+        (["--target-length", "80"], "less than one chunk of 32"),
+        (["--sharedllm-min-chunks", "9"], "--sharedllm-min-chunks must be between 1 and the 4 chunks"),
+        (["--sharedllm-lower-layers", "5"], "lower"),
+        (["--sharedllm-instructions", "x.jsonl"], "needs --sharedllm-stage instruct"),
+    ],
+)
 def test_bad_sharedllm_requests_are_one_line_errors(tiny_setup, tmp_path, capsys, extra, message):
     model_dir, corpus = tiny_setup
     assert main(_args(model_dir, corpus, tmp_path / "o", *extra)) == 2
@@ -88,8 +139,16 @@ def test_retrieval_evidence_lies_in_the_context_or_in_the_local_window(tiny_toke
     pool = _pool(tiny_tokenizer, tmp_path)
     retrieval = RetrievalExamples(tiny_tokenizer, pool.stream, pool.texts(tiny_tokenizer), ["passkey_grass"])
     layout = Layout(local=96, chunk=32, min_chunks=1, max_chunks=4)
-    data = SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=12, seed=0, retrieval=retrieval,
-                            retrieval_fraction=1.0, local_evidence=local_evidence)
+    data = SharedLLMDataset(
+        pool,
+        tiny_tokenizer,
+        layout,
+        num_samples=12,
+        seed=0,
+        retrieval=retrieval,
+        retrieval_fraction=1.0,
+        local_evidence=local_evidence,
+    )
     asked = 0
     for i in range(len(data)):
         item = data[i]
@@ -114,6 +173,12 @@ def test_gradient_checkpointing_trains_with_a_frozen_embedding(tiny_setup, tmp_p
     plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
     assert main(_args(model_dir, corpus, plain, "--logging-steps", "1")) == 0
     assert main(_args(model_dir, corpus, checkpointed, "--logging-steps", "1", "--gradient-checkpointing", "true")) == 0
-    losses = [[h["loss"] for h in json.loads((d / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
-               if "loss" in h] for d in (plain, checkpointed)]
+    losses = [
+        [
+            h["loss"]
+            for h in json.loads((d / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+            if "loss" in h
+        ]
+        for d in (plain, checkpointed)
+    ]
     assert len(losses[1]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-4)

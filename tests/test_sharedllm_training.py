@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 
+from conftest import make_tiny_llama
 from longwin.errors import LongwinError
 from longwin.sharedllm import SharedLLMCollator, SharedLLMForCausalLM, trainable_parameters
 from longwin.sharedllm.data import IGNORE_INDEX
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(layers: int = 3) -> SharedLLMForCausalLM:
-    return SharedLLMForCausalLM.from_base(make_tiny_llama(layers=layers), num_lower_layers=2, chunk_size=32,
-                                          tree_height=2, kv_per_node=4)
+    return SharedLLMForCausalLM.from_base(
+        make_tiny_llama(layers=layers), num_lower_layers=2, chunk_size=32, tree_height=2, kv_per_node=4
+    )
 
 
 def trainable_names(model: SharedLLMForCausalLM) -> set[str]:
@@ -47,10 +47,12 @@ def test_cross_attention_mode_and_full_mode():
 
 def test_collator_lm_and_instruction_examples():
     collate = SharedLLMCollator(pad_token_id=0, chunk_size=4)
-    batch = collate([
-        {"context_ids": list(range(1, 11)), "input_ids": [5, 6, 7]},
-        {"context_ids": list(range(1, 5)), "prompt_ids": [8, 9], "response_ids": [10, 11, 12]},
-    ])
+    batch = collate(
+        [
+            {"context_ids": list(range(1, 11)), "input_ids": [5, 6, 7]},
+            {"context_ids": list(range(1, 5)), "prompt_ids": [8, 9], "response_ids": [10, 11, 12]},
+        ]
+    )
     assert batch["context_input_ids"].tolist() == [[3, 4, 5, 6, 7, 8, 9, 10], [0, 0, 0, 0, 1, 2, 3, 4]]
     assert batch["context_attention_mask"].tolist() == [[1] * 8, [0] * 4 + [1] * 4]
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]]
@@ -90,8 +92,9 @@ def test_loss_decreases_over_a_few_optimizer_steps():
 def _answer_loss_after_training(with_context: bool, steps: int = 150) -> float:
     """Train a tiny SharedLLM to name the one non-filler token of its context (16 candidates)."""
     torch.manual_seed(0)
-    model = SharedLLMForCausalLM.from_base(make_tiny_llama(layers=3), num_lower_layers=2, chunk_size=16,
-                                          tree_height=2, kv_per_node=4)
+    model = SharedLLMForCausalLM.from_base(
+        make_tiny_llama(layers=3), num_lower_layers=2, chunk_size=16, tree_height=2, kv_per_node=4
+    )
     model.train()
     optimizer = torch.optim.AdamW(trainable_parameters(model, "all"), lr=3e-3)
     collate = SharedLLMCollator(pad_token_id=0, chunk_size=16)
@@ -102,7 +105,7 @@ def _answer_loss_after_training(with_context: bool, steps: int = 150) -> float:
             key = 100 + int(torch.randint(16, (1,), generator=gen))
             context = [5] * 48
             where = int(torch.randint(3, (1,), generator=gen)) * 16
-            context[where:where + 16] = [key] * 16
+            context[where : where + 16] = [key] * 16
             examples.append({"context_ids": context if with_context else [], "input_ids": [7, 8, 9, key]})
         batch = collate(examples)
         batch["labels"][:, :-1] = IGNORE_INDEX  # score the answer only

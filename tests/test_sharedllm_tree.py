@@ -66,8 +66,12 @@ def test_noise_is_clamped_so_later_levels_still_fit():
 
 @pytest.mark.parametrize(
     "chunk, height, p, message",
-    [(100, 3, 4, "divisible by 2\\*\\*tree_height"), (64, 3, 16, "too small"), (64, 0, 4, "tree_height"),
-     (64, 2, 0, "kv_per_node")],
+    [
+        (100, 3, 4, "divisible by 2\\*\\*tree_height"),
+        (64, 3, 16, "too small"),
+        (64, 0, 4, "tree_height"),
+        (64, 2, 0, "kv_per_node"),
+    ],
 )
 def test_bad_tree_shapes_are_user_errors(chunk, height, p, message):
     with pytest.raises(LongwinError, match=message):

@@ -1,4 +1,5 @@
-"""experiments/toy_needle_probe.py: the cut keeps the needle-to-question text and is skipped when it would drop the needle."""
+"""experiments/toy_needle_probe.py: the cut keeps the needle-to-question text and is skipped when it would drop
+the needle."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import importlib.util
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
-    "toy_needle_probe", Path(__file__).parents[1] / "experiments" / "toy_needle_probe.py")
+    "toy_needle_probe", Path(__file__).parents[1] / "experiments" / "toy_needle_probe.py"
+)
 probe = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(probe)
 
@@ -15,7 +17,7 @@ def test_probe_cuts_only_where_the_needle_survives_and_reports_every_head(tiny_s
     model_dir, _ = tiny_setup
     result = probe.probe(str(model_dir), [192, 256], ["0", "100"], samples=2, cut=32, seed=0)
     cells = {(c["length"], c["depth"]): c for c in result["cells"]}
-    assert cells[(256, "0")]["cut_correct"] is None            # the needle opens the haystack: a cut drops it
+    assert cells[(256, "0")]["cut_correct"] is None  # the needle opens the haystack: a cut drops it
     assert cells[(256, "100")]["cut_correct"] in (0, 1, 2) and cells[(256, "100")]["cut_length"] == 224
     assert all(0 <= c["full_correct"] <= 2 for c in cells.values())
     full, cut = result["bos_mass_at_longest"]["full"], result["bos_mass_at_longest"]["cut"]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import make_tiny_llama
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
+from conftest import make_tiny_llama
 from longwin import positions
 from longwin.cli import main
 from longwin.training.config import list_recipes
@@ -38,10 +38,30 @@ def test_manipulated_position_ids_equal_reference_at_absolute_positions(attn):
 
 
 def _train_args(model_dir, corpus, out, *extra):
-    return ["train", "--model", str(model_dir), "--data", str(corpus), "--target-length", "256",
-            "--max-steps", "3", "--per-device-train-batch-size", "2", "--use-cpu", "true",
-            "--output-dir", str(out), "--learning-rate", "1e-3", "--save-steps", "100", "--disable-tqdm", "true",
-            *extra]
+    return [
+        "train",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(corpus),
+        "--target-length",
+        "256",
+        "--max-steps",
+        "3",
+        "--per-device-train-batch-size",
+        "2",
+        "--use-cpu",
+        "true",
+        "--output-dir",
+        str(out),
+        "--learning-rate",
+        "1e-3",
+        "--save-steps",
+        "100",
+        "--disable-tqdm",
+        "true",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("scheme,rope", [("cream", "linear"), ("pose", "yarn"), ("none", "ntk")])
@@ -80,16 +100,19 @@ def test_train_with_lora_saves_merged_model(tiny_setup, tmp_path):
     assert not any("lora" in name for name, _ in model.named_parameters())
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--target-length", "64"], "must be above the native window 64"),
-    (["--train-length", "128"], "is above the native window 64"),
-    (["--scheme", "bogus"], "unknown position scheme 'bogus'"),
-    (["--rope", "bogus"], "bogus"),
-    (["--scheme-options", "colour=red"], "unknown option(s) colour"),
-    (["--rope", "yarn", "--rope-options", "colour=red"], "unknown option(s) for RoPE method 'yarn': colour"),
-    (["--rope-options", "attention_factor"], "rope option 'attention_factor' is not of the form key=value"),
-    (["--train-length", "60", "--data", "SHORT"], "no training document has 60 tokens"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--target-length", "64"], "must be above the native window 64"),
+        (["--train-length", "128"], "is above the native window 64"),
+        (["--scheme", "bogus"], "unknown position scheme 'bogus'"),
+        (["--rope", "bogus"], "bogus"),
+        (["--scheme-options", "colour=red"], "unknown option(s) colour"),
+        (["--rope", "yarn", "--rope-options", "colour=red"], "unknown option(s) for RoPE method 'yarn': colour"),
+        (["--rope-options", "attention_factor"], "rope option 'attention_factor' is not of the form key=value"),
+        (["--train-length", "60", "--data", "SHORT"], "no training document has 60 tokens"),
+    ],
+)
 def test_train_bad_input_is_one_line_exit_2(tiny_setup, tmp_path, capsys, extra, message):
     model_dir, corpus = tiny_setup
     short = tmp_path / "short.txt"
@@ -123,8 +146,9 @@ def test_induction_supervision_can_stay_on_while_fine_tuning(tiny_setup, tmp_pat
     cards = [json.loads((d / "longwin_training.json").read_text()) for d in (plain, supervised)]
     assert cards[0]["final_loss"] != cards[1]["final_loss"]
     assert AutoModelForCausalLM.from_pretrained(supervised).config._attn_implementation == "sdpa"
-    assert main(_train_args(model_dir, corpus, tmp_path / "x", "--induction-weight", "1",
-                            "--induction-match", "9")) == 2
+    assert (
+        main(_train_args(model_dir, corpus, tmp_path / "x", "--induction-weight", "1", "--induction-match", "9")) == 2
+    )
     assert "--induction-match must be at most 4" in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from test_training import _train_args
 
 
@@ -27,8 +28,23 @@ def _free_port() -> str:
 
 def _run(args: list[str], *, nproc: int = 1) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1", "--master_port", _free_port(),
-                 "-m", "longwin"] if nproc > 1 else [sys.executable, "-m", "longwin"])
+    launcher = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            _free_port(),
+            "-m",
+            "longwin",
+        ]
+        if nproc > 1
+        else [sys.executable, "-m", "longwin"]
+    )
     done = subprocess.run(launcher + args, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -59,8 +75,12 @@ def test_resume_after_the_process_is_killed_continues_the_same_loss_curve(tiny_s
     steps = ["--save-steps", "4", "--save-total-limit", "20"]
     _run(_args(model_dir, corpus, full, 40, *steps))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "longwin", *_args(model_dir, corpus, cut, 40, *steps)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "longwin", *_args(model_dir, corpus, cut, 40, *steps)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (cut / "checkpoint-4" / "trainer_state.json").is_file() and proc.poll() is None:
         assert time.time() < deadline, "no checkpoint within 2 minutes"

@@ -20,46 +20,72 @@ import platform
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from longwin.config import add_config_arguments, config_from_args
 from longwin.errors import LongwinError
 from longwin.outputs import check_writable_folder, write_text
 
 METHODS = ("full", "streaming", "sharedllm", "sharedllm-bounded")
-RANDOM_MODEL = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=6, num_attention_heads=8,
-                    num_key_value_heads=8, vocab_size=2048, max_position_embeddings=2048)
+RANDOM_MODEL: dict[str, Any] = dict(
+    hidden_size=256,
+    intermediate_size=688,
+    num_hidden_layers=6,
+    num_attention_heads=8,
+    num_key_value_heads=8,
+    vocab_size=2048,
+    max_position_embeddings=2048,
+)
 
 
 @dataclass
 class SharedLLMBench:
-    model: str = field(default="toy", metadata={"help": "model reference; `toy` falls back to a random "
-                                                         "6-layer Llama (hidden 256) when not built; `random` forces it"})
-    lengths: list[int] = field(default_factory=lambda: [2048, 4096, 8192, 16384],
-                               metadata={"min": 1, "help": "total input lengths (context + local window)"})
-    methods: list[str] = field(default_factory=lambda: list(METHODS),
-                               metadata={"help": "subset of " + ",".join(METHODS)})
-    local_window: int = field(default=256, metadata={"min": 1, "help": "SharedLLM local window (the tail the upper model reads)"})
+    model: str = field(
+        default="toy",
+        metadata={
+            "help": "model reference; `toy` falls back to a random "
+            "6-layer Llama (hidden 256) when not built; `random` forces it"
+        },
+    )
+    lengths: list[int] = field(
+        default_factory=lambda: [2048, 4096, 8192, 16384],
+        metadata={"min": 1, "help": "total input lengths (context + local window)"},
+    )
+    methods: list[str] = field(
+        default_factory=lambda: list(METHODS), metadata={"help": "subset of " + ",".join(METHODS)}
+    )
+    local_window: int = field(
+        default=256, metadata={"min": 1, "help": "SharedLLM local window (the tail the upper model reads)"}
+    )
     num_lower_layers: int = field(default=2, metadata={"min": 1, "help": "SharedLLM M"})
     chunk_size: int = field(default=512, metadata={"min": 1, "help": "SharedLLM chunk size"})
     tree_height: int = field(default=3, metadata={"min": 1, "help": "SharedLLM tree height h"})
     kv_per_node: int = field(default=16, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"})
-    bounded_batch_tokens: int = field(default=2048, metadata={"min": 1, "help": "sharedllm-bounded: most tokens the lower "
-                                                                       "model encodes per pass (sharedllm: all at once)"})
+    bounded_batch_tokens: int = field(
+        default=2048,
+        metadata={
+            "min": 1,
+            "help": "sharedllm-bounded: most tokens the lower model encodes per pass (sharedllm: all at once)",
+        },
+    )
     stream_window: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: recent tokens kept"})
     stream_sinks: int = field(default=4, metadata={"min": 0, "help": "streaming baseline: first tokens kept"})
     stream_segment: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: prefill segment length"})
     rope_method: str = field(default="yarn", metadata={"help": "RoPE scaling of the full-attention model"})
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads per measurement"})
-    repeats: int = field(default=2, metadata={"min": 1, "help": "timed prefills per measurement; the fastest is reported"})
+    repeats: int = field(
+        default=2, metadata={"min": 1, "help": "timed prefills per measurement; the fastest is reported"}
+    )
     output: str = field(default="benchmarks/results", metadata={"help": "folder for sharedllm_bench.json/.md"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True,
-                                parser_class=type(parser))
-    cmd = sub.add_parser("sharedllm", help="prefill time and memory: SharedLLM vs full attention vs streaming",
-                         description=__doc__.strip())
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True, parser_class=type(parser))
+    cmd = sub.add_parser(
+        "sharedllm",
+        help="prefill time and memory: SharedLLM vs full attention vs streaming",
+        description=__doc__.strip(),
+    )
     add_config_arguments(cmd, SharedLLMBench)
 
 
@@ -78,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
     for length in cfg.lengths:
         for method in cfg.methods:
             result = _measure_in_child({**asdict(cfg), "model": model, "method": method, "length": length})
-            print(f"{method:>10} {length:>7} tokens: {result['time_s']:8.3f} s  {result['prefill_mb']:9.1f} MB",
-                  flush=True)
+            print(
+                f"{method:>10} {length:>7} tokens: {result['time_s']:8.3f} s  {result['prefill_mb']:9.1f} MB",
+                flush=True,
+            )
             rows.append(result)
     report = _report(cfg, model, rows)
     out = Path(cfg.output)
@@ -124,7 +152,8 @@ def _measure_in_child(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         status, payload = receiver.recv()
     except EOFError:
-        status, payload = "error", f"the measurement process died (exit code {child.join() or child.exitcode})"
+        child.join()
+        status, payload = "error", f"the measurement process died (exit code {child.exitcode})"
     child.join()
     if status != "ok":
         raise LongwinError(f"{spec['method']} at {spec['length']} tokens failed: {payload}")
@@ -168,11 +197,12 @@ def _reset_peak(exact_rss: bool = False) -> None:
 
 def _base_model(spec: dict[str, Any], scaled: bool) -> tuple[Any, dict[str, Any]]:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PretrainedConfig
 
     from longwin.models.compat import dtype_keyword
     from longwin.rope import describe_rope, scale_rope
 
+    config: PretrainedConfig
     if spec["model"] == "random":
         config = LlamaConfig(**RANDOM_MODEL)
     else:
@@ -183,12 +213,14 @@ def _base_model(spec: dict[str, Any], scaled: bool) -> tuple[Any, dict[str, Any]
     if scaled and max(spec["lengths"]) > config.max_position_embeddings:
         config = scale_rope(config, spec["rope_method"], max(spec["lengths"]))
     config._attn_implementation = "sdpa"
+    model: Any
     if spec["model"] == "random":
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(cast(LlamaConfig, config))  # scale_rope copies the config's own class
     else:
-        model = AutoModelForCausalLM.from_pretrained(folder, config=config, local_files_only=True,
-                                                     **{dtype_keyword(): torch.float32})
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, config=config, local_files_only=True, **{dtype_keyword(): torch.float32}
+        )
     return model.eval(), describe_rope(config)
 
 
@@ -208,11 +240,12 @@ def _streaming_prefill(model: Any, ids: Any, spec: dict[str, Any]) -> Any:
     cache, cache_key = DynamicCache(), cache_keyword(model)
     logits = None
     for start in range(0, ids.shape[1], segment):
-        piece = ids[:, start:start + segment]
+        piece = ids[:, start : start + segment]
         positions = torch.arange(start, start + piece.shape[1])[None]
-        logits = model(input_ids=piece, position_ids=positions, **{cache_key: cache}, use_cache=True,
-                       logits_to_keep=1).logits
-        for layer in range(len(cache.layers) if hasattr(cache, "layers") else len(cache.key_cache)):
+        logits = model(
+            input_ids=piece, position_ids=positions, **{cache_key: cache}, use_cache=True, logits_to_keep=1
+        ).logits
+        for layer in range(len(cache.layers) if hasattr(cache, "layers") else len(cast(Any, cache).key_cache)):
             keys, values = layer_kv(cache, layer)
             if keys.shape[2] > sinks + window:
                 keep = [keys[:, :, :sinks], keys[:, :, -window:]], [values[:, :, :sinks], values[:, :, -window:]]
@@ -239,15 +272,20 @@ def _prefill(spec: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
     from longwin.sharedllm import SharedLLMForCausalLM
 
     shared = SharedLLMForCausalLM.from_base(
-        model, num_lower_layers=spec["num_lower_layers"], chunk_size=spec["chunk_size"],
-        tree_height=spec["tree_height"], kv_per_node=spec["kv_per_node"], query_aware=True,
+        model,
+        num_lower_layers=spec["num_lower_layers"],
+        chunk_size=spec["chunk_size"],
+        tree_height=spec["tree_height"],
+        kv_per_node=spec["kv_per_node"],
+        query_aware=True,
         encode_batch_tokens=spec["bounded_batch_tokens"] if method == "sharedllm-bounded" else 0,
     )
     window = spec["local_window"]
 
     def sharedllm(ids: Any) -> Any:
-        return shared(input_ids=ids[:, -window:], context_input_ids=ids[:, :-window], use_cache=True,
-                      logits_to_keep=1).logits
+        return shared(
+            input_ids=ids[:, -window:], context_input_ids=ids[:, :-window], use_cache=True, logits_to_keep=1
+        ).logits
 
     return sharedllm, {"rope": rope}, vocab
 
@@ -262,7 +300,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(spec["length"])
     with torch.inference_mode():
         ids = torch.randint(3, vocab, (1, spec["length"]), generator=gen)
-        prefill(ids[:, -(spec["local_window"] + spec["chunk_size"]):])  # warm-up on the shortest valid input
+        prefill(ids[:, -(spec["local_window"] + spec["chunk_size"]) :])  # warm-up on the shortest valid input
         times = []
         for _ in range(spec["repeats"]):
             start = time.perf_counter()
@@ -272,8 +310,15 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         before = _rss_mb("VmRSS")
         prefill(ids)
         peak = _rss_mb("VmHWM")
-    return {"method": spec["method"], "length": spec["length"], "time_s": min(times), "times_s": times, "prefill_mb": peak - before,
-            "peak_rss_mb": peak, **notes}
+    return {
+        "method": spec["method"],
+        "length": spec["length"],
+        "time_s": min(times),
+        "times_s": times,
+        "prefill_mb": peak - before,
+        "peak_rss_mb": peak,
+        **notes,
+    }
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -300,14 +345,18 @@ def _report(cfg: SharedLLMBench, model: str, rows: list[dict[str, Any]]) -> dict
         "command": _command(cfg),
         "model": model if model != "random" else f"random Llama {RANDOM_MODEL}",
         "settings": asdict(cfg),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "transformers": transformers.__version__, "cpu": platform.processor() or platform.machine(),
-                    "threads_per_measurement": cfg.threads},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "threads_per_measurement": cfg.threads,
+        },
         "memory_method": "peak RSS during a second prefill minus RSS before it (VmHWM reset via "
-                         "/proc/self/clear_refs after malloc_trim, glibc mmap threshold fixed at 64 KiB so freed "
-                         "blocks leave RSS), one forked process per method and length",
+        "/proc/self/clear_refs after malloc_trim, glibc mmap threshold fixed at 64 KiB so freed "
+        "blocks leave RSS), one forked process per method and length",
         "time_method": "fastest wall time of `repeats` prefills after a short warm-up (default malloc settings), "
-                       "logits for the last token only",
+        "logits for the last token only",
         "results": rows,
         "ratios": ratios,
         "ratio_meaning": "baseline / SharedLLM: above 1 means SharedLLM is faster or uses less memory",
@@ -336,14 +385,23 @@ def _markdown(report: dict[str, Any]) -> str:
         "| method | tokens | time (s) | prefill memory (MB) |",
         "|---|---:|---:|---:|",
     ]
-    lines += [f"| {r['method']} | {r['length']} | {r['time_s']:.3f} | {r['prefill_mb']:.1f} |" for r in report["results"]]
-    lines += ["", "Ratios are baseline / SharedLLM (above 1: SharedLLM is faster or smaller).", "",
-              "| tokens | SharedLLM variant | full time | full memory | streaming time | streaming memory |",
-              "|---:|---|---:|---:|---:|---:|"]
+    lines += [
+        f"| {r['method']} | {r['length']} | {r['time_s']:.3f} | {r['prefill_mb']:.1f} |" for r in report["results"]
+    ]
+    lines += [
+        "",
+        "Ratios are baseline / SharedLLM (above 1: SharedLLM is faster or smaller).",
+        "",
+        "| tokens | SharedLLM variant | full time | full memory | streaming time | streaming memory |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for r in report["ratios"]:
-        cells = [r.get(k) for k in ("full_time_ratio", "full_memory_ratio", "streaming_time_ratio",
-                                    "streaming_memory_ratio")]
-        lines.append(f"| {r['length']} | {r['sharedllm']} | " + " | ".join("-" if c is None else f"{c:.2f}"
-                                                                          for c in cells) + " |")
+        cells = [
+            r.get(k) for k in ("full_time_ratio", "full_memory_ratio", "streaming_time_ratio", "streaming_memory_ratio")
+        ]
+        lines.append(
+            f"| {r['length']} | {r['sharedllm']} | "
+            + " | ".join("-" if c is None else f"{c:.2f}" for c in cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
-

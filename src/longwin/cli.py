@@ -11,7 +11,8 @@ import argparse
 import errno
 import importlib
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from longwin.errors import LongwinError
 
@@ -32,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     """argparse exits with code 2 on bad flags already; keep its message to one line."""
 
-    def error(self, message: str) -> None:  # pragma: no cover - exercised through CLI tests
+    def error(self, message: str) -> NoReturn:  # pragma: no cover - exercised through CLI tests
         self.exit(2, f"longwin: error: {message} (see `{self.prog} --help`)\n")
 
 

@@ -11,14 +11,18 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from longwin.errors import LongwinError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _flag(name: str) -> str:
@@ -58,7 +62,9 @@ def _hints(cls: type) -> dict[str, Any]:
         return {f.name: f.type for f in dataclasses.fields(cls)}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: set[str] | frozenset = frozenset()) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, skip: set[str] | frozenset = frozenset()
+) -> None:
     """Add one flag per dataclass field; defaults are SUPPRESSed so only explicit flags override."""
     hints = _hints(cls)
     for field in dataclasses.fields(cls):
@@ -129,7 +135,7 @@ def checked_values(cls: type, values: dict[str, Any], minimums: dict[str, float]
             value = _coerce(value, tp)
         except (TypeError, ValueError):
             raise LongwinError(f"{_flag(name)}: expected {_type_name(tp)}, got {value!r}") from None
-        field_meta = meta.get(name, {})
+        field_meta: Mapping[str, Any] = meta.get(name, {})
         _check_range(name, value, (minimums or {}).get(name, field_meta.get("min")), field_meta.get("max"))
         choices = field_meta.get("choices")
         if choices and value not in choices:
@@ -236,8 +242,9 @@ def _type_name(tp: Any) -> str:
     if tp is list or origin in (list, tuple):
         args = typing.get_args(tp)
         return f"a comma-separated list ({_type_name(args[0]) if args else 'any value'} each)"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            dict: "key=value pairs"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "key=value pairs"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:

@@ -22,8 +22,8 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from longwin.errors import LongwinError
 
@@ -116,8 +116,9 @@ def exclusive(folder: str | Path, what: str) -> Iterator[None]:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             handle.close()
-            raise LongwinError(f"another {what} is writing to {path} right now; wait for it to finish "
-                               f"or choose another folder") from None
+            raise LongwinError(
+                f"another {what} is writing to {path} right now; wait for it to finish or choose another folder"
+            ) from None
         try:
             yield
         finally:

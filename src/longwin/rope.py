@@ -56,14 +56,17 @@ def _rope_fields(config: PretrainedConfig) -> dict[str, Any]:
     params = getattr(config, "rope_parameters", None)
     if isinstance(params, dict) and params:
         if any(isinstance(value, dict) for value in params.values()):
-            raise LongwinError(f"{type(config).__name__} has per-layer RoPE parameters, "
-                               "which scale_rope does not support")
+            raise LongwinError(
+                f"{type(config).__name__} has per-layer RoPE parameters, which scale_rope does not support"
+            )
         rope = dict(params)
     else:
         rope = {**(getattr(config, "rope_scaling", None) or {}), "rope_theta": getattr(config, "rope_theta", None)}
     if rope.get("rope_theta") is None:
-        raise LongwinError(f"{type(config).__name__} has no RoPE (no rope_theta or rope_parameters); "
-                           "RoPE scaling needs a rotary model such as Llama, Mistral or Qwen2")
+        raise LongwinError(
+            f"{type(config).__name__} has no RoPE (no rope_theta or rope_parameters); "
+            "RoPE scaling needs a rotary model such as Llama, Mistral or Qwen2"
+        )
     kind, legacy = rope.pop("rope_type", None), rope.pop("type", None)
     rope["rope_type"] = kind or legacy or "default"
     return rope
@@ -81,8 +84,11 @@ def native_window(config: PretrainedConfig) -> int:
     if record is not None:
         return int(record["native_window"])
     # Phi-3-style configs keep the pretraining length at the top level instead of inside the RoPE dict.
-    return int(rope.get("original_max_position_embeddings") or getattr(config, "original_max_position_embeddings", None)
-               or config.max_position_embeddings)
+    return int(
+        rope.get("original_max_position_embeddings")
+        or getattr(config, "original_max_position_embeddings", None)
+        or config.max_position_embeddings
+    )
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -106,8 +112,10 @@ def _method_options(method: str, options: dict[str, Any]) -> dict[str, float]:
     allowed = _METHOD_OPTIONS[method]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise LongwinError(f"unknown option(s) for RoPE method {method!r}: {', '.join(unknown)}; "
-                           f"allowed: {', '.join(allowed) or 'none'}")
+        raise LongwinError(
+            f"unknown option(s) for RoPE method {method!r}: {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
     values = {name: default for name, default in allowed.items() if default is not None}
     values.update({name: _as_positive_float(name, v) for name, v in options.items() if v is not None})
     if method in ("yarn", "revised-yarn"):
@@ -115,8 +123,10 @@ def _method_options(method: str, options: dict[str, Any]) -> dict[str, float]:
         if fast <= slow:
             raise LongwinError(f"{method} needs beta_fast > beta_slow, got beta_fast={fast} and beta_slow={slow}")
     if method == "llama3" and values["high_freq_factor"] <= values["low_freq_factor"]:
-        raise LongwinError(f"llama3 needs high_freq_factor > low_freq_factor, got {values['high_freq_factor']} "
-                           f"and {values['low_freq_factor']}")
+        raise LongwinError(
+            f"llama3 needs high_freq_factor > low_freq_factor, got {values['high_freq_factor']} "
+            f"and {values['low_freq_factor']}"
+        )
     return values
 
 
@@ -126,8 +136,9 @@ def _rotary_dim(config: PretrainedConfig, rope: dict[str, Any]) -> int:
     return int(head_dim * partial)
 
 
-def _revised_yarn_divisors(factor: float, native: int, theta: float, rotary_dim: int, beta_fast: float,
-                           beta_slow: float) -> list[float]:
+def _revised_yarn_divisors(
+    factor: float, native: int, theta: float, rotary_dim: int, beta_fast: float, beta_slow: float
+) -> list[float]:
     """Per-pair divisors (1 - gamma_i) * s + gamma_i of the CREAM/PoSE reference code's "revised" YaRN.
 
     gamma_i is YaRN's extrapolation weight (1: keep the pair's frequency, 0: divide it by s), computed as in
@@ -135,6 +146,7 @@ def _revised_yarn_divisors(factor: float, native: int, theta: float, rotary_dim:
     two methods share their bands and differ only in how the middle band blends: YaRN blends frequencies,
     revised YaRN blends divisors.
     """
+
     def correction_dim(rotations: float) -> float:  # pair dimension whose wavelength fits `rotations` times
         return rotary_dim * math.log(native / (rotations * 2 * math.pi)) / (2 * math.log(theta))
 
@@ -149,8 +161,9 @@ def _revised_yarn_divisors(factor: float, native: int, theta: float, rotary_dim:
     return divisors
 
 
-def _revised_yarn_fields(factor: float, native: int, theta: float, rotary_dim: int,
-                         options: dict[str, float]) -> dict[str, Any]:
+def _revised_yarn_fields(
+    factor: float, native: int, theta: float, rotary_dim: int, options: dict[str, float]
+) -> dict[str, Any]:
     """Revised YaRN in transformers' `longrope` layout (inv_freq_i / factor_i), loadable without custom code.
 
     transformers picks `long_factor` only once the largest position id exceeds
@@ -159,15 +172,28 @@ def _revised_yarn_fields(factor: float, native: int, theta: float, rotary_dim: i
     the target window). `attention_factor` is written out because longrope's own default,
     sqrt(1 + ln s / ln N), is not YaRN's 0.1 ln s + 1.
     """
-    divisors = _revised_yarn_divisors(factor, native, theta, rotary_dim, options.get("beta_fast", _YARN_BETAS[0]),
-                                      options.get("beta_slow", _YARN_BETAS[1]))
-    return {"rope_type": "longrope", "rope_theta": theta, "factor": factor, "original_max_position_embeddings": native,
-            "attention_factor": options.get("attention_factor", 0.1 * math.log(factor) + 1.0),
-            "short_factor": divisors, "long_factor": list(divisors)}
+    divisors = _revised_yarn_divisors(
+        factor,
+        native,
+        theta,
+        rotary_dim,
+        options.get("beta_fast", _YARN_BETAS[0]),
+        options.get("beta_slow", _YARN_BETAS[1]),
+    )
+    return {
+        "rope_type": "longrope",
+        "rope_theta": theta,
+        "factor": factor,
+        "original_max_position_embeddings": native,
+        "attention_factor": options.get("attention_factor", 0.1 * math.log(factor) + 1.0),
+        "short_factor": divisors,
+        "long_factor": list(divisors),
+    }
 
 
-def _scaled_fields(method: str, factor: float, native: int, theta: float, rotary_dim: int,
-                   options: dict[str, float]) -> dict[str, Any]:
+def _scaled_fields(
+    method: str, factor: float, native: int, theta: float, rotary_dim: int, options: dict[str, float]
+) -> dict[str, Any]:
     """The new RoPE dict (5.x layout) for one method."""
     if method == "none":
         return {"rope_type": "default", "rope_theta": theta}
@@ -184,8 +210,9 @@ def _scaled_fields(method: str, factor: float, native: int, theta: float, rotary
     return {**fields, **options}
 
 
-def scale_rope(config: PretrainedConfig, method: str, target_length: int, *, original_length: int | None = None,
-               **options: Any) -> PretrainedConfig:
+def scale_rope(
+    config: PretrainedConfig, method: str, target_length: int, *, original_length: int | None = None, **options: Any
+) -> PretrainedConfig:
     """A copy of `config` whose RoPE runs at `target_length` tokens with `method`.
 
     Methods: `none` (frequencies unchanged; only `max_position_embeddings` rises, i.e. plain extrapolation),
@@ -203,8 +230,10 @@ def scale_rope(config: PretrainedConfig, method: str, target_length: int, *, ori
     if target <= native:
         raise LongwinError(f"target_length {target} must exceed the native window {native}")
     if target > MAX_POSITIONS:
-        raise LongwinError(f"target_length {target} is past {MAX_POSITIONS:,} positions, where float32 position "
-                           f"angles can no longer tell neighbouring tokens apart")
+        raise LongwinError(
+            f"target_length {target} is past {MAX_POSITIONS:,} positions, where float32 position "
+            f"angles can no longer tell neighbouring tokens apart"
+        )
     factor = target / native
     record = _record(config)
     theta = float(record["native_rope_theta"]) if record is not None else float(rope["rope_theta"])

@@ -17,9 +17,9 @@ import re
 import sqlite3
 import struct
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from longwin.data.rdata import read_lazyload_db
 from longwin.errors import LongwinError
@@ -52,6 +52,7 @@ _TEXT_SUFFIXES = {".txt", ".md"}
 
 
 # ---------------------------------------------------------------- locating built-in data
+
 
 def _package_file(package: str, relative: str) -> Path | None:
     """Path of a data file inside an installed package, found without importing the package."""
@@ -104,6 +105,7 @@ def available_corpora() -> dict[str, bool]:
 
 
 # ---------------------------------------------------------------- built-in readers
+
 
 def _iter_essays(folder: Path) -> Iterator[Document]:
     for path in sorted(folder.glob("*.txt")):
@@ -225,6 +227,7 @@ def _iter_builtin(name: str) -> Iterator[Document]:
 
 # ---------------------------------------------------------------- user data
 
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -322,15 +325,14 @@ def _iter_path(path: Path, text_field: str, split: str) -> Iterator[Document]:
 
 # ---------------------------------------------------------------- public API
 
+
 def _iter_one(source: str, text_field: str, split: str) -> Iterator[Document]:
     if source in BUILTIN_CORPORA:
         return _iter_builtin(source)
     path = Path(source).expanduser()
     if path.exists():
         return _iter_path(path, text_field, split)
-    raise LongwinError(
-        f"unknown corpus or missing path {source!r} (built-in corpora: {', '.join(BUILTIN_CORPORA)})"
-    )
+    raise LongwinError(f"unknown corpus or missing path {source!r} (built-in corpora: {', '.join(BUILTIN_CORPORA)})")
 
 
 def iter_documents(source: str, *, text_field: str = "text", split: str = "train") -> Iterator[Document]:

@@ -12,8 +12,8 @@ same data.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -43,8 +43,17 @@ class MixSources:
 class PretrainMixDataset(Dataset):
     """`num_windows` windows of `seq_len` tokens with labels = input_ids (dense LM loss)."""
 
-    def __init__(self, sources: MixSources, tokenizer, *, seq_len: int, num_windows: int, seed: int,
-                 mix: dict[str, float] | None = None, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        sources: MixSources,
+        tokenizer,
+        *,
+        seq_len: int,
+        num_windows: int,
+        seed: int,
+        mix: dict[str, float] | None = None,
+        shuffle: bool = True,
+    ) -> None:
         self.sources, self.tok, self.seq_len, self.shuffle = sources, tokenizer, seq_len, shuffle
         self.num_windows, self.seed = num_windows, seed
         mix = mix or DEFAULT_MIX
@@ -64,8 +73,9 @@ class PretrainMixDataset(Dataset):
 
     def _render(self, kind: str, rng: random.Random, units: int) -> list[int]:
         fn, pool_name = synthetic.GENERATORS[kind]
-        pool = {"grass": synthetic.GRASS_SENTENCES, "sentences": self.sources.sentences,
-                "words": self.sources.words}[pool_name]
+        pool = {"grass": synthetic.GRASS_SENTENCES, "sentences": self.sources.sentences, "words": self.sources.words}[
+            pool_name
+        ]
         return self._encode(fn(rng, pool, units)) + [self.eos]
 
     def _measure(self, kind: str) -> float:
@@ -83,8 +93,11 @@ class PretrainMixDataset(Dataset):
     def _example(self, kind: str, rng: random.Random, room: int) -> list[int] | None:
         if kind in ("copy", "copy_random"):  # a span and its repeat: copying by content, at any offset
             n = rng.randint(8, max(8, (room - 1) // 2))
-            span = (self._natural(rng, n) if kind == "copy"
-                    else [rng.randrange(self._first_regular, len(self.tok)) for _ in range(n)])
+            span = (
+                self._natural(rng, n)
+                if kind == "copy"
+                else [rng.randrange(self._first_regular, len(self.tok)) for _ in range(n)]
+            )
             return span + span if 2 * n <= room else None
         if kind == "recall":  # text, a passage, unrelated text, the passage again: recall after a gap
             n = rng.randint(8, max(8, min(48, room // 4)))

@@ -10,12 +10,14 @@ double vectors, lists, pairlists (attributes) and symbols.
 
 from __future__ import annotations
 
+import builtins
 import bz2
 import lzma
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any, cast
 
 _SYM, _LIST, _CHAR, _LGL, _INT, _REAL, _STR, _VEC, _EXPR = 1, 2, 9, 10, 13, 14, 16, 19, 20
 _NIL, _REF = 254, 255
@@ -26,6 +28,8 @@ _NA_INT = -(2**31)
 
 class _XdrReader:
     """Walks one XDR serialisation; symbols go to a reference table so later REFSXPs resolve."""
+
+    refs: list[object]
 
     def __init__(self, data: bytes) -> None:
         if data[:2] != b"X\n":
@@ -44,7 +48,7 @@ class _XdrReader:
         self.pos += 4
         return value
 
-    def length(self) -> int:
+    def length(self) -> builtins.int:
         n = self.int()
         if n == -1:  # long vector: upper and lower 32 bits follow
             n = (self.int() << 32) | (self.int() & 0xFFFFFFFF)
@@ -53,7 +57,7 @@ class _XdrReader:
     def item(self) -> object:
         return self.item_with(self.int())
 
-    def item_with(self, flags: int) -> object:
+    def item_with(self, flags: builtins.int) -> object:
         kind = flags & 0xFF
         if kind == _NIL:
             return None
@@ -82,20 +86,20 @@ class _XdrReader:
         else:
             raise ValueError(f"unsupported R object type {kind}")
         if flags & _HAS_ATTR:
-            names = dict(self.item()).get("names")
+            names = dict(cast("list[tuple[Any, Any]]", self.item())).get("names")
             if kind == _VEC and names:
-                return dict(zip(names, value))
+                return dict(zip(names, cast("list[object]", value)))
         return value
 
-    def charsxp(self, flags: int) -> str | None:
+    def charsxp(self, flags: builtins.int) -> str | None:
         n = self.int()
         if n == -1:
             return None  # NA_character_
-        raw = self.data[self.pos:self.pos + n]
+        raw = self.data[self.pos : self.pos + n]
         self.pos += n
         return raw.decode("latin-1" if (flags >> 12) & _LATIN1 else "utf-8", errors="replace")
 
-    def pairlist(self, flags: int) -> list[tuple[object, object]]:
+    def pairlist(self, flags: builtins.int) -> list[tuple[object, object]]:
         """A pairlist as (tag, value) pairs; read in a loop since R chains them through CDR."""
         items = []
         while True:

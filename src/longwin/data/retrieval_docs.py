@@ -16,16 +16,18 @@ the benchmark prompts of `longwin.eval`.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 from longwin.data import synthetic
+from longwin.data.tokenizer import first_regular_id
 from longwin.errors import LongwinError
 
-KINDS = ("passkey_grass", "passkey_text", "kv", "lines", "copy")
-COPY_CUE = 4  # tokens of a `copy` span repeated as its cue; the rest is the answer
+KINDS = ("passkey_grass", "passkey_text", "kv", "lines", "copy", "copy_random")
+COPY_CUE = 4  # tokens of a `copy`/`copy_random` span repeated as its cue; the rest is the answer
 Stream = Callable[[random.Random, int], list[int]]  # (rng, length) -> that many natural-text tokens
 
 
@@ -57,12 +59,15 @@ class RetrievalExamples:
     def __init__(self, tokenizer: Any, natural: Stream, texts: Sequence[str], kinds: Sequence[str] = KINDS) -> None:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown or not kinds:
-            raise LongwinError(f"unknown retrieval kind(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(KINDS)}")
+            raise LongwinError(
+                f"unknown retrieval kind(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(KINDS)}"
+            )
         self.tokenizer, self.natural, self.kinds = tokenizer, natural, list(kinds)
         self.words = synthetic.word_list(texts)
         if "lines" in self.kinds and len(self.words) < 10:
             raise LongwinError("the training text has too few words for the 'lines' retrieval kind")
         self._grass: dict[int, list[int]] = {}
+        self._first_regular = first_regular_id(tokenizer)
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -89,38 +94,64 @@ class RetrievalExamples:
         if kind.startswith("passkey"):
             key = synthetic.random_key(rng, 5 if rng.random() < 0.6 else None)
             filler = self._grass_stream(rng, length) if kind == "passkey_grass" else self.natural(rng, length)
-            return Pieces(self._ids(rng.choice(synthetic.PASSKEY_INTROS) + "\n"), filler,
-                          self._ids(f"\nThe pass key is {key}. Remember it. {key} is the pass key.\n"),
-                          self._ids("\nWhat is the pass key? The pass key is"), self._ids(f" {key}."))
+            return Pieces(
+                self._ids(rng.choice(synthetic.PASSKEY_INTROS) + "\n"),
+                filler,
+                self._ids(f"\nThe pass key is {key}. Remember it. {key} is the pass key.\n"),
+                self._ids("\nWhat is the pass key? The pass key is"),
+                self._ids(f" {key}."),
+            )
         if kind == "kv":
-            make = (lambda: synthetic.random_uuid(rng)) if rng.random() < 0.5 else (lambda: synthetic.random_hex(rng, 8))
+            make = (
+                (lambda: synthetic.random_uuid(rng)) if rng.random() < 0.5 else (lambda: synthetic.random_hex(rng, 8))
+            )
             key, value = make(), make()
             filler = self._repeat(lambda: f'"{make()}": "{make()}", ', length)
-            return Pieces(self._ids("Extract the value corresponding to the specified key in the JSON object below."
-                                    "\n\nJSON data:\n{"), filler, self._ids(f'"{key}": "{value}", '),
-                          self._ids(f'}}\n\nKey: "{key}"\nCorresponding value: "'), self._ids(f'{value}"'))
-        if kind == "copy":  # replay of the toy's pretraining `recall` windows: a passage, other text, the passage again
-            span = self.natural(rng, rng.randint(16, 48))
+            return Pieces(
+                self._ids(
+                    "Extract the value corresponding to the specified key in the JSON object below.\n\nJSON data:\n{"
+                ),
+                filler,
+                self._ids(f'"{key}": "{value}", '),
+                self._ids(f'}}\n\nKey: "{key}"\nCorresponding value: "'),
+                self._ids(f'{value}"'),
+            )
+        if kind in ("copy", "copy_random"):  # replay of the toy's pretraining recall / random-copy windows
+            n = rng.randint(16, 48)
+            span = self.natural(rng, n) if kind == "copy" else self._random_tokens(rng, n)
             return Pieces([], self.natural(rng, length), span, span[:COPY_CUE], span[COPY_CUE:])
         name = self._line_name(rng)
         value = synthetic.random_key(rng, rng.choice((4, 5)))
 
         def line() -> str:
             other = self._line_name(rng)
-            return f"line {other}: REGISTER_CONTENT is <{synthetic.random_key(rng, rng.choice((4, 5)))}>\n" \
-                if other != name else ""
+            return (
+                f"line {other}: REGISTER_CONTENT is <{synthetic.random_key(rng, rng.choice((4, 5)))}>\n"
+                if other != name
+                else ""
+            )
 
-        return Pieces(self._ids("Below is a record of lines I want you to remember. Now the record start:\n\n"),
-                      self._repeat(line, length), self._ids(f"line {name}: REGISTER_CONTENT is <{value}>\n"),
-                      self._ids(f"\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line {name}? "
-                                f"I need the number.\nThe <REGISTER_CONTENT> in line {name} is <"),
-                      self._ids(f"{value}>."))
+        return Pieces(
+            self._ids("Below is a record of lines I want you to remember. Now the record start:\n\n"),
+            self._repeat(line, length),
+            self._ids(f"line {name}: REGISTER_CONTENT is <{value}>\n"),
+            self._ids(
+                f"\nNow the record is over. Tell me what is the <REGISTER_CONTENT> in line {name}? "
+                f"I need the number.\nThe <REGISTER_CONTENT> in line {name} is <"
+            ),
+            self._ids(f"{value}>."),
+        )
+
+    def _random_tokens(self, rng: random.Random, n: int) -> list[int]:
+        """`n` uniform token ids above the special tokens."""
+        return [rng.randrange(self._first_regular, len(self.tokenizer)) for _ in range(n)]
 
     def _line_name(self, rng: random.Random) -> str:
         return f"{rng.choice(self.words)}-{rng.choice(self.words)}"
 
-    def build(self, rng: random.Random, position_ids: torch.Tensor, target_len: int, *,
-              evidence_by: int | None = None) -> tuple[torch.Tensor, int] | None:
+    def build(
+        self, rng: random.Random, position_ids: torch.Tensor, target_len: int, *, evidence_by: int | None = None
+    ) -> tuple[torch.Tensor, int] | None:
         """(token ids for `position_ids`, answer length), or None if no kind fits them.
 
         `position_ids` are strictly increasing and < target_len. The question and answer take the end
@@ -138,8 +169,9 @@ class RetrievalExamples:
         return None
 
     @staticmethod
-    def _place(p: Pieces, rng: random.Random, position_ids: torch.Tensor,
-               evidence_by: int | None = None) -> torch.Tensor | None:
+    def _place(
+        p: Pieces, rng: random.Random, position_ids: torch.Tensor, evidence_by: int | None = None
+    ) -> torch.Tensor | None:
         spans = runs(position_ids)
         qa = p.question + p.answer
         fits = [i for i, (s, e) in enumerate(spans) if e - s >= len(qa)]
@@ -149,8 +181,11 @@ class RetrievalExamples:
         q_start = spans[last][1] - len(qa)
         limit = q_start if evidence_by is None else min(q_start, evidence_by)
         for intro_end in (len(p.intro), 0):  # drop the intro when it leaves the evidence no room
-            starts = [at for s, e in spans[:last + 1]  # the evidence inside one run, after intro, before question
-                      for at in range(max(s, intro_end), min(e, limit) - len(p.evidence) + 1)]
+            starts = [
+                at
+                for s, e in spans[: last + 1]  # the evidence inside one run, after intro, before question
+                for at in range(max(s, intro_end), min(e, limit) - len(p.evidence) + 1)
+            ]
             if starts:
                 break
         else:
@@ -159,6 +194,6 @@ class RetrievalExamples:
         tokens = [p.filler[pos] for pos in slots]
         tokens[:intro_end] = p.intro[:intro_end]
         at = rng.choice(starts)
-        tokens[at:at + len(p.evidence)] = p.evidence
-        tokens[q_start:q_start + len(qa)] = qa
+        tokens[at : at + len(p.evidence)] = p.evidence
+        tokens[q_start : q_start + len(qa)] = qa
         return torch.tensor(tokens, dtype=torch.long)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 GRASS = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 PASSKEY_INTROS = (
@@ -49,8 +49,13 @@ def passkey(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     key = random_key(rng, 5 if rng.random() < 0.6 else None)
     before = rng.randint(0, units)
     info = f"The pass key is {key}. Remember it. {key} is the pass key."
-    parts = [rng.choice(PASSKEY_INTROS), _filler(rng, sentences, before), info,
-             _filler(rng, sentences, units - before), f"What is the pass key? The pass key is {key}."]
+    parts = [
+        rng.choice(PASSKEY_INTROS),
+        _filler(rng, sentences, before),
+        info,
+        _filler(rng, sentences, units - before),
+        f"What is the pass key? The pass key is {key}.",
+    ]
     return "\n".join(p for p in parts if p)
 
 
@@ -63,14 +68,14 @@ def kv_lookup(rng: random.Random, sentences: Sequence[str], units: int) -> str:
     body = ", ".join(f'"{k}": "{v}"' for k, v in pairs)
     text = (
         "Extract the value corresponding to the specified key in the JSON object below.\n\n"
-        f"JSON data:\n{{{body}}}\n\nKey: \"{key}\"\nCorresponding value: \"{value}\""
+        f'JSON data:\n{{{body}}}\n\nKey: "{key}"\nCorresponding value: "{value}"'
     )
     return text
 
 
 def line_registers(rng: random.Random, words: Sequence[str], units: int) -> str:
     """LongChat-style records: `units` named lines, each holding a number; one is asked for."""
-    names = []
+    names: list[str] = []
     while len(names) < max(units, 1):
         name = f"{rng.choice(words)}-{rng.choice(words)}"
         if name not in names:

@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -72,8 +72,7 @@ class TokenizedCorpus:
         total = int(self._offsets[-1])
         dtype = np.dtype(meta["dtype"])
         self._tokens = (
-            np.memmap(path / "tokens.bin", dtype=dtype, mode="r", shape=(total,))
-            if total else np.zeros(0, dtype=dtype)
+            np.memmap(path / "tokens.bin", dtype=dtype, mode="r", shape=(total,)) if total else np.zeros(0, dtype=dtype)
         )
 
     @classmethod
@@ -111,7 +110,7 @@ class TokenizedCorpus:
         if not -len(self) <= i < len(self):
             raise IndexError(f"document index {i} out of range for {len(self)} documents")
         i %= len(self)
-        return self._tokens[self._offsets[i]:self._offsets[i + 1]]
+        return self._tokens[self._offsets[i] : self._offsets[i + 1]]
 
     @property
     def tokens(self) -> np.ndarray:
@@ -148,7 +147,7 @@ def _write(docs: list[Document], tokenizer, path: Path, *, add_bos: bool, add_eo
         bar = tqdm(total=len(docs), desc="tokenizing", unit="doc", disable=not show)
         with open(tmp / "tokens.bin", "wb") as out, bar:
             for start in range(0, len(docs), _BATCH_DOCS):
-                batch = docs[start:start + _BATCH_DOCS]
+                batch = docs[start : start + _BATCH_DOCS]
                 texts = [d.text for d in batch]
                 # verbose=False: long documents are the point here, not a model-length mistake
                 encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]

@@ -6,7 +6,7 @@ needs only copying, which small models learn (see docs/toy-model.md#early-retrie
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from longwin.config import add_config_arguments, config_from_args, parse_options
 from longwin.errors import LongwinError
@@ -17,21 +18,38 @@ from longwin.outputs import check_writable_folder
 @dataclass
 class EvalConfig(EvalOptions):
     model: str = field(default="", metadata={"help": "model reference: alias (toy, smollm2-135m), folder, .gguf"})
-    task: list[str] = field(default_factory=list, metadata={
-        "help": "tasks: passkey, needle, kv-retrieval, lines, ruler, ppl, copy, longbench"})
+    task: list[str] = field(
+        default_factory=list,
+        metadata={"help": "tasks: passkey, needle, kv-retrieval, lines, ruler, ppl, copy, longbench"},
+    )
     lengths: list[int] = field(default_factory=list, metadata={"help": "prompt lengths in tokens"})
-    out: str = field(default="", metadata={"help": "output folder (rerun into it to resume; with --compare: where the table and plots go)"})
+    out: str = field(
+        default="",
+        metadata={"help": "output folder (rerun into it to resume; with --compare: where the table and plots go)"},
+    )
     seed: int = field(default=0, metadata={"min": 0, "help": "seed for every generated prompt"})
     threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch default)"})
     device: str = field(default="auto", metadata={"help": "auto (GPU when there is one), cpu, cuda, cuda:1, ..."})
     dtype: str = field(default="auto", metadata={"help": "weights dtype: auto (as stored), float32, bfloat16, float16"})
-    attn_implementation: str = field(default="", metadata={"help": "eager, sdpa, flash_attention_2 (default: transformers')"})
-    rope: str = field(default="", metadata={
-        "help": "training-free RoPE scaling before evaluating: linear, ntk, dynamic, yarn, revised-yarn, llama3 (needs --target-length)"})
+    attn_implementation: str = field(
+        default="", metadata={"help": "eager, sdpa, flash_attention_2 (default: transformers')"}
+    )
+    rope: str = field(
+        default="",
+        metadata={
+            "help": "training-free RoPE scaling before evaluating: linear, ntk, dynamic, yarn, revised-yarn, llama3 "
+            "(needs --target-length)"
+        },
+    )
     target_length: int = field(default=0, metadata={"min": 0, "help": "window the --rope scaling targets"})
     rope_options: str = field(default="", metadata={"help": "--rope options as k=v,k=v (e.g. attention_factor=1.5)"})
-    truncate: int = field(default=0, metadata={"min": 0,
-        "help": "truncation baseline: the model sees only the last N tokens of each prompt (0: off)"})
+    truncate: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "truncation baseline: the model sees only the last N tokens of each prompt (0: off)",
+        },
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
         from longwin.eval.compare import compare_runs
 
         if cfg.model or cfg.task or cfg.lengths:
-            raise LongwinError("--compare reads finished result folders: --model, --task and --lengths do not "
-                               "apply (evaluate first, then compare)")
+            raise LongwinError(
+                "--compare reads finished result folders: --model, --task and --lengths do not "
+                "apply (evaluate first, then compare)"
+            )
         print(compare_runs(args.compare, cfg.out))
         print(f"\nwritten: {cfg.out}/compare.csv and compare_<task>.png")
         return 0
@@ -69,12 +89,25 @@ def run(args: argparse.Namespace) -> int:
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
     check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # bad input fails before the model loads
     check_writable_folder(cfg.out, "--out")
-    check_fits_before_loading(cfg.model, cfg.lengths, device=cfg.device, dtype=cfg.dtype,
-                              attn_implementation=cfg.attn_implementation, truncate=cfg.truncate,
-                              batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens)
-    model = load_for_eval(cfg.model, device=cfg.device, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                          rope=cfg.rope, target_length=cfg.target_length,
-                          rope_options=parse_options(cfg.rope_options, "rope"))
+    check_fits_before_loading(
+        cfg.model,
+        cfg.lengths,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        attn_implementation=cfg.attn_implementation,
+        truncate=cfg.truncate,
+        batch_size=cfg.batch_size,
+        batch_tokens=cfg.batch_tokens,
+    )
+    model: Any = load_for_eval(  # (model, tokenizer), or the truncating adapter around them below
+        cfg.model,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        attn_implementation=cfg.attn_implementation,
+        rope=cfg.rope,
+        target_length=cfg.target_length,
+        rope_options=parse_options(cfg.rope_options, "rope"),
+    )
     name = f"{cfg.model} ({cfg.rope} RoPE to {cfg.target_length}, training-free)" if cfg.rope else cfg.model
     if cfg.truncate:
         from longwin.eval.model import TruncatingAdapter

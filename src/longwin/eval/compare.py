@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.eval.plots import save_lines
@@ -35,8 +36,9 @@ def comparison_rows(runs: Sequence[dict[str, Any]]) -> list[list[Any]]:
             for length in sorted({int(n) for p in points for n in p}):
                 rows.append([task, name, length, *[p.get(str(length)) for p in points]])
         if any(sm and "effective_length" in sm for sm in summaries):
-            rows.append([task, "effective_length", "", *[sm.get("effective_length") if sm else None
-                                                          for sm in summaries]])
+            rows.append(
+                [task, "effective_length", "", *[sm.get("effective_length") if sm else None for sm in summaries]]
+            )
     return rows
 
 
@@ -61,7 +63,13 @@ def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path) -> str:
         primary = next(iter(present[0][1]["series"]))
         curves = {name: sm["series"].get(primary, {}) for name, sm, _ in present}
         windows = {w for _, _, w in present}
-        save_lines(out / f"compare_{task}.png", curves, title=f"{task}: {primary}", xlabel="Length (tokens)",
-                   ylabel=present[0][1]["metric"], logy=not present[0][1]["higher_is_better"],
-                   vline=windows.pop() if len(windows) == 1 else None)
+        save_lines(
+            out / f"compare_{task}.png",
+            curves,
+            title=f"{task}: {primary}",
+            xlabel="Length (tokens)",
+            ylabel=present[0][1]["metric"],
+            logy=not present[0][1]["higher_is_better"],
+            vline=windows.pop() if len(windows) == 1 else None,
+        )
     return markdown_table(header, rows)

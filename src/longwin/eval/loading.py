@@ -22,8 +22,17 @@ def pick_device(device: str) -> str:
     return device
 
 
-def check_fits_before_loading(ref: str, lengths: list[int], *, device: str, dtype: str, attn_implementation: str,
-                              truncate: int, batch_size: int, batch_tokens: int) -> None:
+def check_fits_before_loading(
+    ref: str,
+    lengths: list[int],
+    *,
+    device: str,
+    dtype: str,
+    attn_implementation: str,
+    truncate: int,
+    batch_size: int,
+    batch_tokens: int,
+) -> None:
     """The memory check of `longwin.eval.runner`, from the config alone: a length that cannot fit fails in one
     line before gigabytes of weights are loaded."""
     import torch
@@ -38,13 +47,25 @@ def check_fits_before_loading(ref: str, lengths: list[int], *, device: str, dtyp
     resolved = getattr(torch, name, None) if isinstance(name, str) else name
     width = resolved.itemsize if isinstance(resolved, torch.dtype) else 4
     eager = attn_implementation == "eager"
-    check_fits(lambda n: forward_bytes(config, min(n, truncate or n), width, eager), lengths, batch_size,
-               batch_tokens, torch.device(pick_device(device)))
+    check_fits(
+        lambda n: forward_bytes(config, min(n, truncate or n), width, eager),
+        lengths,
+        batch_size,
+        batch_tokens,
+        torch.device(pick_device(device)),
+    )
 
 
-def load_for_eval(ref: str, *, device: str = "auto", dtype: str = "auto", attn_implementation: str = "",
-                  rope: str = "", target_length: int = 0, rope_options: dict[str, Any] | None = None
-                  ) -> tuple[Any, Any]:
+def load_for_eval(
+    ref: str,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str = "",
+    rope: str = "",
+    target_length: int = 0,
+    rope_options: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
     """(model, tokenizer) on `device`; with `rope`, the config is rescaled to `target_length` first."""
     from longwin.models import load_model, model_path
 
@@ -56,9 +77,18 @@ def load_for_eval(ref: str, *, device: str = "auto", dtype: str = "auto", attn_i
 
         from longwin.rope import scale_rope
 
-        config = scale_rope(AutoConfig.from_pretrained(model_path(ref), local_files_only=True), rope, target_length,
-                            **(rope_options or {}))
+        config = scale_rope(
+            AutoConfig.from_pretrained(model_path(ref), local_files_only=True),
+            rope,
+            target_length,
+            **(rope_options or {}),
+        )
     elif target_length:
         raise LongwinError("--target-length without --rope does nothing: name a RoPE method (e.g. --rope yarn)")
-    return load_model(ref, dtype=None if dtype == "auto" else dtype, device=pick_device(device),
-                      attn_implementation=attn_implementation or None, config=config)
+    return load_model(
+        ref,
+        dtype=None if dtype == "auto" else dtype,
+        device=pick_device(device),
+        attn_implementation=attn_implementation or None,
+        config=config,
+    )

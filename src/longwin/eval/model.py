@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 from longwin.errors import LongwinError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # names of learned absolute position tables (GPT-2 `wpe`, OPT/BART `embed_positions`, BERT-likes)
 _POSITION_TABLES = ("wpe", "embed_positions", "position_embeddings")
@@ -70,8 +74,9 @@ class CausalLMAdapter:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
         self._softcap = getattr(config, "final_logit_softcapping", None)
-        self.identity = json_digest({"adapter": type(self).__name__, "model": model_digest(model),
-                              "vocab": len(tokenizer), **self._settings()})
+        self.identity = json_digest(
+            {"adapter": type(self).__name__, "model": model_digest(model), "vocab": len(tokenizer), **self._settings()}
+        )
 
     def _settings(self) -> dict[str, Any]:
         """Adapter settings that change what the harness measures (part of `identity`)."""
@@ -97,12 +102,18 @@ class CausalLMAdapter:
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):  # left padding keeps every prompt's last token aligned
-            ids[i, width - len(p.ids):] = torch.tensor(p.ids, dtype=torch.long)
-            mask[i, width - len(p.ids):] = 1
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                  pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids) or None)
-        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                  generation_config=config)
+            ids[i, width - len(p.ids) :] = torch.tensor(p.ids, dtype=torch.long)
+            mask[i, width - len(p.ids) :] = 1
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids) or None,
+        )
+        out = self.model.generate(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config
+        )
         return [self._until_eos(row) for row in out[:, width:].tolist()]
 
     def _until_eos(self, tokens: list[int]) -> list[int]:
@@ -118,13 +129,13 @@ class CausalLMAdapter:
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         hidden = self._decoder()(input_ids=x, use_cache=False)[0][0]
         head = self.model.get_output_embeddings()
-        states, targets = hidden[score_from - 1:-1], x[0, score_from:]
+        states, targets = hidden[score_from - 1 : -1], x[0, score_from:]
         total = 0.0
         for a in range(0, len(targets), self.logits_chunk):
-            logits = head(states[a:a + self.logits_chunk]).float()
+            logits = head(states[a : a + self.logits_chunk]).float()
             if self._softcap:
                 logits = torch.tanh(logits / self._softcap) * self._softcap
-            total += F.cross_entropy(logits, targets[a:a + self.logits_chunk], reduction="sum").item()
+            total += F.cross_entropy(logits, targets[a : a + self.logits_chunk], reduction="sum").item()
         return total, len(targets)
 
     def _decoder(self) -> Any:
@@ -185,8 +196,9 @@ class TruncatingAdapter(CausalLMAdapter):
         return piecewise_nll(len(ids), score_from, piece)
 
 
-def piecewise_nll(length: int, score_from: int,
-                  score_piece: Callable[[int], tuple[int, float, int]]) -> tuple[float, int]:
+def piecewise_nll(
+    length: int, score_from: int, score_piece: Callable[[int], tuple[int, float, int]]
+) -> tuple[float, int]:
     """Summed NLL and count of tokens [score_from, length), scored back to front in pieces.
 
     `score_piece(end)` scores the piece that ends at `end` and returns (its first token, NLL, count);
@@ -217,8 +229,13 @@ def forward_bytes(config: Any, tokens: int, width: int, eager: bool = False) -> 
     return per_token * tokens + scores
 
 
-def check_fits(memory_needed: Callable[[int], int], lengths: Sequence[int], batch_size: int, batch_tokens: int,
-               device: torch.device) -> None:
+def check_fits(
+    memory_needed: Callable[[int], int],
+    lengths: Sequence[int],
+    batch_size: int,
+    batch_tokens: int,
+    device: torch.device,
+) -> None:
     """Refuse lengths whose forward pass cannot fit in the free memory of `device`, before any prompt is built
     (a prompt of billions of tokens would otherwise grow until the machine stalls)."""
     longest = max(lengths)
@@ -231,23 +248,37 @@ def check_fits(memory_needed: Callable[[int], int], lengths: Sequence[int], batc
 
         free = psutil.virtual_memory().available
     if need > free:
-        raise LongwinError(f"length {longest} needs about {need / 2**30:,.1f} GiB for one forward pass but "
-                           f"{free / 2**30:,.1f} GiB is free on {device.type}: use shorter --lengths")
+        raise LongwinError(
+            f"length {longest} needs about {need / 2**30:,.1f} GiB for one forward pass but "
+            f"{free / 2**30:,.1f} GiB is free on {device.type}: use shorter --lengths"
+        )
 
 
-def model_digest(model: torch.nn.Module) -> str:
+def model_digest(model: PreTrainedModel) -> str:
     """A content digest of a model: its config and, per tensor, name, dtype, shape, sum, squared norm and
     a few values. Any training step or rescaled RoPE changes it; it costs one pass over the weights on
     their own device (no copy to the CPU, no file hashing), so a 7B model on a GPU takes well under a second.
     """
-    config = {k: v for k, v in model.config.to_dict().items()
-              if k not in ("_name_or_path", "transformers_version", "_attn_implementation_autoset")}
+    config = {
+        k: v
+        for k, v in model.config.to_dict().items()
+        if k not in ("_name_or_path", "transformers_version", "_attn_implementation_autoset")
+    }
     rows: list[Any] = [config]
     with torch.no_grad():
         for name, tensor in sorted(model.state_dict().items()):
             flat = tensor.detach().reshape(-1).float()
-            rows.append([name, str(tensor.dtype), list(tensor.shape), float(flat.sum()), float(torch.dot(flat, flat)),
-                         flat[:4].tolist(), flat[-4:].tolist()])
+            rows.append(
+                [
+                    name,
+                    str(tensor.dtype),
+                    list(tensor.shape),
+                    float(flat.sum()),
+                    float(torch.dot(flat, flat)),
+                    flat[:4].tolist(),
+                    flat[-4:].tolist(),
+                ]
+            )
     return json_digest(rows)
 
 
@@ -295,9 +326,14 @@ def resolve_model(model: Any, tokenizer: Any = None, name: str | None = None) ->
         name = name or str(model)
         model, tokenizer = load_model(str(model))
     if not isinstance(model, torch.nn.Module):
-        raise LongwinError(f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel")
+        raise LongwinError(
+            f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel"
+        )
     if tokenizer is None:
-        raise LongwinError(f"no tokenizer for {name or type(model).__name__}: pass tokenizer=... (or a model folder with tokenizer files)")
+        raise LongwinError(
+            f"no tokenizer for {name or type(model).__name__}: pass tokenizer=... "
+            "(or a model folder with tokenizer files)"
+        )
     if getattr(getattr(model, "config", None), "model_type", None) == "longwin-sharedllm":
         from longwin.eval.sharedllm_adapter import SharedLLMAdapter  # context to the trees, question local
 

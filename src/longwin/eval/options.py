@@ -28,11 +28,13 @@ class EvalOptions:
 
     samples: int = _opt(0, "samples per cell (0: task default; longbench: 0 = every item)", min=0)
     depths: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "passkey/needle depths in percent", min=0, max=100)
-    positions: list[float] = _opt([0.0, 25.0, 50.0, 75.0, 100.0], "kv-retrieval gold positions in percent of the pairs",
-                                   min=0, max=100)
+    positions: list[float] = _opt(
+        [0.0, 25.0, 50.0, 75.0, 100.0], "kv-retrieval gold positions in percent of the pairs", min=0, max=100
+    )
     max_new_tokens: int = _opt(0, "override every task's number of generated tokens (0: task defaults)", min=0)
-    kv_key_chars: int = _opt(0, "kv-retrieval keys and values of this many hex digits (0: 36-character UUIDs)",
-                             min=0, max=32)
+    kv_key_chars: int = _opt(
+        0, "kv-retrieval keys and values of this many hex digits (0: 36-character UUIDs)", min=0, max=32
+    )
     chat_template: bool = _opt(False, "wrap prompts in the tokenizer's chat template (instruct models)")
     batch_size: int = _opt(4, "prompts per generation batch (same length only, left padded)", min=1)
     batch_tokens: int = _opt(32768, "cap on batch_size x prompt length", min=1)
@@ -40,8 +42,11 @@ class EvalOptions:
     needle: str = _opt(NIAH_NEEDLE, "needle sentence")
     question: str = _opt(NIAH_QUESTION, "needle question")
     answer: str = _opt(NIAH_ANSWER, "needle answer key phrase (exact match, case-insensitive)")
-    needle_prefix: str = _opt("", "text the model continues after the needle question "
-                                  f"(default: '{NIAH_PREFIX}' for the default needle, else 'Answer:')")
+    needle_prefix: str = _opt(
+        "",
+        "text the model continues after the needle question "
+        f"(default: '{NIAH_PREFIX}' for the default needle, else 'Answer:')",
+    )
     corpus: str = _opt("", "perplexity corpus: name or path (default: Paul Graham essays)")
     conventions: list[str] = _opt(["sliding", "chunks", "last-k"], "perplexity conventions: sliding, chunks, last-k")
     stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)", min=0)

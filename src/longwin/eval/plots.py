@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from longwin.outputs import write_bytes
 
@@ -31,9 +32,18 @@ def _figure(size: tuple[float, float]):
     return fig
 
 
-def save_heatmap(path: Path, cells: Mapping[str, Mapping[str, float]], *, rows: Sequence[str],
-                 cols: Sequence[str], title: str, xlabel: str = "Context length (tokens)",
-                 ylabel: str = "Depth (%)", vmin: float = 0.0, vmax: float = 100.0) -> None:
+def save_heatmap(
+    path: Path,
+    cells: Mapping[str, Mapping[str, float]],
+    *,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    title: str,
+    xlabel: str = "Context length (tokens)",
+    ylabel: str = "Depth (%)",
+    vmin: float = 0.0,
+    vmax: float = 100.0,
+) -> None:
     """`cells[col][row]` values drawn with rows top to bottom (depth 0 at the top)."""
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -56,9 +66,19 @@ def save_heatmap(path: Path, cells: Mapping[str, Mapping[str, float]], *, rows: 
     _save(fig, path)
 
 
-def save_lines(path: Path, series: Mapping[str, Mapping[str, float]], *, title: str, xlabel: str,
-               ylabel: str, lengths_on_x: bool = True, logy: bool = False, vline: float | None = None,
-               hline: float | None = None, bold: str | None = None) -> None:
+def save_lines(
+    path: Path,
+    series: Mapping[str, Mapping[str, float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    lengths_on_x: bool = True,
+    logy: bool = False,
+    vline: float | None = None,
+    hline: float | None = None,
+    bold: str | None = None,
+) -> None:
     """One line per series over its x keys; lengths go on a log2 axis with "4k"-style ticks.
 
     `vline` marks the model's window when it lies near the plotted lengths; `bold` thickens a series.

@@ -8,8 +8,9 @@ assistant header, as RULER does), and counts tokens so generators can size their
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.eval.model import Prompt
@@ -42,7 +43,8 @@ class PromptFormatter:
             return parts.context + parts.question + parts.answer_prefix, len(parts.context), True
         user = parts.context + parts.question
         text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
         start = text.find(user)
         context_end = (start if start >= 0 else 0) + len(parts.context)
         return text + parts.answer_prefix.lstrip(), context_end, False
@@ -63,8 +65,9 @@ class PromptFormatter:
         return len(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def fit_largest(count: Callable[[int], int], budget: int, *, what: str, lo: int = 0, guess: int = 8,
-                limit: int = 10_000_000) -> int:
+def fit_largest(
+    count: Callable[[int], int], budget: int, *, what: str, lo: int = 0, guess: int = 8, limit: int = 10_000_000
+) -> int:
     """Largest n in [lo, limit] with count(n) <= budget, for a count that grows with n.
 
     RULER sizes haystacks the same way (search on the filler amount, measure with the tokenizer);

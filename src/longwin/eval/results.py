@@ -11,8 +11,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.outputs import write_text
@@ -35,8 +36,9 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                         for k, v in row.items()})
+        writer.writerow(
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+        )
     write_text(path, buffer.getvalue())
 
 
@@ -50,8 +52,12 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         raise LongwinError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
     tasks = results.get("tasks") if isinstance(results, dict) else None
     if not isinstance(tasks, dict) or not all(
-            isinstance(s, dict) and isinstance(s.get("series"), dict) and {"metric", "higher_is_better"} <= set(s)
-            and all(isinstance(points, dict) for points in s["series"].values()) for s in tasks.values()):
+        isinstance(s, dict)
+        and isinstance(s.get("series"), dict)
+        and {"metric", "higher_is_better"} <= set(s)
+        and all(isinstance(points, dict) for points in s["series"].values())
+        for s in tasks.values()
+    ):
         raise LongwinError(f"{path}: not a `longwin eval` results file (no tasks with metric and series)")
     return results
 
@@ -79,6 +85,8 @@ def summary_table(results: dict[str, Any]) -> str:
             metric = summary.get("series_metrics", {}).get(name, summary["metric"])
             rows.append([task, name, metric, *[points.get(str(n)) for n in lengths]])
         if "effective_length" in summary:
-            notes.append(f"{task} effective length (average > {summary['threshold']}): "
-                         f"{format_value(summary['effective_length'])}")
+            notes.append(
+                f"{task} effective length (average > {summary['threshold']}): "
+                f"{format_value(summary['effective_length'])}"
+            )
     return "\n".join([markdown_table(["task", "series", "metric", *map(str, lengths)], rows), *notes])

@@ -12,9 +12,10 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -29,8 +30,17 @@ from longwin.eval.tasks.base import Cell, GenerationTask, NllTask, Sample, Task
 from longwin.outputs import check_writable_folder, exclusive
 
 
-def evaluate(model: Any, tasks: str | Sequence[str], lengths: Sequence[int] | str, out_dir: str | Path, *,
-             seed: int = 0, tokenizer: Any = None, name: str | None = None, **options: Any) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    tasks: str | Sequence[str],
+    lengths: Sequence[int] | str,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    tokenizer: Any = None,
+    name: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """Evaluate `model` on `tasks` at each prompt length; write results into `out_dir` and return them.
 
     `model`: a reference for `longwin.models.load_model` ("toy", a folder, a .gguf), a (model,
@@ -48,8 +58,9 @@ def evaluate(model: Any, tasks: str | Sequence[str], lengths: Sequence[int] | st
         return runner.run(task_objs, grid)
 
 
-def check_request(tasks: str | Sequence[str], lengths: Sequence[int] | str, options: EvalOptions,
-                  seed: int) -> tuple[list[Task], list[int]]:
+def check_request(
+    tasks: str | Sequence[str], lengths: Sequence[int] | str, options: EvalOptions, seed: int
+) -> tuple[list[Task], list[int]]:
     """The task objects and the length grid, failing in one line on bad input (before any model loads)."""
     grid = _lengths(lengths)
     return [make_task(name, options, seed) for name in _task_names(tasks)], grid
@@ -91,16 +102,24 @@ class _Run:
         limit = self.model.position_limit
         need = max(lengths) + task.max_new_tokens
         if limit is not None and need > limit:
-            raise LongwinError(f"{task.name}: length {max(lengths)} + {task.max_new_tokens} new tokens needs {need} "
-                               f"positions but {self.model.name} has only {limit} learned position embeddings")
+            raise LongwinError(
+                f"{task.name}: length {max(lengths)} + {task.max_new_tokens} new tokens needs {need} "
+                f"positions but {self.model.name} has only {limit} learned position embeddings"
+            )
 
     def check_memory(self, lengths: list[int]) -> None:
         device = getattr(self.model, "device", torch.device("cpu"))
         check_fits(self.model.memory_needed, lengths, self.options.batch_size, self.options.batch_tokens, device)
 
     def fingerprint(self, task: Task) -> str:
-        identity = {"task": task.name, "settings": task.settings, "seed": self.seed, "model": self.model.identity,
-                    "chat_template": self.options.chat_template, "generator": GENERATOR_VERSION}
+        identity = {
+            "task": task.name,
+            "settings": task.settings,
+            "seed": self.seed,
+            "model": self.model.identity,
+            "chat_template": self.options.chat_template,
+            "generator": GENERATOR_VERSION,
+        }
         return _sha(json.dumps(identity, sort_keys=True, default=str))
 
     def run(self, tasks: list[Task], lengths: list[int]) -> dict[str, Any]:
@@ -109,12 +128,16 @@ class _Run:
         pending = {task.name: [c for c in cells if self.store.get(c.key, fp) is None] for task, cells, fp in plan}
         reused = sum(len(cells) for _, cells, _ in plan) - sum(map(len, pending.values()))
         if reused:
-            print(f"longwin eval: reusing {reused} finished cell(s) of this model and these settings from "
-                  f"{self.store.path} ({sum(map(len, pending.values()))} to compute)", file=sys.stderr)
+            print(
+                f"longwin eval: reusing {reused} finished cell(s) of this model and these settings from "
+                f"{self.store.path} ({sum(map(len, pending.values()))} to compute)",
+                file=sys.stderr,
+            )
         from tqdm.auto import tqdm
 
-        with tqdm(total=sum(map(len, pending.values())), desc="eval", unit="cell",
-                  disable=not self.options.progress) as bar:
+        with tqdm(
+            total=sum(map(len, pending.values())), desc="eval", unit="cell", disable=not self.options.progress
+        ) as bar:
             for task, _, fp in plan:
                 if isinstance(task, GenerationTask):
                     self._generate(task, pending[task.name], fp, bar)
@@ -123,8 +146,14 @@ class _Run:
         return self._write(plan, lengths)
 
     def _row(self, task: Task, cell: Cell, fp: str, fields: dict[str, Any]) -> dict[str, Any]:
-        identity = {"task": task.name, "key": cell.key, "length": cell.length, "position": cell.position,
-                    "sample": cell.sample, "fingerprint": fp}
+        identity = {
+            "task": task.name,
+            "key": cell.key,
+            "length": cell.length,
+            "position": cell.position,
+            "sample": cell.sample,
+            "fingerprint": fp,
+        }
         return {**identity, **fields, **identity}  # identity first in column order, never overwritten
 
     def _generate(self, task: GenerationTask, cells: list[Cell], fp: str, bar: Any) -> None:
@@ -141,9 +170,12 @@ class _Run:
     def _fits(self, batch: list[tuple[Cell, Sample]], cell: Cell, sample: Sample) -> bool:
         first_cell, first = batch[0]
         widest = max(len(sample.prompt.ids), *(len(s.prompt.ids) for _, s in batch))
-        return (len(batch) < self.options.batch_size and cell.length == first_cell.length
-                and sample.max_new_tokens == first.max_new_tokens
-                and (len(batch) + 1) * widest <= self.options.batch_tokens)
+        return (
+            len(batch) < self.options.batch_size
+            and cell.length == first_cell.length
+            and sample.max_new_tokens == first.max_new_tokens
+            and (len(batch) + 1) * widest <= self.options.batch_tokens
+        )
 
     def _flush(self, task: GenerationTask, batch: list[tuple[Cell, Sample]], fp: str, bar: Any) -> None:
         bar.set_postfix_str(f"{task.name} @ {batch[0][0].length}")
@@ -153,16 +185,29 @@ class _Run:
         for (cell, sample), ids in zip(batch, outputs):
             output = self.model.tokenizer.decode(ids, skip_special_tokens=True)
             tokens = len(sample.prompt.ids)
-            row = self._row(task, cell, fp, {
-                "prompt_tokens": tokens, "context_tokens": sample.prompt.context_end,
-                "exceeds_window": bool(self.model.window and tokens > self.model.window),
-                **task.score(sample, output), "answer": sample.answer, "output": output, **sample.info,
-                "prompt_sha": _sha(sample.text), "seconds": seconds})
+            row = self._row(
+                task,
+                cell,
+                fp,
+                {
+                    "prompt_tokens": tokens,
+                    "context_tokens": sample.prompt.context_end,
+                    "exceeds_window": bool(self.model.window and tokens > self.model.window),
+                    **task.score(sample, output),
+                    "answer": sample.answer,
+                    "output": output,
+                    **sample.info,
+                    "prompt_sha": _sha(sample.text),
+                    "seconds": seconds,
+                },
+            )
             self.store.add(row)
             if self.options.save_prompts:
                 with (self.out_dir / "prompts.jsonl").open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"key": cell.key, "fingerprint": fp, "prompt": sample.text},
-                                       ensure_ascii=False) + "\n")
+                    f.write(
+                        json.dumps({"key": cell.key, "fingerprint": fp, "prompt": sample.text}, ensure_ascii=False)
+                        + "\n"
+                    )
             bar.update(1)
 
     def _measure(self, task: NllTask, cells: list[Cell], fp: str, bar: Any) -> None:
@@ -171,21 +216,35 @@ class _Run:
             start = time.perf_counter()
             fields = task.measure(cell, self.model)
             window_tokens = fields["window_tokens"]
-            self.store.add(self._row(task, cell, fp, {
-                **fields, "exceeds_window": bool(self.model.window and window_tokens > self.model.window),
-                "seconds": round(time.perf_counter() - start, 4)}))
+            self.store.add(
+                self._row(
+                    task,
+                    cell,
+                    fp,
+                    {
+                        **fields,
+                        "exceeds_window": bool(self.model.window and window_tokens > self.model.window),
+                        "seconds": round(time.perf_counter() - start, 4),
+                    },
+                )
+            )
             bar.update(1)
 
     def _write(self, plan: list[tuple[Task, list[Cell], str]], lengths: list[int]) -> dict[str, Any]:
         results: dict[str, Any] = {
-            "model": self.model.name, "seed": self.seed, "lengths": lengths, "window": self.model.window,
-            "position_limit": self.model.position_limit, "generator_version": GENERATOR_VERSION,
-            "options": asdict(self.options), "tasks": {},
+            "model": self.model.name,
+            "seed": self.seed,
+            "lengths": lengths,
+            "window": self.model.window,
+            "position_limit": self.model.position_limit,
+            "generator_version": GENERATOR_VERSION,
+            "options": asdict(self.options),
+            "tasks": {},
         }
         all_rows: list[dict[str, Any]] = []
         for task, cells, fp in plan:
-            rows = [self.store.get(c.key, fp) for c in cells]
-            rows = [r for r in rows if r is not None]
+            stored = [self.store.get(c.key, fp) for c in cells]
+            rows = [r for r in stored if r is not None]
             summary = task.summarize(rows)
             summary["cells"] = len(rows)
             summary["exceeds_window"] = sum(bool(r.get("exceeds_window")) for r in rows)

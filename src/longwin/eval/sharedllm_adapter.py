@@ -17,7 +17,8 @@ conventions all apply unchanged (`chunks` costs one tree per piece). The tree's 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +44,8 @@ def _left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, to
     mask = torch.zeros_like(ids)
     for i, row in enumerate(rows):
         if row:
-            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
     return ids, mask
 
 
@@ -74,13 +75,22 @@ class SharedLLMAdapter(CausalLMAdapter):
         splits = [self.split(p) for p in prompts]
         context, context_mask = _left_pad([p.ids[:s] for p, s in zip(prompts, splits)], self.pad_id)
         local, mask = _left_pad([p.ids[s:] for p, s in zip(prompts, splits)], self.pad_id)
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                  pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids) or None)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids) or None,
+        )
         device = self.device
-        out = self.model.generate(input_ids=local.to(device), attention_mask=mask.to(device),
-                                  context_input_ids=context.to(device), context_attention_mask=context_mask.to(device),
-                                  generation_config=config)
-        return [self._until_eos(row) for row in out[:, local.shape[1]:].tolist()]
+        out = self.model.generate(
+            input_ids=local.to(device),
+            attention_mask=mask.to(device),
+            context_input_ids=context.to(device),
+            context_attention_mask=context_mask.to(device),
+            generation_config=config,
+        )
+        return [self._until_eos(row) for row in out[:, local.shape[1] :].tolist()]
 
     @torch.inference_mode()
     def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
@@ -96,7 +106,12 @@ class SharedLLMAdapter(CausalLMAdapter):
         device = self.device
         local = torch.tensor([list(ids[split:end])], dtype=torch.long, device=device)
         context = torch.tensor([list(ids[:split])], dtype=torch.long, device=device) if split else None
-        out = self.model(input_ids=local, context_input_ids=context, use_cache=False,
-                         query_length=torch.tensor([first - split], device=device), logits_to_keep=end - first + 1)
+        out = self.model(
+            input_ids=local,
+            context_input_ids=context,
+            use_cache=False,
+            query_length=torch.tensor([first - split], device=device),
+            logits_to_keep=end - first + 1,
+        )
         logits = out.logits[0, :-1].float()
-        return F.cross_entropy(logits, local[0, first - split:], reduction="sum").item(), end - first
+        return F.cross_entropy(logits, local[0, first - split :], reduction="sum").item(), end - first

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 
-ADJECTIVES: tuple[str, ...] = tuple("""
+ADJECTIVES: tuple[str, ...] = tuple(
+    """
 able absent active afraid agile alert ancient angry annual anxious aware awful basic bitter
 blank bold boring brave brief bright broad broken busy calm careful casual cheap cheerful
 chilly civil clean clever close cloudy clumsy coastal cold common cozy crazy crisp cruel
@@ -27,9 +28,11 @@ spicy steady steep sticky stiff stormy strange strict strong sturdy subtle sudde
 sweet swift tall tame tender thick thin tidy tiny tired tough tricky true ugly upset urban
 useful vague valid vast vivid warm weak wealthy weary wet white whole wicked wide wild windy
 wise witty wooden young zealous
-""".split())
+""".split()
+)
 
-NOUNS: tuple[str, ...] = tuple("""
+NOUNS: tuple[str, ...] = tuple(
+    """
 actor airport album anchor animal apple arrow artist attic autumn badge bakery balcony balloon
 banana bandit banker barrel basket beach beacon bear beaver bell bicycle bishop blanket
 blossom boat bottle boulder bracelet branch bread breeze brick bridge brother bucket buffalo
@@ -51,9 +54,11 @@ sister skeleton sled snail soldier spider spoon squirrel stable statue stove stu
 surgeon swan sword tailor teacher temple tiger tomato tower tractor trumpet tulip tunnel
 turtle uncle valley vessel village violin volcano wagon walnut warrior waterfall weaver whale
 whistle widow window wizard wolf yacht zebra
-""".split())
+""".split()
+)
 
-VERBS: tuple[str, ...] = tuple("""
+VERBS: tuple[str, ...] = tuple(
+    """
 accept admire advise allow answer arrive bake balance begin borrow bounce breathe build carry
 catch change chase cheer climb collect count cover crawl dance deliver destroy divide drift
 dream earn enjoy escape explain explore fetch finish float follow gather glow grab greet grow
@@ -63,7 +68,8 @@ pour pray push quarrel question race reach repair rescue return ride roar rush s
 search settle shiver sing skip sleep smile sneeze spark spill squeeze stare steer stretch
 swim tickle travel trust tumble unlock vanish visit wander wash whisper wink wonder worry
 wrestle yawn yell zoom
-""".split())
+""".split()
+)
 
 _ONSETS = ("b", "br", "d", "dr", "f", "g", "gr", "k", "l", "m", "n", "p", "pl", "r", "s", "st", "t", "tr", "v", "z")
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")

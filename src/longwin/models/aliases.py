@@ -7,10 +7,11 @@ cheaply (without converting anything) whether it is usable on this machine.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from longwin.errors import LongwinError
 from longwin.models.compat import rope_theta, set_rope_theta

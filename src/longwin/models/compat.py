@@ -37,7 +37,8 @@ def set_rope_theta(config: PretrainedConfig, theta: float) -> None:
 
 
 def cache_keyword(model: Any) -> str:
-    """The forward keyword for the KV cache: `cache` in newer 5.x (`past_key_values` deprecated), else `past_key_values`."""
+    """The forward keyword for the KV cache: `cache` in newer 5.x (`past_key_values` deprecated), else
+    `past_key_values`."""
     return _cache_keyword(type(model).forward)
 
 
@@ -70,8 +71,8 @@ def non_reentrant_checkpointing(values: dict[str, Any], fields: set[str]) -> Non
     `activation_checkpointing*`); 4.x defaults to reentrant checkpointing, which backpropagates nothing through
     layers whose inputs need no gradient, as under a frozen embedding (SharedLLM's cross_attn+top)."""
     requested = any(values.get(name) for name in ("activation_checkpointing", "gradient_checkpointing"))
-    kwargs_fields = [name for name in ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs")
-                     if name in fields]
+    kwargs_fields = [
+        name for name in ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs") if name in fields
+    ]
     if requested and kwargs_fields and not any(values.get(name) for name in kwargs_fields):
         values[kwargs_fields[0]] = {"use_reentrant": False}
-

@@ -13,8 +13,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 from longwin.errors import LongwinError
 from longwin.models.compat import dtype_keyword
@@ -71,7 +72,9 @@ def _convert_into(gguf_path: Path, folder: Path, adjust_config: Callable[[Pretra
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = dict(pretrained_model_name_or_path=gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True)
+    source: dict[str, Any] = dict(
+        pretrained_model_name_or_path=gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True
+    )
     try:
         dense_fp32 = {**_dense_gguf_kwargs(), dtype_keyword(): torch.float32}
         model = AutoModelForCausalLM.from_pretrained(**source, **dense_fp32)

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 # `name` (legacy) or `owner/name`, as the hub allows them.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 _WEIGHT_FILES = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
 )
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 
@@ -84,9 +87,11 @@ def load_model(
         refused = _unpickling_refusal(exc)  # 5.x raises it as is, 4.x inside an OSError
         if refused is None:
             raise
-        raise LongwinError(f"{ref}: refused to load its weights: they hold more than plain tensors, and unpickling "
-                           f"them could run code ({first_line(refused)[:80]}...); convert them to safetensors "
-                           f"where you trust them") from None
+        raise LongwinError(
+            f"{ref}: refused to load its weights: they hold more than plain tensors, and unpickling "
+            f"them could run code ({first_line(refused)[:80]}...); convert them to safetensors "
+            f"where you trust them"
+        ) from None
     except (ValueError, ImportError) as exc:
         if attn_implementation is None:
             raise
@@ -95,7 +100,7 @@ def load_model(
         ) from exc
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if device is not None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers types its @wraps(Module.to) override as unbound
     return model.eval(), tokenizer
 
 

@@ -33,8 +33,11 @@ def safetensors_problem(path: Path) -> str | None:
             return "unreadable safetensors header"
     if not isinstance(header, dict):
         return "unreadable safetensors header"
-    ends = [int(v["data_offsets"][1]) for k, v in header.items()
-            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    ends = [
+        int(v["data_offsets"][1])
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v
+    ]
     expected = 8 + header_len + max(ends, default=0)
     if size != expected:
         return f"{size} bytes where its header describes {expected} (truncated)"
@@ -75,7 +78,9 @@ def folder_problem(folder: Path, names: tuple[str, ...] | None = None) -> str | 
     """The first problem among the weights files in `folder` (all `*.safetensors`, `*.bin`, `*.pt` and
     shard indexes, or only `names`), as `"<file>: <why>"`, or None when every one is whole."""
     if names is None:
-        files = sorted(p for pattern in ("*.safetensors", "*.bin", "*.pt", "*.index.json") for p in folder.glob(pattern))
+        files = sorted(
+            p for pattern in ("*.safetensors", "*.bin", "*.pt", "*.index.json") for p in folder.glob(pattern)
+        )
     else:
         files = [folder / n for n in names if (folder / n).exists()]
     for path in files:

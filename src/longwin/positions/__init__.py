@@ -7,8 +7,9 @@ Both draw positions first from a dedicated generator seeded by `seed`, so for on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -21,8 +22,7 @@ from longwin.positions.window import DocumentTooShort, Layout, Scheme
 
 SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (CREAM, POSE, RANDPOS, NONE, FULL)})
 
-__all__ = ["SCHEMES", "DocumentTooShort", "Layout", "Scheme", "cream_alpha_pmf", "layout", "sample",
-           "sample_alpha"]
+__all__ = ["SCHEMES", "DocumentTooShort", "Layout", "Scheme", "cream_alpha_pmf", "layout", "sample", "sample_alpha"]
 
 
 def _length(name: str, value: Any) -> int:
@@ -39,8 +39,10 @@ def _resolve(name: str, train_len: int, target_len: int, options: Mapping[str, A
     _length("train_len", train_len)
     _length("target_len", target_len)
     if scheme.extends and train_len >= target_len:
-        raise LongwinError(f"scheme {name!r} extends the window: train_len ({train_len}) must be smaller "
-                           f"than target_len ({target_len})")
+        raise LongwinError(
+            f"scheme {name!r} extends the window: train_len ({train_len}) must be smaller "
+            f"than target_len ({target_len})"
+        )
     if train_len > target_len:
         raise LongwinError(f"train_len ({train_len}) must not exceed target_len ({target_len})")
     unknown = sorted(set(options) - set(scheme.options))
@@ -62,8 +64,7 @@ def sample(scheme: str, train_len: int, target_len: int, *, seed: int, **options
     return chosen.place(train_len, target_len, _generator(seed), options).position_ids
 
 
-def layout(scheme: str, doc_len: int, train_len: int, target_len: int, *, seed: int,
-           **options: Any) -> Layout:
+def layout(scheme: str, doc_len: int, train_len: int, target_len: int, *, seed: int, **options: Any) -> Layout:
     """Positions plus the indices of the doc_len-token document's tokens that fill them.
 
     Raises DocumentTooShort when doc_len < train_len (after the options were found valid, so a bad

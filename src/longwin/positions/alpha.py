@@ -85,8 +85,9 @@ def sample_r(s: float, n: int, *, sigma: float, mode: str, generator: torch.Gene
     return r_from_uniform(u, s, sigma=sigma, mode=mode)
 
 
-def sample_alpha(s: float, n: int, *, sigma: float = 3.0, mode: str = "faithful",
-                 generator: torch.Generator) -> torch.Tensor:
+def sample_alpha(
+    s: float, n: int, *, sigma: float = 3.0, mode: str = "faithful", generator: torch.Generator
+) -> torch.Tensor:
     """n independent draws of alpha (float64), vectorised for distribution checks."""
     if not (isinstance(n, int) and n >= 0):
         raise LongwinError(f"n must be a non-negative integer, got {n!r}")

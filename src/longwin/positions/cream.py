@@ -17,8 +17,9 @@ the last Lt tokens.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -27,8 +28,9 @@ from longwin.positions.alpha import MODES, check_alpha_args, sample_r
 from longwin.positions.window import Placement, Scheme, contiguous, randint
 
 REGIMES = ("continuity", "relativity")
-_LENGTH_OPTIONS = ("head_len", "tail_len") + tuple(f"{regime}_{part}_len" for regime in REGIMES
-                                                   for part in ("head", "tail"))
+_LENGTH_OPTIONS = ("head_len", "tail_len") + tuple(
+    f"{regime}_{part}_len" for regime in REGIMES for part in ("head", "tail")
+)
 OPTIONS = ("sigma", "mode", "p_continuity") + _LENGTH_OPTIONS
 
 
@@ -69,9 +71,13 @@ def settings(train_len: int, target_len: int, options: Mapping[str, Any]) -> Cre
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise LongwinError(f"cream option p_continuity must be a probability in [0, 1], got {p!r}")
     defaults = default_lengths(train_len, target_len)
-    lengths = {regime: (_length_option(options, regime, "head", defaults[regime][0]),
-                        _length_option(options, regime, "tail", defaults[regime][1]))
-               for regime in REGIMES}
+    lengths = {
+        regime: (
+            _length_option(options, regime, "head", defaults[regime][0]),
+            _length_option(options, regime, "tail", defaults[regime][1]),
+        )
+        for regime in REGIMES
+    }
     for regime, chance in (("continuity", p), ("relativity", 1.0 - p)):
         head, tail = lengths[regime]
         if chance > 0 and regime == "continuity" and (head, tail) == defaults[regime] and head + tail >= train_len:
@@ -79,11 +85,13 @@ def settings(train_len: int, target_len: int, options: Mapping[str, Any]) -> Cre
             raise LongwinError(
                 f"CREAM cannot reach a target {target_len / train_len:g} times its {train_len}-token training window: "
                 f"its continuity head and tail (4 x that ratio each) would fill the window. Use --target-length "
-                f"<= {longest}, a longer --train-length, or --scheme-options p_continuity=0")
+                f"<= {longest}, a longer --train-length, or --scheme-options p_continuity=0"
+            )
         if chance > 0 and (min(head, tail) < 1 or head + tail >= train_len):
             raise LongwinError(
                 f"cream {regime} needs head, tail >= 1 and train_len > head + tail, got train_len={train_len}, "
-                f"head={head}, tail={tail} (set {regime}_head_len/{regime}_tail_len or p_continuity)")
+                f"head={head}, tail={tail} (set {regime}_head_len/{regime}_tail_len or p_continuity)"
+            )
     return CreamSettings(float(sigma), mode, float(p), lengths)
 
 
@@ -94,17 +102,20 @@ def middle_bounds(r: int, head: int, tail: int, train_len: int) -> tuple[int, in
     return head + ((middle - 1) * r) // 2, (r * train_len) // 2 - tail - 1
 
 
-def _place(train_len: int, target_len: int, generator: torch.Generator,
-           options: Mapping[str, Any]) -> Placement:
+def _place(train_len: int, target_len: int, generator: torch.Generator, options: Mapping[str, Any]) -> Placement:
     cfg = settings(train_len, target_len, options)
     continuity = torch.rand((), generator=generator, dtype=torch.float64).item() < cfg.p_continuity
     head, tail = cfg.lengths["continuity" if continuity else "relativity"]
     middle = train_len - head - tail
     r = int(sample_r(target_len / train_len, 1, sigma=cfg.sigma, mode=cfg.mode, generator=generator)[0])
     end = randint(*middle_bounds(r, head, tail, train_len), generator)
-    position_ids = torch.cat([contiguous(head),
-                              torch.arange(end - middle + 1, end + 1, dtype=torch.long),
-                              torch.arange(target_len - tail, target_len, dtype=torch.long)])
+    position_ids = torch.cat(
+        [
+            contiguous(head),
+            torch.arange(end - middle + 1, end + 1, dtype=torch.long),
+            torch.arange(target_len - tail, target_len, dtype=torch.long),
+        ]
+    )
     segments = (("head", 0, head), ("middle", head, head + middle), ("tail", head + middle, train_len))
     return Placement(position_ids, segments)
 
@@ -124,8 +135,10 @@ def _gather(placed: Placement, doc_len: int, target_len: int, generator: torch.G
 
 CREAM = Scheme(
     name="cream",
-    description=("CREAM: head at 0, tail at target_len-1, middle placed by a truncated Gaussian; "
-                 f"50/50 continuity/relativity (alpha modes: {', '.join(MODES)})"),
+    description=(
+        "CREAM: head at 0, tail at target_len-1, middle placed by a truncated Gaussian; "
+        f"50/50 continuity/relativity (alpha modes: {', '.join(MODES)})"
+    ),
     extends=True,
     place=_place,
     gather=_gather,

@@ -8,7 +8,8 @@ CREAM's copy of PoSE, so chunk 2 never reads text beyond the span its positions 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -16,8 +17,7 @@ from longwin.errors import LongwinError
 from longwin.positions.window import Placement, Scheme, contiguous, randint
 
 
-def _place(train_len: int, target_len: int, generator: torch.Generator,
-           options: Mapping[str, Any]) -> Placement:
+def _place(train_len: int, target_len: int, generator: torch.Generator, options: Mapping[str, Any]) -> Placement:
     if train_len < 2:
         raise LongwinError(f"pose needs train_len >= 2 for its two chunks, got {train_len}")
     first = randint(1, (train_len + 1) // 2, generator)

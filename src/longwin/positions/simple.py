@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -13,14 +14,14 @@ def _whole(train_len: int) -> tuple[tuple[str, int, int], ...]:
     return (("window", 0, train_len),)
 
 
-def _random_subset(train_len: int, target_len: int, generator: torch.Generator,
-                   options: Mapping[str, Any]) -> Placement:
+def _random_subset(
+    train_len: int, target_len: int, generator: torch.Generator, options: Mapping[str, Any]
+) -> Placement:
     chosen = torch.randperm(target_len, generator=generator)[:train_len]
     return Placement(chosen.sort().values, _whole(train_len))
 
 
-def _native(train_len: int, target_len: int, generator: torch.Generator,
-            options: Mapping[str, Any]) -> Placement:
+def _native(train_len: int, target_len: int, generator: torch.Generator, options: Mapping[str, Any]) -> Placement:
     return Placement(contiguous(train_len), _whole(train_len))
 
 

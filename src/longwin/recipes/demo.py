@@ -52,19 +52,31 @@ _EVAL_GUESS = 0.6
 class DemoConfig:
     out: str = field(default="out/demo", metadata={"help": "output folder"})
     model: str = field(default="toy", metadata={"help": "base model"})
-    methods: list[str] = field(default_factory=lambda: ["cream", "pi", "pose", "yarn", "yarn-free", "sharedllm"],
-                               metadata={"help": f"methods: {', '.join(METHODS)}"})
-    rope: str = field(default="yarn", metadata={
-        "help": "RoPE scaling of CREAM, PoSE and RandPos "
-                "(linear PI broke the first toy's exact copying: docs/results-toy-v1.md)"})
+    methods: list[str] = field(
+        default_factory=lambda: ["cream", "pi", "pose", "yarn", "yarn-free", "sharedllm"],
+        metadata={"help": f"methods: {', '.join(METHODS)}"},
+    )
+    rope: str = field(
+        default="yarn",
+        metadata={
+            "help": "RoPE scaling of CREAM, PoSE and RandPos "
+            "(linear PI broke the first toy's exact copying: docs/results-toy-v1.md)"
+        },
+    )
     target_length: int = field(default=2048, metadata={"min": 2})
     lengths: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048], metadata={"min": 2})
     tasks: list[str] = field(default_factory=lambda: ["passkey", "needle", "kv-retrieval", "copy", "ppl"])
     samples: int = field(default=2, metadata={"min": 1, "help": "samples per evaluation cell"})
     max_steps: int = field(default=200, metadata={"min": 1, "help": "training steps per fine-tuned method"})
-    retrieval_fraction: float = field(default=0.0, metadata={"min": 0, "max": 1,
-        "help": "share of retrieval examples (passkey, kv, lines formats) in the fine-tuning data; above 0 the "
-                "report marks those tasks as trained-on"})
+    retrieval_fraction: float = field(
+        default=0.0,
+        metadata={
+            "min": 0,
+            "max": 1,
+            "help": "share of retrieval examples (passkey, kv, lines formats) in the fine-tuning data; above 0 the "
+            "report marks those tasks as trained-on",
+        },
+    )
     quick: bool = field(default=False, metadata={"help": "smoke size: few steps, two lengths, one sample"})
     seed: int = field(default=0, metadata={"min": 0})
 
@@ -95,11 +107,15 @@ class Progress:
 
     def start(self, name: str) -> None:
         elapsed = time.time() - self.started
-        left = sum(cost for _, cost in self.stages[self.done:])
+        left = sum(cost for _, cost in self.stages[self.done :])
         if self.spent_guess > 0:
             left *= elapsed / self.spent_guess
-        print(f"demo [{self.done + 1}/{len(self.stages)}] {name}  (elapsed {elapsed / 60:.1f} min, "
-              f"about {left / 60:.1f} min left)", file=sys.stderr, flush=True)
+        print(
+            f"demo [{self.done + 1}/{len(self.stages)}] {name}  (elapsed {elapsed / 60:.1f} min, "
+            f"about {left / 60:.1f} min left)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def finish(self) -> None:
         self.spent_guess += self.stages[self.done][1]
@@ -125,14 +141,39 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
         print(f"demo: {name} already trained ({out}), skipping", file=sys.stderr)
         return
     method = METHODS[name]
-    common = ["--model", cfg.model, "--max-steps", str(cfg.max_steps), "--seed", str(cfg.seed), "--output-dir",
-              str(out), "--save-steps", str(max(cfg.max_steps // 4, 1)), "--disable-tqdm", "true", "--report-to", "none"]
+    common = [
+        "--model",
+        cfg.model,
+        "--max-steps",
+        str(cfg.max_steps),
+        "--seed",
+        str(cfg.seed),
+        "--output-dir",
+        str(out),
+        "--save-steps",
+        str(max(cfg.max_steps // 4, 1)),
+        "--disable-tqdm",
+        "true",
+        "--report-to",
+        "none",
+    ]
     if method.kind == "sharedllm":  # its recipe's training length and retrieval mix; it reads any length later
         argv = ["train", "--config", "sharedllm-toy-2048", *common]
     else:
-        argv = ["train", "--config", "cream-toy-2048", "--scheme", method.scheme, "--rope", method.rope or cfg.rope,
-                "--target-length", str(cfg.target_length), "--retrieval-fraction", str(cfg.retrieval_fraction),
-                *common]
+        argv = [
+            "train",
+            "--config",
+            "cream-toy-2048",
+            "--scheme",
+            method.scheme,
+            "--rope",
+            method.rope or cfg.rope,
+            "--target-length",
+            str(cfg.target_length),
+            "--retrieval-fraction",
+            str(cfg.retrieval_fraction),
+            *common,
+        ]
     # continue an interrupted run from its newest complete checkpoint; else start over (a run killed
     # before its first checkpoint leaves nothing worth keeping)
     argv += ["--resume-from-checkpoint", "true"] if latest_complete(out) else ["--overwrite-output-dir", "true"]
@@ -143,8 +184,17 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
 def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: Path) -> dict[str, Any]:
     from longwin.eval import evaluate
 
-    return evaluate(model, cfg.tasks, cfg.lengths, out, seed=cfg.seed, samples=cfg.samples, corpus=str(heldout),
-                    name=name, progress=False)
+    return evaluate(
+        model,
+        cfg.tasks,
+        cfg.lengths,
+        out,
+        seed=cfg.seed,
+        samples=cfg.samples,
+        corpus=str(heldout),
+        name=name,
+        progress=False,
+    )
 
 
 def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
@@ -193,17 +243,25 @@ def demo(cfg: DemoConfig) -> Path:
     table = compare_runs(list(runs.values()), root / "compare")
     results = {n: json.loads((d / "results.json").read_text()) for n, d in runs.items()}
     minutes = (time.time() - progress.started) / 60
-    write_text(root / "results.json", json.dumps({"config": asdict(cfg), "results": results, "training": cards},
-                                                 indent=2, default=str) + "\n")
-    write_text(root / "report.md", _report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root,
-                                           minutes, results))
+    write_text(
+        root / "results.json",
+        json.dumps({"config": asdict(cfg), "results": results, "training": cards}, indent=2, default=str) + "\n",
+    )
+    write_text(
+        root / "report.md", _report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root, minutes, results)
+    )
     print(f"demo: report at {root / 'report.md'} ({minutes:.1f} min)", file=sys.stderr)
     return root
 
 
 # training-example kinds (`longwin.data.retrieval_docs.KINDS`) -> the evaluation task they teach
-TASK_OF_KIND = {"passkey_grass": "passkey", "passkey_text": "passkey", "kv": "kv-retrieval", "lines": "lines",
-                "copy": "copy"}
+TASK_OF_KIND = {
+    "passkey_grass": "passkey",
+    "passkey_text": "passkey",
+    "kv": "kv-retrieval",
+    "lines": "lines",
+    "copy": "copy",
+}
 
 
 def trained_on(card: dict[str, Any], tasks: list[str]) -> list[str]:
@@ -227,22 +285,38 @@ def retention_table(results: dict[str, dict[str, Any]], native: int) -> str:
     lines = ["| model | " + " | ".join(f"{t} @{native}" for t in header) + " |", "|---|" + "---:|" * len(header)]
     for name, cells in rows:
         values = dict(cells)
-        lines.append(f"| {name} | " + " | ".join("-" if values.get(t) is None else f"{values[t]:.2f}"
-                                                 for t in header) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join("-" if values.get(t) is None else f"{values[t]:.2f}" for t in header) + " |"
+        )
     return "\n".join(lines)
 
 
-def _report(cfg: DemoConfig, table: str, cards: dict[str, dict[str, Any]], plots: list[Path], root: Path,
-            minutes: float, results: dict[str, dict[str, Any]]) -> str:
-    methods = "\n".join(f"- `{n}`: {METHODS[n].label}" + (
-        f" (RoPE: {METHODS[n].rope or cfg.rope})" if METHODS[n].kind != "sharedllm" else "") for n in cfg.methods)
+def _report(
+    cfg: DemoConfig,
+    table: str,
+    cards: dict[str, dict[str, Any]],
+    plots: list[Path],
+    root: Path,
+    minutes: float,
+    results: dict[str, dict[str, Any]],
+) -> str:
+    methods = "\n".join(
+        f"- `{n}`: {METHODS[n].label}"
+        + (f" (RoPE: {METHODS[n].rope or cfg.rope})" if METHODS[n].kind != "sharedllm" else "")
+        for n in cfg.methods
+    )
     training = "\n".join(
         f"| {n} | {c.get('steps')} | {c.get('final_loss', 0) or 0:.3f} | {c.get('train_wall_seconds')} |"
-        for n, c in cards.items())
+        for n, c in cards.items()
+    )
     images = "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in plots)
     marked = {n: trained_on(c, cfg.tasks) for n, c in cards.items()}
-    contaminated = "\n".join(f"- `{n}` trained on examples of {', '.join(t)}: its rows for them show what it was "
-                             f"taught, not an extended window" for n, t in marked.items() if t)
+    contaminated = "\n".join(
+        f"- `{n}` trained on examples of {', '.join(t)}: its rows for them show what it was "
+        f"taught, not an extended window"
+        for n, t in marked.items()
+        if t
+    )
     native = min(cfg.lengths)
     return (
         f"# longwin demo: `{cfg.model}` extended to {cfg.target_length} tokens\n\n"

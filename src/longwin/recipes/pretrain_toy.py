@@ -25,8 +25,9 @@ class PretrainToyConfig:
     output_dir: str = field(default="out/toy-base", metadata={"help": "where the model folder is written"})
     checkpoint_dir: str = field(default="out/toy-base-checkpoints", metadata={"help": "Trainer checkpoints (resume)"})
     corpora: str = field(default="essays+kjv", metadata={"help": "natural-text sources ('+'-joined)"})
-    val_fraction: float = field(default=0.1, metadata={"min": 0, "max": 0.9,
-                                                       "help": "documents held out for perplexity"})
+    val_fraction: float = field(
+        default=0.1, metadata={"min": 0, "max": 0.9, "help": "documents held out for perplexity"}
+    )
     seed: int = field(default=0, metadata={"min": 0})
     seq_len: int = field(default=256, metadata={"min": 8, "help": "native context window"})
     vocab_size: int = field(default=2048, metadata={"min": 300})
@@ -34,8 +35,14 @@ class PretrainToyConfig:
     num_layers: int = field(default=4, metadata={"min": 1})
     num_heads: int = field(default=6, metadata={"min": 1})
     intermediate_size: int = field(default=512, metadata={"min": 1})
-    rope_theta: float = field(default=500000.0, metadata={"min": 1,
-        "help": "RoPE base; 500,000 (as Llama 3) leaves more slowly turning dimensions to match content 200+ tokens back"})
+    rope_theta: float = field(
+        default=500000.0,
+        metadata={
+            "min": 1,
+            "help": "RoPE base; 500,000 (as Llama 3) leaves more slowly turning dimensions to match content "
+            "200+ tokens back",
+        },
+    )
     max_steps: int = field(default=1800, metadata={"min": 1})
     batch_size: int = field(default=16, metadata={"min": 1})
     learning_rate: float = field(default=2e-3, metadata={"min": 0})
@@ -43,16 +50,45 @@ class PretrainToyConfig:
     weight_decay: float = field(default=0.1, metadata={"min": 0})
     # the recipe of the shipped toy (v3, docs/toy-model.md); --rope-theta 10000 --shuffle-pieces false
     # rebuild v2, and with --induction-weight 0 --random-copy-share 0 --recall-share 0 also, v1
-    random_copy_share: float = field(default=0.07, metadata={"min": 0, "max": 1,
-        "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share"})
-    recall_share: float = field(default=0.1, metadata={"min": 0, "max": 1,
-        "help": "share of examples that repeat a natural passage after unrelated text, taken from the natural share"})
-    induction_weight: float = field(default=1.0, metadata={"min": 0,
-        "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off"})
-    induction_match: int = field(default=2, metadata={"min": 1,
-        "help": "tokens the supervised induction head matches (1: the current token; 2: it and the one before; ...)"})
-    shuffle_pieces: bool = field(default=True, metadata={
-        "help": "put each window's examples and filler in random order (false: filler always ends the window, as in v1/v2)"})
+    random_copy_share: float = field(
+        default=0.07,
+        metadata={
+            "min": 0,
+            "max": 1,
+            "help": "share of examples that repeat a span of random tokens, taken from the natural-text copy share",
+        },
+    )
+    recall_share: float = field(
+        default=0.1,
+        metadata={
+            "min": 0,
+            "max": 1,
+            "help": "share of examples that repeat a natural passage after unrelated text, "
+            "taken from the natural share",
+        },
+    )
+    induction_weight: float = field(
+        default=1.0,
+        metadata={
+            "min": 0,
+            "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off",
+        },
+    )
+    induction_match: int = field(
+        default=2,
+        metadata={
+            "min": 1,
+            "help": "tokens the supervised induction head matches "
+            "(1: the current token; 2: it and the one before; ...)",
+        },
+    )
+    shuffle_pieces: bool = field(
+        default=True,
+        metadata={
+            "help": "put each window's examples and filler in random order "
+            "(false: filler always ends the window, as in v1/v2)"
+        },
+    )
     threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
 
 
@@ -77,10 +113,17 @@ def build_model(cfg: PretrainToyConfig, tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-        max_position_embeddings=cfg.seq_len, rope_theta=cfg.rope_theta, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.seq_len,
+        rope_theta=cfg.rope_theta,  # type: ignore[call-arg]  # 5.x still takes it (into rope_parameters), untyped
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(config)
@@ -94,8 +137,13 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     from longwin.data import synthetic
     from longwin.data.corpora import load_documents, split_documents
     from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
-    from longwin.training.induction import (InductionHeads, InductionSupervision, copy_accuracy, induction_trainer,
-                                            random_repeats)
+    from longwin.training.induction import (
+        InductionHeads,
+        InductionSupervision,
+        copy_accuracy,
+        induction_trainer,
+        random_repeats,
+    )
     from longwin.training.runner import fit, latest_complete, plan_run
 
     mix = validated_mix(cfg)  # bad options fail here, before any data or model is built
@@ -113,19 +161,37 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     natural = [np.asarray(tokenizer(t, add_special_tokens=False)["input_ids"], dtype=np.int32) for t in texts]
     sentences = [s for t in texts for s in synthetic.split_sentences(t)]
     sources = MixSources(natural=natural, sentences=sentences, words=synthetic.word_list(texts))
-    dataset = PretrainMixDataset(sources, tokenizer, seq_len=cfg.seq_len,
-                                 num_windows=cfg.max_steps * cfg.batch_size, seed=cfg.seed, mix=mix,
-                                 shuffle=cfg.shuffle_pieces)
+    dataset = PretrainMixDataset(
+        sources,
+        tokenizer,
+        seq_len=cfg.seq_len,
+        num_windows=cfg.max_steps * cfg.batch_size,
+        seed=cfg.seed,
+        mix=mix,
+        shuffle=cfg.shuffle_pieces,
+    )
 
     model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"toy model: {n_params / 1e6:.2f}M parameters, window {cfg.seq_len}, {cfg.max_steps} steps")
     args = TrainingArguments(
-        output_dir=cfg.checkpoint_dir, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, lr_scheduler_type="cosine",
-        weight_decay=cfg.weight_decay, adam_beta2=0.95, max_grad_norm=1.0, logging_steps=50,
-        save_steps=300, save_total_limit=1, report_to=[], use_cpu=True, seed=cfg.seed,
-        dataloader_num_workers=0, disable_tqdm=False,
+        output_dir=cfg.checkpoint_dir,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="cosine",
+        weight_decay=cfg.weight_decay,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        logging_steps=50,
+        save_steps=300,
+        save_total_limit=1,
+        report_to=[],
+        use_cpu=True,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
     )
     # a rerun continues from the newest complete checkpoint; without one it starts over
     checkpoints = Path(cfg.checkpoint_dir)
@@ -149,8 +215,13 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         "model": "longwin toy base (Llama architecture)",
         "parameters": n_params,
         "native_window": cfg.seq_len,
-        "data": {"natural": cfg.corpora, "train_documents": len(train_docs), "val_documents": len(val_docs),
-                 "val_document_ids": [d.id for d in val_docs], "synthetic_mix": dataset_mix(dataset)},
+        "data": {
+            "natural": cfg.corpora,
+            "train_documents": len(train_docs),
+            "val_documents": len(val_docs),
+            "val_document_ids": [d.id for d in val_docs],
+            "synthetic_mix": dataset_mix(dataset),
+        },
         "recipe": to_dict(cfg),
         "tokens_seen": cfg.max_steps * cfg.batch_size * cfg.seq_len,
         "final_train_loss": losses[-1] if losses else math.nan,

@@ -12,7 +12,7 @@ forward, so gradient checkpointing recomputes them too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +52,9 @@ class TreeKV:
 class TreeCrossAttention(nn.Module):
     """Cross-attention of one upper layer over the tree KVs of the same lower layer."""
 
-    def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int,
-                 rms_norm_eps: float, q_bias: bool) -> None:
+    def __init__(
+        self, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int, rms_norm_eps: float, q_bias: bool
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -66,23 +67,31 @@ class TreeCrossAttention(nn.Module):
     @classmethod
     def for_layer(cls, layer: nn.Module, config: Any) -> TreeCrossAttention:
         """A block shaped like `layer`'s self-attention (heads, head_dim, q bias), on its device and dtype."""
-        q_proj = layer.self_attn.q_proj
+        q_proj = cast(Any, layer).self_attn.q_proj  # the decoder layer's own attention module
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        block = cls(config.hidden_size, config.num_attention_heads, config.num_key_value_heads, head_dim,
-                    config.rms_norm_eps, q_proj.bias is not None)
+        block = cls(
+            config.hidden_size,
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            head_dim,
+            config.rms_norm_eps,
+            q_proj.bias is not None,
+        )
         return block.to(device=q_proj.weight.device, dtype=q_proj.weight.dtype)
 
     @torch.no_grad()
     def init_from(self, layer: nn.Module) -> None:
         """q_proj := the layer's self-attention q_proj (so q·k is meaningful at step 0); o_proj := 0; norm := 1."""
-        self.q_proj.weight.copy_(layer.self_attn.q_proj.weight)
+        attn: Any = cast(Any, layer).self_attn  # the decoder layer's own attention module
+        self.q_proj.weight.copy_(attn.q_proj.weight)
         if self.q_proj.bias is not None:
-            self.q_proj.bias.copy_(layer.self_attn.q_proj.bias)
+            self.q_proj.bias.copy_(attn.q_proj.bias)
         self.o_proj.weight.zero_()
         self.norm.weight.fill_(1.0)
 
-    def queries_keys_values(self, hidden_states: torch.Tensor, tree: TreeKV,
-                            layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def queries_keys_values(
+        self, hidden_states: torch.Tensor, tree: TreeKV, layer: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotated queries [batch, heads, length, d] and the tree's keys/values expanded to every head."""
         batch, length, _ = hidden_states.shape
         q = self.q_proj(self.norm(hidden_states)).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)

@@ -24,7 +24,7 @@ def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> torch.Tensor:
     for i, row in enumerate(rows):
         if len(row):
             if left:
-                out[i, width - len(row):] = torch.as_tensor(row, dtype=torch.long)
+                out[i, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
             else:
                 out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
     return out
@@ -46,7 +46,7 @@ class SharedLLMCollator:
         contexts, windows, labels, query_lengths = [], [], [], []
         for example in examples:
             context = list(example["context_ids"])
-            contexts.append(context[len(context) % self.chunk_size:])
+            contexts.append(context[len(context) % self.chunk_size :])
             if "prompt_ids" in example:
                 prompt, response = list(example["prompt_ids"]), list(example["response_ids"])
                 windows.append(prompt + response)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ def truncated_view(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
     with torch.device("meta"):
         view = type(model)(config)
     view.embed_tokens = model.embed_tokens
-    view.layers = nn.ModuleList(model.layers[:num_layers])
+    view.layers = nn.ModuleList(cast(nn.ModuleList, model.layers)[:num_layers])
     view.norm = model.norm
     view.rotary_emb = model.rotary_emb
     view.train(model.training)
@@ -56,15 +57,20 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-def layer_kv(cache: object, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, V) of one layer of a transformers DynamicCache (4.5x keeps lists, 5.x keeps layer objects)."""
     if hasattr(cache, "layers"):
         return cache.layers[layer].keys, cache.layers[layer].values
     return cache.key_cache[layer], cache.value_cache[layer]
 
 
-def last_states(view: PreTrainedModel, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
+def last_states(
+    view: PreTrainedModel,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    index: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Final-normed hidden state at `index` (default: the last real token) of each row, [rows, hidden]."""
     out = view(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
     hidden = out.last_hidden_state
@@ -84,13 +90,14 @@ def last_token_state(view: PreTrainedModel, input_ids: torch.Tensor) -> torch.Te
     keys and values at every position, queries, attention output and MLP at the last one. This
     keeps the query-aware search cheap (the paper reports about +12% time for it).
     """
-    layer, attn = view.layers[0], view.layers[0].self_attn
-    embeds = view.embed_tokens(input_ids)
+    base: Any = view  # a decoder base model: its submodules (and their attributes) vary by architecture
+    layer, attn = base.layers[0], base.layers[0].self_attn
+    embeds = base.embed_tokens(input_ids)
     x = layer.input_layernorm(embeds)
     rows, length, _ = x.shape
     head_dim = attn.head_dim
     positions = torch.arange(length, device=x.device)[None]
-    cos, sin = view.rotary_emb(x, positions)
+    cos, sin = base.rotary_emb(x, positions)
     k = rotate(attn.k_proj(x).view(rows, length, -1, head_dim).transpose(1, 2), cos, sin)
     v = attn.v_proj(x).view(rows, length, -1, head_dim).transpose(1, 2)
     q = rotate(attn.q_proj(x[:, -1:]).view(rows, 1, -1, head_dim).transpose(1, 2), cos[:, -1:], sin[:, -1:])
@@ -98,7 +105,7 @@ def last_token_state(view: PreTrainedModel, input_ids: torch.Tensor) -> torch.Te
     out = F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), scale=attn.scaling)
     h = embeds[:, -1:] + attn.o_proj(out.transpose(1, 2).reshape(rows, 1, -1))
     h = h + layer.mlp(layer.post_attention_layernorm(h))
-    return view.norm(h)[:, 0]
+    return base.norm(h)[:, 0]
 
 
 def _batches(lengths: torch.Tensor, batch_tokens: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -116,7 +123,9 @@ def _gather(chunks: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, leng
     return chunks[rows[:, None], offsets]
 
 
-def span_states(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor, batch_tokens: int = 0) -> torch.Tensor:
+def span_states(
+    view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor, batch_tokens: int = 0
+) -> torch.Tensor:
     """Last-token state (after one layer + final norm) of one span per chunk, [trees, 2] of (start, length),
     each span encoded on its own from position 0."""
     spans = spans.to(chunks.device)
@@ -126,11 +135,12 @@ def span_states(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor
         if states is None:
             states = h.new_empty(spans.shape[0], h.shape[-1])
         states[idx] = h
-    return states
+    return cast(torch.Tensor, states)  # never None: spans holds one span per tree, and trees need a chunk
 
 
-def encode_spans(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor, kv_per_node: int,
-                 batch_tokens: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def encode_spans(
+    view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tensor, kv_per_node: int, batch_tokens: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-layer (K, V) of all preserved nodes, each node subsampled to `kv_per_node` positions.
 
     spans: [trees, nodes, 2]. Returns one (K, V) per view layer, each [trees, kv_heads, nodes·p, head_dim],
@@ -150,8 +160,10 @@ def encode_spans(view: PreTrainedModel, chunks: torch.Tensor, spans: torch.Tenso
                 if (layer, slot) not in kept:
                     kept[layer, slot] = tensor.new_empty(trees * nodes, tensor.shape[1], kv_per_node, tensor.shape[3])
                 kept[layer, slot][idx] = tensor[:, :, keep]
-    return [(_nodes_to_sequence(kept[layer, 0], trees, nodes), _nodes_to_sequence(kept[layer, 1], trees, nodes))
-            for layer in range(layers)]
+    return [
+        (_nodes_to_sequence(kept[layer, 0], trees, nodes), _nodes_to_sequence(kept[layer, 1], trees, nodes))
+        for layer in range(layers)
+    ]
 
 
 def _nodes_to_sequence(t: torch.Tensor, trees: int, nodes: int) -> torch.Tensor:

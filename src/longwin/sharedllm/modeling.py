@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import os
+import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from longwin.sharedllm.lower import cosine_to, encode_spans, eval_mode, last_sta
 from longwin.sharedllm.rotary import rotate
 from longwin.sharedllm.tree import check_tree_shape, chunk_context, plan_trees
 
+_init: types.ModuleType
 try:  # transformers 5.x: init functions that skip weights already loaded from a checkpoint
     from transformers import initialization as _init
 except ImportError:  # 4.5x only initialises missing weights, so plain torch init is safe there
@@ -74,7 +76,9 @@ def check_options(config: SharedLLMConfig) -> None:
         raise LongwinError("a SharedLLMConfig needs the base model's config (base_config); use from_base")
     layers = config.base_config.num_hidden_layers
     if not 1 <= config.num_lower_layers <= layers:
-        raise LongwinError(f"num_lower_layers must be between 1 and the model's {layers} layers, got {config.num_lower_layers}")
+        raise LongwinError(
+            f"num_lower_layers must be between 1 and the model's {layers} layers, got {config.num_lower_layers}"
+        )
     check_tree_shape(config.chunk_size, config.tree_height, config.kv_per_node)
     if config.split_noise < 0:
         raise LongwinError(f"split_noise must be >= 0, got {config.split_noise}")
@@ -105,6 +109,7 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         check_options(config)
         base = config.base_config
+        assert base is not None  # check_options rejects a missing base_config
         self.model = AutoModel.from_config(base)
         self.lm_head = nn.Linear(base.hidden_size, base.vocab_size, bias=False)
         self.cross_attn = nn.ModuleList(
@@ -143,9 +148,15 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
             base, _ = load_model(str(base))
         check_base_model(base)
         config = SharedLLMConfig(
-            copy.deepcopy(base.config), num_lower_layers=num_lower_layers, chunk_size=chunk_size,
-            tree_height=tree_height, kv_per_node=kv_per_node, query_aware=query_aware,
-            chunk_positions=chunk_positions, split_noise=split_noise, encode_batch_tokens=encode_batch_tokens,
+            copy.deepcopy(base.config),
+            num_lower_layers=num_lower_layers,
+            chunk_size=chunk_size,
+            tree_height=tree_height,
+            kv_per_node=kv_per_node,
+            query_aware=query_aware,
+            chunk_positions=chunk_positions,
+            split_noise=split_noise,
+            encode_batch_tokens=encode_batch_tokens,
             dtype=base.dtype,
         )
         check_options(config)
@@ -162,7 +173,7 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
             TreeCrossAttention.for_layer(self.model.layers[i], self.config.base_config)
             for i in range(self.config.num_lower_layers)
         )
-        for block, layer in zip(self.cross_attn, self.model.layers):
+        for block, layer in zip(cast("list[TreeCrossAttention]", self.cross_attn), self.model.layers):
             block.init_from(layer)
         self.generation_config = copy.deepcopy(base.generation_config)
         self._connect()
@@ -236,12 +247,19 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         Split noise is drawn only in training mode: one standard-normal draw per level, shared by all trees.
         """
         with torch.no_grad(), eval_mode(*self._views.values()):
-            return self._build_tree(context_input_ids, context_attention_mask, input_ids, attention_mask,
-                                    inputs_embeds, query_length)
+            return self._build_tree(
+                context_input_ids, context_attention_mask, input_ids, attention_mask, inputs_embeds, query_length
+            )
 
-    def _build_tree(self, context_input_ids: torch.Tensor, context_attention_mask: torch.Tensor | None,
-                    input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
-                    inputs_embeds: torch.Tensor | None, query_length: torch.Tensor | None) -> TreeKV:
+    def _build_tree(
+        self,
+        context_input_ids: torch.Tensor,
+        context_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        query_length: torch.Tensor | None,
+    ) -> TreeKV:
         cfg = self.config
         device = context_input_ids.device
         chunks, sample, chunk_id, counts = chunk_context(context_input_ids, context_attention_mask, cfg.chunk_size)
@@ -260,8 +278,9 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
                 return no_query | (cosine_to(right_state, query) >= cosine_to(left_state, query))
 
         noise = torch.randn(cfg.tree_height).tolist() if self.training and cfg.split_noise > 0 else None
-        spans = plan_trees(len(chunks), cfg.chunk_size, cfg.tree_height, cfg.kv_per_node, policy, noise,
-                           cfg.split_noise)
+        spans = plan_trees(
+            len(chunks), cfg.chunk_size, cfg.tree_height, cfg.kv_per_node, policy, noise, cfg.split_noise
+        )
         rotary = self.model.rotary_emb
         positions = counts.to(device) if cfg.chunk_positions else torch.zeros_like(counts, device=device)
         dtype = self.lm_head.weight.dtype
@@ -329,19 +348,26 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         `tree_kv` (from a previous output) skips building the tree; `labels` score the local window.
         """
         if tree_kv is None and context_input_ids is not None:
-            batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+            batch = cast(torch.Tensor, input_ids if input_ids is not None else inputs_embeds).shape[0]
             if context_input_ids.shape[0] != batch:
-                raise LongwinError(f"context batch size {context_input_ids.shape[0]} != local-window batch size {batch}")
-            tree_kv = self.build_tree(context_input_ids, context_attention_mask, input_ids, attention_mask,
-                                      inputs_embeds, query_length)
+                raise LongwinError(
+                    f"context batch size {context_input_ids.shape[0]} != local-window batch size {batch}"
+                )
+            tree_kv = self.build_tree(
+                context_input_ids, context_attention_mask, input_ids, attention_mask, inputs_embeds, query_length
+            )
         if tree_kv is not None:
             kwargs[TREE_KWARG] = tree_kv
         cache_key = cache_keyword(self.model)
         if past_key_values is not None:  # passed on only when set, under this transformers version's name
             kwargs[cache_key] = past_key_values
         outputs = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
         )
         kwargs.pop(TREE_KWARG, None)
         kwargs.pop(cache_key, None)
@@ -352,8 +378,12 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return SharedLLMOutput(
-            loss=loss, logits=logits, **{output_cache_field(): output_cache(outputs)},
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions, tree_kv=tree_kv,
+            loss=loss,
+            logits=logits,
+            **{output_cache_field(): output_cache(outputs)},
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            tree_kv=tree_kv,
         )
 
     def _update_model_kwargs_for_generation(self, outputs: Any, model_kwargs: dict, *args: Any, **kwargs: Any) -> dict:

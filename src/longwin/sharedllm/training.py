@@ -27,7 +27,7 @@ def trainable_parameters(model: SharedLLMForCausalLM, mode: str = "cross_attn+to
     model.requires_grad_(False)
     chosen: list[nn.Module] = [model.cross_attn]
     if mode == "cross_attn+top":
-        chosen += list(model.model.layers[model.config.num_lower_layers:])
+        chosen += list(model.model.layers[model.config.num_lower_layers :])
     elif mode == "all":
         chosen += [model.model, model.lm_head]
     for module in chosen:

@@ -8,7 +8,7 @@ both leaves. So h+1 nodes are preserved and they tile the chunk exactly.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -25,9 +25,7 @@ def check_tree_shape(chunk_size: int, tree_height: int, kv_per_node: int) -> Non
     if kv_per_node < 1:
         raise LongwinError(f"kv_per_node must be >= 1, got {kv_per_node}")
     if chunk_size % 2**tree_height:
-        raise LongwinError(
-            f"chunk_size {chunk_size} must be divisible by 2**tree_height = {2**tree_height}"
-        )
+        raise LongwinError(f"chunk_size {chunk_size} must be divisible by 2**tree_height = {2**tree_height}")
     if chunk_size // 2**tree_height < kv_per_node:
         raise LongwinError(
             f"chunk_size {chunk_size} is too small: leaves of {chunk_size // 2**tree_height} tokens "
@@ -110,7 +108,7 @@ def chunk_context(
         n = tokens.shape[0] // chunk_size
         counts[b] = n
         if n:
-            rows.append(tokens[tokens.shape[0] - n * chunk_size:].view(n, chunk_size))
+            rows.append(tokens[tokens.shape[0] - n * chunk_size :].view(n, chunk_size))
             samples.append(torch.full((n,), b, dtype=torch.long))
             ids.append(torch.arange(n))
     if not rows:

@@ -1,6 +1,7 @@
 """Extend a model's context window by fine-tuning at its native window with manipulated position ids.
 
-Example: longwin train --model toy --scheme cream --rope linear --target-length 2048 --max-steps 200 --output-dir out/cream
+Example:
+  longwin train --model toy --scheme cream --rope linear --target-length 2048 --max-steps 200 --output-dir out/cream
 Every option is also a YAML key (--config FILE or a packaged recipe name); Hugging Face
 TrainingArguments flags (--learning-rate, --deepspeed, --fsdp, --bf16, ...) are accepted as well.
 """

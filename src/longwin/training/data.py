@@ -32,9 +32,10 @@ class DocumentPool:
     min_tokens: int
 
     def describe(self) -> str:
-        return (f"{len(self.usable)} training documents ({int(self.corpus.lengths[self.usable].sum()):,} tokens); "
-                f"skipped {self.skipped} shorter than {self.min_tokens} tokens")
-
+        return (
+            f"{len(self.usable)} training documents ({int(self.corpus.lengths[self.usable].sum()):,} tokens); "
+            f"skipped {self.skipped} shorter than {self.min_tokens} tokens"
+        )
 
     def stream(self, rng: random.Random, length: int) -> list[int]:
         """`length` consecutive tokens of natural text from a random place (documents joined when short)."""
@@ -43,7 +44,7 @@ class DocumentPool:
             doc = self.corpus.doc(int(self.usable[rng.randrange(len(self.usable))]))
             take = min(length - len(out), len(doc))
             start = rng.randrange(len(doc) - take + 1)
-            out.extend(doc[start:start + take].tolist())
+            out.extend(doc[start : start + take].tolist())
         return out
 
     def texts(self, tokenizer, max_chars: int = 2_000_000) -> list[str]:
@@ -58,8 +59,9 @@ class DocumentPool:
         return texts
 
 
-def build_pool(source: str, tokenizer, *, min_tokens: int, val_fraction: float, seed: int,
-               text_field: str = "text") -> DocumentPool:
+def build_pool(
+    source: str, tokenizer, *, min_tokens: int, val_fraction: float, seed: int, text_field: str = "text"
+) -> DocumentPool:
     """Load, split (train side only) and tokenize `source`, keeping documents of ≥ min_tokens tokens."""
     docs = load_documents(source, text_field=text_field)
     train_docs, _ = split_documents(docs, val_fraction, seed=seed) if val_fraction > 0 else (docs, [])
@@ -68,8 +70,10 @@ def build_pool(source: str, tokenizer, *, min_tokens: int, val_fraction: float, 
     skipped = len(corpus) - len(usable)
     if len(usable) == 0:
         longest = int(corpus.lengths.max()) if len(corpus) else 0
-        raise LongwinError(f"no training document has {min_tokens} tokens (all {skipped} skipped; longest has "
-                           f"{longest}): use longer documents or a shorter --train-length")
+        raise LongwinError(
+            f"no training document has {min_tokens} tokens (all {skipped} skipped; longest has "
+            f"{longest}): use longer documents or a shorter --train-length"
+        )
     return DocumentPool(corpus, usable, skipped, min_tokens)
 
 
@@ -86,10 +90,20 @@ class PositionSchemeDataset(Dataset):
     natural-text examples keeps contiguous positions 0..train_len-1, as in pretraining (native replay).
     """
 
-    def __init__(self, pool: DocumentPool, scheme: str, *, train_len: int, target_len: int,
-                 num_samples: int, seed: int, options: dict[str, Any] | None = None,
-                 retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0,
-                 native_fraction: float = 0.0) -> None:
+    def __init__(
+        self,
+        pool: DocumentPool,
+        scheme: str,
+        *,
+        train_len: int,
+        target_len: int,
+        num_samples: int,
+        seed: int,
+        options: dict[str, Any] | None = None,
+        retrieval: RetrievalExamples | None = None,
+        retrieval_fraction: float = 0.0,
+        native_fraction: float = 0.0,
+    ) -> None:
         if not 0 <= retrieval_fraction <= 1:
             raise LongwinError(f"--retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
         if retrieval_fraction > 0 and retrieval is None:
@@ -118,7 +132,8 @@ class PositionSchemeDataset(Dataset):
         if self.native_fraction and random.Random(key + 1).random() < self.native_fraction:
             layout = positions.layout("none", len(doc), self.train_len, self.target_len, seed=key >> 1)
         else:
-            layout = positions.layout(self.scheme, len(doc), self.train_len, self.target_len,
-                                      seed=key >> 1, **self.options)
+            layout = positions.layout(
+                self.scheme, len(doc), self.train_len, self.target_len, seed=key >> 1, **self.options
+            )
         ids = torch.from_numpy(doc[layout.token_index.numpy()].astype(np.int64))
         return {"input_ids": ids, "labels": ids.clone(), "position_ids": layout.position_ids.clone()}

@@ -86,7 +86,8 @@ class InductionSupervision(torch.nn.Module):
         super().__init__()
         self.heads = heads
         self.probes = torch.nn.ModuleList(
-            torch.nn.Linear(hidden_size, hidden_size, bias=False) for _ in range(heads.match_len))
+            torch.nn.Linear(hidden_size, hidden_size, bias=False) for _ in range(heads.match_len)
+        )
 
     def forward(self, model, input_ids: torch.Tensor, outputs) -> torch.Tensor:
         """`outputs` must come from `model(..., output_attentions=True, output_hidden_states=True)`."""
@@ -128,7 +129,7 @@ def copy_accuracy(model, input_ids: torch.Tensor, span: int) -> float:
     with torch.no_grad():
         logits = model(input_ids).logits[:, :-1]
     hits = logits.argmax(-1) == input_ids[:, 1:]
-    return hits[:, span + 1:].float().mean().item()
+    return hits[:, span + 1 :].float().mean().item()
 
 
 def induction_trainer(supervision: InductionSupervision, weight: float):

@@ -24,8 +24,7 @@ def train(ext: ExtendConfig, targs) -> Path:
     out = check_writable_folder(targs.output_dir, "--output-dir")
     main = targs.process_index == 0
     with exclusive(out, "longwin train") if main else contextlib.nullcontext():
-        targs.resume_from_checkpoint = plan_run(out, targs.resume_from_checkpoint, ext.overwrite_output_dir,
-                                                main=main)
+        targs.resume_from_checkpoint = plan_run(out, targs.resume_from_checkpoint, ext.overwrite_output_dir, main=main)
         if ext.method == "sharedllm":
             from longwin.training.sharedllm_stage import train_sharedllm
 
@@ -43,17 +42,31 @@ def _train_positions(ext: ExtendConfig, targs) -> Path:
     set_seed(targs.seed)
     started = time.time()
     prep = prepare(ext)
-    pool = build_pool(ext.data, prep.tokenizer, min_tokens=prep.train_length, val_fraction=ext.val_fraction,
-                      seed=targs.seed, text_field=ext.text_field)
+    pool = build_pool(
+        ext.data,
+        prep.tokenizer,
+        min_tokens=prep.train_length,
+        val_fraction=ext.val_fraction,
+        seed=targs.seed,
+        text_field=ext.text_field,
+    )
     print(f"longwin train: {pool.describe()}", file=sys.stderr)
     retrieval = None
     if ext.retrieval_fraction > 0:
         retrieval = RetrievalExamples(prep.tokenizer, pool.stream, pool.texts(prep.tokenizer), ext.retrieval_kinds)
     global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-    dataset = PositionSchemeDataset(pool, ext.scheme, train_len=prep.train_length, target_len=ext.target_length,
-                                    num_samples=targs.max_steps * global_batch, seed=targs.seed,
-                                    options=ext.scheme_options, retrieval=retrieval,
-                                    retrieval_fraction=ext.retrieval_fraction, native_fraction=ext.native_fraction)
+    dataset = PositionSchemeDataset(
+        pool,
+        ext.scheme,
+        train_len=prep.train_length,
+        target_len=ext.target_length,
+        num_samples=targs.max_steps * global_batch,
+        seed=targs.seed,
+        options=ext.scheme_options,
+        retrieval=retrieval,
+        retrieval_fraction=ext.retrieval_fraction,
+        native_fraction=ext.native_fraction,
+    )
     trainer_class = Trainer
     if ext.induction_weight:
         trainer_class = _induction_trainer(prep.model, ext, targs.resume_from_checkpoint)
@@ -62,8 +75,13 @@ def _train_positions(ext: ExtendConfig, targs) -> Path:
     if ext.induction_weight:  # back to the requested attention kernel before saving
         getattr(prep.model, "get_base_model", lambda: prep.model)().set_attn_implementation(ext.attn_implementation)
     out = Path(targs.output_dir)
-    save_final(trainer, out, lambda folder: save_model(trainer, ext, folder), prep.tokenizer.save_pretrained,
-               lambda: card(ext, targs, prep, pool, trainer, time.time() - started))
+    save_final(
+        trainer,
+        out,
+        lambda folder: save_model(trainer, ext, folder),
+        prep.tokenizer.save_pretrained,
+        lambda: card(ext, targs, prep, pool, trainer, time.time() - started),
+    )
     return out
 
 
@@ -94,13 +112,21 @@ def save_model(trainer, ext: ExtendConfig, folder: Path) -> None:
 
 def card(ext: ExtendConfig, targs, prep, pool, trainer, seconds: float) -> dict:
     return {
-        "method": ext.method, "scheme": ext.scheme, "scheme_options": ext.scheme_options, "rope": ext.rope,
+        "method": ext.method,
+        "scheme": ext.scheme,
+        "scheme_options": ext.scheme_options,
+        "rope": ext.rope,
         "rope_options": ext.rope_options,
-        "base_model": ext.model, "native_window": prep.native_window, "train_length": prep.train_length,
-        "target_length": ext.target_length, "data": pool.describe(),
+        "base_model": ext.model,
+        "native_window": prep.native_window,
+        "train_length": prep.train_length,
+        "target_length": ext.target_length,
+        "data": pool.describe(),
         "retrieval_fraction": ext.retrieval_fraction,
-        "steps": trainer.state.global_step, "final_loss": final_loss(trainer),
-        "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
+        "steps": trainer.state.global_step,
+        "final_loss": final_loss(trainer),
+        "train_wall_seconds": round(seconds, 1),
+        "extend_config": to_dict(ext),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
         "command": " ".join(sys.argv),
     }

@@ -17,8 +17,9 @@ import pickle
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.models.gguf_convert import first_line
@@ -29,8 +30,14 @@ CARD = "longwin_training.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _LATEST = {"true", "yes", "latest", "last", "1"}
 _NONE = {"", "false", "no", "none", "0"}
-_MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_config.json")
+_MODEL_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_config.json",
+)
 
 
 def checkpoints(folder: Path) -> list[Path]:
@@ -83,8 +90,10 @@ def plan_run(output_dir: str | Path, resume: Any, overwrite: bool, *, main: bool
     if text.lower() in _NONE:
         earlier = holds_run(out)
         if earlier and not overwrite:
-            raise LongwinError(f"--output-dir {out} already holds a training run ({', '.join(earlier)}): resume it "
-                               f"with --resume-from-checkpoint true, or start over with --overwrite-output-dir true")
+            raise LongwinError(
+                f"--output-dir {out} already holds a training run ({', '.join(earlier)}): resume it "
+                f"with --resume-from-checkpoint true, or start over with --overwrite-output-dir true"
+            )
         if earlier and main:
             _remove_run(out)
             print(f"longwin train: starting over in {out} (removed {', '.join(earlier)})", file=sys.stderr)
@@ -123,8 +132,13 @@ def _remove_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def save_final(trainer: Any, out: Path, save_model: Callable[[Path], None], save_extra: Callable[[Path], None],
-               card: Callable[[], dict[str, Any]]) -> None:
+def save_final(
+    trainer: Any,
+    out: Path,
+    save_model: Callable[[Path], None],
+    save_extra: Callable[[Path], object],  # its return value is ignored
+    card: Callable[[], dict[str, Any]],
+) -> None:
     """Every rank calls this: `save_model(folder)` (collective under DeepSpeed/FSDP) writes into a staging
     folder inside `out`; the main process adds `save_extra` (the tokenizer), moves it all in and writes
     the card last."""
@@ -147,8 +161,10 @@ def fit(trainer: Any, targs: Any) -> None:
     try:
         trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     except pickle.UnpicklingError as exc:
-        raise LongwinError(f"refused to load {targs.resume_from_checkpoint}: a file in it holds more than plain "
-                           f"tensors ({first_line(exc)})") from None
+        raise LongwinError(
+            f"refused to load {targs.resume_from_checkpoint}: a file in it holds more than plain "
+            f"tensors ({first_line(exc)})"
+        ) from None
 
 
 def final_loss(trainer: Any) -> float | None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from longwin import positions
 from longwin.errors import LongwinError
 from longwin.training.config import ExtendConfig
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 
 @dataclass
 class Prepared:
-    model: object
-    tokenizer: object
+    model: Any  # a PreTrainedModel, or the peft model wrapping it (--lora)
+    tokenizer: PreTrainedTokenizerBase
     native_window: int
     train_length: int
 
@@ -21,8 +25,10 @@ def check_windows(ext: ExtendConfig, native: int) -> int:
     """The training window, refusing ones above the native window unless explicitly allowed."""
     train_len = ext.train_length or native
     if train_len > native and not ext.allow_long_train_window:
-        raise LongwinError(f"--train-length {train_len} is above the native window {native}: that is full-length "
-                           f"fine-tuning; pass --allow-long-train-window true if you mean it")
+        raise LongwinError(
+            f"--train-length {train_len} is above the native window {native}: that is full-length "
+            f"fine-tuning; pass --allow-long-train-window true if you mean it"
+        )
     if ext.target_length <= native:
         raise LongwinError(f"--target-length {ext.target_length} must be above the native window {native}")
     return train_len
@@ -39,8 +45,9 @@ def prepare(ext: ExtendConfig) -> Prepared:
     train_len = check_windows(ext, native)
     scaled = scale_rope(base_config, ext.rope, ext.target_length, **ext.rope_options)
     positions.sample(ext.scheme, train_len, ext.target_length, seed=0, **ext.scheme_options)  # before weights load
-    model, tokenizer = load_model(ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation,
-                                  config=scaled)
+    model, tokenizer = load_model(
+        ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation, config=scaled
+    )
     model.train()
     if ext.lora:
         model = apply_lora(model, ext)
@@ -52,8 +59,12 @@ def apply_lora(model, ext: ExtendConfig):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=ext.lora_r, lora_alpha=ext.lora_alpha, lora_dropout=ext.lora_dropout, target_modules=list(ext.lora_target),
-        modules_to_save=["embed_tokens", "norm"] if ext.lora_trainable_embeddings else None, task_type="CAUSAL_LM",
+        r=ext.lora_r,
+        lora_alpha=ext.lora_alpha,
+        lora_dropout=ext.lora_dropout,
+        target_modules=list(ext.lora_target),
+        modules_to_save=["embed_tokens", "norm"] if ext.lora_trainable_embeddings else None,
+        task_type="CAUSAL_LM",
     )
     try:
         return get_peft_model(model, config)

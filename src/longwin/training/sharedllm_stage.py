@@ -23,9 +23,10 @@ import json
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -57,16 +58,22 @@ def make_layout(ext: ExtendConfig, chunk: int, native: int) -> Layout:
     """The example layout for `ext`, refusing windows the upper model was not pretrained on."""
     local = ext.sharedllm_local_length or ext.train_length or native
     if local > native and not ext.allow_long_train_window:
-        raise LongwinError(f"local window {local} is above the native window {native}: the upper model's "
-                           f"self-attention would leave its pretraining range; pass --allow-long-train-window true "
-                           f"if you mean it")
+        raise LongwinError(
+            f"local window {local} is above the native window {native}: the upper model's "
+            f"self-attention would leave its pretraining range; pass --allow-long-train-window true "
+            f"if you mean it"
+        )
     max_chunks = (ext.target_length - local) // chunk
     if max_chunks < 1:
-        raise LongwinError(f"--target-length {ext.target_length} leaves {ext.target_length - local} context tokens "
-                           f"after the {local}-token local window: less than one chunk of {chunk}")
+        raise LongwinError(
+            f"--target-length {ext.target_length} leaves {ext.target_length - local} context tokens "
+            f"after the {local}-token local window: less than one chunk of {chunk}"
+        )
     if not 1 <= ext.sharedllm_min_chunks <= max_chunks:
-        raise LongwinError(f"--sharedllm-min-chunks must be between 1 and the {max_chunks} chunks that "
-                           f"--target-length {ext.target_length} allows, got {ext.sharedllm_min_chunks}")
+        raise LongwinError(
+            f"--sharedllm-min-chunks must be between 1 and the {max_chunks} chunks that "
+            f"--target-length {ext.target_length} allows, got {ext.sharedllm_min_chunks}"
+        )
     return Layout(local, chunk, ext.sharedllm_min_chunks, max_chunks)
 
 
@@ -87,10 +94,15 @@ def load_instructions(path: str) -> list[dict[str, str]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise LongwinError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("prompt", "response"))
-                and isinstance(row.get("context", ""), str)):
-            raise LongwinError(f"{path}:{number}: an instruction record needs string fields prompt and response "
-                               f"(and optionally context)")
+        if not (
+            isinstance(row, dict)
+            and all(isinstance(row.get(k), str) for k in ("prompt", "response"))
+            and isinstance(row.get("context", ""), str)
+        ):
+            raise LongwinError(
+                f"{path}:{number}: an instruction record needs string fields prompt and response "
+                f"(and optionally context)"
+            )
         records.append(row)
     if not records:
         raise LongwinError(f"--sharedllm-instructions: {path} has no records")
@@ -100,9 +112,20 @@ def load_instructions(path: str) -> list[dict[str, str]]:
 class SharedLLMDataset(Dataset):
     """`num_samples` examples for `SharedLLMCollator`: natural text, retrieval documents, instructions."""
 
-    def __init__(self, pool: DocumentPool, tokenizer: Any, layout: Layout, *, num_samples: int, seed: int,
-                 stage: str = "lm", retrieval: RetrievalExamples | None = None, retrieval_fraction: float = 0.0,
-                 local_evidence: float = 0.0, instructions: Sequence[dict[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        pool: DocumentPool,
+        tokenizer: Any,
+        layout: Layout,
+        *,
+        num_samples: int,
+        seed: int,
+        stage: str = "lm",
+        retrieval: RetrievalExamples | None = None,
+        retrieval_fraction: float = 0.0,
+        local_evidence: float = 0.0,
+        instructions: Sequence[dict[str, str]] = (),
+    ) -> None:
         if stage not in STAGES:
             raise LongwinError(f"unknown SharedLLM stage {stage!r} (choose from {', '.join(STAGES)})")
         if not 0 <= retrieval_fraction <= 1:
@@ -141,12 +164,13 @@ class SharedLLMDataset(Dataset):
         chunks = min(chunks, (len(doc) - lay.local) // lay.chunk)
         span = chunks * lay.chunk + lay.local
         start = rng.randrange(len(doc) - span + 1)
-        tokens = doc[start:start + span].tolist()
-        return {"context_ids": tokens[:chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk:]}
+        tokens = doc[start : start + span].tolist()
+        return {"context_ids": tokens[: chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk :]}
 
     def _retrieval(self, rng: random.Random, chunks: int) -> dict[str, list[int]] | None:
         """A retrieval example: question and answer at the end of the local window, evidence in the context
         (or, for a --sharedllm-local-evidence share, earlier in the local window)."""
+        assert self.retrieval is not None  # __getitem__ asks for one only when there are retrieval documents
         lay, cut = self.layout, chunks * self.layout.chunk
         local_only = bool(self.local_evidence) and rng.random() < self.local_evidence  # drawn only when asked
         span = lay.local if local_only else cut + lay.local
@@ -168,16 +192,18 @@ class SharedLLMDataset(Dataset):
         record = self.instructions[rng.randrange(len(self.instructions))]
         context = ([tok.bos_token_id] + _encode(tok, record["context"])) if record.get("context") else []
         prompt = _encode(tok, record["prompt"])
-        response = (_encode(tok, record["response"]) + [tok.eos_token_id])[:lay.local // 2]
+        response = (_encode(tok, record["response"]) + [tok.eos_token_id])[: lay.local // 2]
         cut = max(0, len(prompt) - (lay.local - len(response)))
-        context = (context + prompt[:cut])[-lay.max_chunks * lay.chunk:]
+        context = (context + prompt[:cut])[-lay.max_chunks * lay.chunk :]
         return {"context_ids": context, "prompt_ids": prompt[cut:], "response_ids": response}
 
 
 def _check_request(ext: ExtendConfig, targs: Any) -> None:
     if ext.lora:
-        raise LongwinError("--lora is not supported with --method sharedllm (the paper trains without PEFT: "
-                           "choose --sharedllm-trainable cross_attn+top, cross_attn or all)")
+        raise LongwinError(
+            "--lora is not supported with --method sharedllm (the paper trains without PEFT: "
+            "choose --sharedllm-trainable cross_attn+top, cross_attn or all)"
+        )
     if ext.sharedllm_stage not in STAGES:
         raise LongwinError(f"unknown --sharedllm-stage {ext.sharedllm_stage!r} (choose from {', '.join(STAGES)})")
     if ext.sharedllm_instructions and ext.sharedllm_stage != "instruct":
@@ -192,9 +218,13 @@ def _sharedllm(ext: ExtendConfig):
     model, tokenizer = load_model(ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation)
     if not isinstance(model, SharedLLMForCausalLM):
         model = SharedLLMForCausalLM.from_base(
-            model, num_lower_layers=ext.sharedllm_lower_layers, chunk_size=ext.sharedllm_chunk_size,
-            tree_height=ext.sharedllm_tree_height, kv_per_node=ext.sharedllm_kv_per_node,
-            query_aware=ext.sharedllm_query_aware)
+            model,
+            num_lower_layers=ext.sharedllm_lower_layers,
+            chunk_size=ext.sharedllm_chunk_size,
+            tree_height=ext.sharedllm_tree_height,
+            kv_per_node=ext.sharedllm_kv_per_node,
+            query_aware=ext.sharedllm_query_aware,
+        )
     # options given explicitly apply to a new and to a saved SharedLLM alike; unset ones keep its config's
     if ext.sharedllm_split_noise is not None:
         model.config.split_noise = ext.sharedllm_split_noise
@@ -219,44 +249,94 @@ def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
     native = native_window(model.config.get_text_config())
     layout = make_layout(ext, model.config.chunk_size, native)
     params = trainable_parameters(model, ext.sharedllm_trainable)
-    pool = build_pool(ext.data, tokenizer, min_tokens=layout.local + layout.chunk, val_fraction=ext.val_fraction,
-                      seed=targs.seed, text_field=ext.text_field)
+    pool = build_pool(
+        ext.data,
+        tokenizer,
+        min_tokens=layout.local + layout.chunk,
+        val_fraction=ext.val_fraction,
+        seed=targs.seed,
+        text_field=ext.text_field,
+    )
     print(f"longwin train: {pool.describe()}", file=sys.stderr)
     retrieval = None
     if ext.retrieval_fraction > 0:
         retrieval = RetrievalExamples(tokenizer, pool.stream, pool.texts(tokenizer), ext.retrieval_kinds)
     global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-    dataset = SharedLLMDataset(pool, tokenizer, layout, num_samples=targs.max_steps * global_batch, seed=targs.seed,
-                               stage=ext.sharedllm_stage, retrieval=retrieval,
-                               retrieval_fraction=ext.retrieval_fraction,
-                               local_evidence=ext.sharedllm_local_evidence, instructions=instructions)
+    dataset = SharedLLMDataset(
+        pool,
+        tokenizer,
+        layout,
+        num_samples=targs.max_steps * global_batch,
+        seed=targs.seed,
+        stage=ext.sharedllm_stage,
+        retrieval=retrieval,
+        retrieval_fraction=ext.retrieval_fraction,
+        local_evidence=ext.sharedllm_local_evidence,
+        instructions=instructions,
+    )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.train()
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
-    trainer = Trainer(model=model, args=targs, train_dataset=dataset,
-                      data_collator=SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk))
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=dataset,
+        data_collator=SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk),
+    )
     fit(trainer, targs)
     out = Path(targs.output_dir)
     trainable = sum(p.numel() for p in params)
-    save_final(trainer, out, lambda folder: trainer.save_model(str(folder)), tokenizer.save_pretrained,
-               lambda: _card(ext, targs, model.config, layout, native, pool, trainer, trainable, time.time() - started))
+    save_final(
+        trainer,
+        out,
+        lambda folder: trainer.save_model(str(folder)),
+        tokenizer.save_pretrained,
+        lambda: _card(ext, targs, model.config, layout, native, pool, trainer, trainable, time.time() - started),
+    )
     return out
 
 
-def _card(ext: ExtendConfig, targs: Any, config: Any, layout: Layout, native: int, pool: DocumentPool,
-          trainer: Any, trainable: int, seconds: float) -> dict[str, Any]:
+def _card(
+    ext: ExtendConfig,
+    targs: Any,
+    config: Any,
+    layout: Layout,
+    native: int,
+    pool: DocumentPool,
+    trainer: Any,
+    trainable: int,
+    seconds: float,
+) -> dict[str, Any]:
     return {
-        "method": "sharedllm", "stage": ext.sharedllm_stage, "base_model": ext.model,
+        "method": "sharedllm",
+        "stage": ext.sharedllm_stage,
+        "base_model": ext.model,
         "load": "import longwin.sharedllm (registers the model type), then "
-                "transformers.AutoModelForCausalLM.from_pretrained(this folder); `longwin eval --model` does both",
-        "native_window": native, "local_window": layout.local, "target_length": ext.target_length,
+        "transformers.AutoModelForCausalLM.from_pretrained(this folder); `longwin eval --model` does both",
+        "native_window": native,
+        "local_window": layout.local,
+        "target_length": ext.target_length,
         "context_chunks": [layout.min_chunks, layout.max_chunks],
-        "tree": {key: getattr(config, key) for key in ("num_lower_layers", "chunk_size", "tree_height", "kv_per_node",
-                                                       "kv_per_chunk", "query_aware", "chunk_positions")},
-        "trainable": ext.sharedllm_trainable, "trainable_parameters": trainable,
-        "retrieval_fraction": ext.retrieval_fraction, "data": pool.describe(),
-        "steps": trainer.state.global_step, "final_loss": final_loss(trainer),
-        "train_wall_seconds": round(seconds, 1), "extend_config": to_dict(ext),
+        "tree": {
+            key: getattr(config, key)
+            for key in (
+                "num_lower_layers",
+                "chunk_size",
+                "tree_height",
+                "kv_per_node",
+                "kv_per_chunk",
+                "query_aware",
+                "chunk_positions",
+            )
+        },
+        "trainable": ext.sharedllm_trainable,
+        "trainable_parameters": trainable,
+        "retrieval_fraction": ext.retrieval_fraction,
+        "data": pool.describe(),
+        "steps": trainer.state.global_step,
+        "final_loss": final_loss(trainer),
+        "train_wall_seconds": round(seconds, 1),
+        "extend_config": to_dict(ext),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
         "command": " ".join(sys.argv),
     }

@@ -17,8 +17,10 @@ from longwin.eval.tasks.ruler import RulerTask
 # bump when a generator changes what it produces: recorded in results and in cell fingerprints
 GENERATOR_VERSION = 1
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
-    PasskeyTask, NeedleTask, KvRetrievalTask, LinesTask, RulerTask, PerplexityTask, LongBenchTask, CopyTask)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls
+    for cls in (PasskeyTask, NeedleTask, KvRetrievalTask, LinesTask, RulerTask, PerplexityTask, LongBenchTask, CopyTask)
+}
 
 
 def make_task(name: str, options: EvalOptions, seed: int) -> Task:

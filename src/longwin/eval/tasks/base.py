@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from longwin.eval.model import EvalModel, Prompt
-from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.options import EvalOptions
+from longwin.eval.plots import save_heatmap, save_lines
 from longwin.eval.prompting import PromptFormatter
 
 
@@ -156,11 +157,21 @@ class DepthTask(GenerationTask):
         if not self.plot_title:
             return []
         stem = self.name.replace("-", "_")
-        save_lines(out_dir / f"{stem}_accuracy.png", summary["series"], title=self.plot_title,
-                   xlabel="Prompt length (tokens)", ylabel=self.plot_ylabel, vline=window)
-        save_heatmap(out_dir / f"{stem}_heatmap.png", summary["by_position"], rows=[fmt_pos(d) for d in self.depths],
-                     cols=list(summary["series"]["accuracy"]),
-                     title=f"{self.heatmap_title} (overall {summary['overall']:.1f}%)")
+        save_lines(
+            out_dir / f"{stem}_accuracy.png",
+            summary["series"],
+            title=self.plot_title,
+            xlabel="Prompt length (tokens)",
+            ylabel=self.plot_ylabel,
+            vline=window,
+        )
+        save_heatmap(
+            out_dir / f"{stem}_heatmap.png",
+            summary["by_position"],
+            rows=[fmt_pos(d) for d in self.depths],
+            cols=list(summary["series"]["accuracy"]),
+            title=f"{self.heatmap_title} (overall {summary['overall']:.1f}%)",
+        )
         return [f"{stem}_accuracy.png", f"{stem}_heatmap.png"]
 
 

@@ -7,7 +7,8 @@ cannot have been taught it: a method that wins passkey by learning the passkey f
 how to look back, shows here.
 
 Prompt: whole sentences of a corpus (the essays by default, as for the needle) with a span of
-`SPAN_WORDS` random words inserted at the sentence boundary nearest the cell's depth (0 % = the span is as far back as the prompt allows, 100 % = just before the cue); then a
+`SPAN_WORDS` random words inserted at the sentence boundary nearest the cell's depth (0 % = the span is as far
+back as the prompt allows, 100 % = just before the cue); then a
 blank line and the span's first `CUE_WORDS` words. The model continues greedily. Score: the share of
 the remaining words it reproduces, in order, before its first mistake (1.0 = the whole rest copied).
 
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.eval.haystack import load_texts, split_sentences
@@ -45,8 +47,9 @@ def word_pool(sentences: Sequence[str], tokenizer: Any, size: int = POOL) -> lis
             if len(pool) == size:
                 break
     if len(pool) < 2 * SPAN_WORDS:
-        raise LongwinError(f"the copy task needs {2 * SPAN_WORDS} single-token words in its haystack; "
-                           f"this tokenizer has {len(pool)}")
+        raise LongwinError(
+            f"the copy task needs {2 * SPAN_WORDS} single-token words in its haystack; this tokenizer has {len(pool)}"
+        )
     return pool
 
 
@@ -74,6 +77,7 @@ class CopyTask(DepthTask):
         self._pool: list[str] = []
 
     def _parts(self, start: int, count: int, span: list[str], depth: float) -> tuple[Parts, float]:
+        assert self._sentences is not None  # build() loads them first
         sentences = [self._sentences[(start + i) % len(self._sentences)] for i in range(count)]
         context, actual = insert_at_depth(sentences, " ".join(span) + ".", depth)
         return Parts(context, "\n\n", " ".join(span[:CUE_WORDS])), actual
@@ -86,13 +90,22 @@ class CopyTask(DepthTask):
         span = [rng.choice(self._pool) for _ in range(SPAN_WORDS)]
         start = rng.randrange(len(self._sentences))
         depth = float(cell.position)
-        n = fit_largest(lambda k: fmt.count(self._parts(start, k, span, depth)[0]), cell.length,
-                        what="a copy prompt", guess=self._guess.get(cell.length, 8))
+        n = fit_largest(
+            lambda k: fmt.count(self._parts(start, k, span, depth)[0]),
+            cell.length,
+            what="a copy prompt",
+            guess=self._guess.get(cell.length, 8),
+        )
         self._guess[cell.length] = n
         parts, actual = self._parts(start, n, span, depth)
         prompt = fmt.encode(parts)
-        return Sample(prompt, fmt.render(parts)[0], span[CUE_WORDS:], self.max_new_tokens,
-                      {"depth_actual": actual, "distance_tokens": round(len(prompt.ids) * (100 - actual) / 100)})
+        return Sample(
+            prompt,
+            fmt.render(parts)[0],
+            span[CUE_WORDS:],
+            self.max_new_tokens,
+            {"depth_actual": actual, "distance_tokens": round(len(prompt.ids) * (100 - actual) / 100)},
+        )
 
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         copied = first_run(output, sample.answer)

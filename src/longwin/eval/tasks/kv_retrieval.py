@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
-from typing import Any, Sequence
+from typing import Any
 
 from longwin.eval.metrics import substring_match
 from longwin.eval.plots import save_lines
@@ -33,8 +34,9 @@ def random_key(rng: random.Random, chars: int = 0) -> str:
 def format_records(records: Sequence[tuple[str, str]]) -> str:
     """`{"k1": "v1",\\n "k2": "v2",\\n ... "kN": "vN"}` exactly as the original prompt files."""
     last = len(records) - 1
-    return "".join(("{" if i == 0 else " ") + f'"{k}": "{v}"' + ("}" if i == last else ",\n")
-                   for i, (k, v) in enumerate(records))
+    return "".join(
+        ("{" if i == 0 else " ") + f'"{k}": "{v}"' + ("}" if i == last else ",\n") for i, (k, v) in enumerate(records)
+    )
 
 
 def kv_parts(pairs: Sequence[tuple[str, str]], gold_index: int) -> Parts:
@@ -76,12 +78,22 @@ class KvRetrievalTask(GenerationTask):
             return pairs[:n]
 
         position = float(cell.position)
-        n = fit_largest(lambda k: fmt.count(kv_parts(pairs_upto(k), gold_index(position, k))), cell.length,
-                        what="a key-value prompt", lo=1, guess=self._guess.get(cell.length, 8))
+        n = fit_largest(
+            lambda k: fmt.count(kv_parts(pairs_upto(k), gold_index(position, k))),
+            cell.length,
+            what="a key-value prompt",
+            lo=1,
+            guess=self._guess.get(cell.length, 8),
+        )
         self._guess[cell.length] = n
         parts = kv_parts(pairs_upto(n), gold_index(position, n))
-        return Sample(fmt.encode(parts), fmt.render(parts)[0], pairs[0][1], self.max_new_tokens,
-                      {"gold_key": pairs[0][0], "num_pairs": n, "gold_index": gold_index(position, n)})
+        return Sample(
+            fmt.encode(parts),
+            fmt.render(parts)[0],
+            pairs[0][1],
+            self.max_new_tokens,
+            {"gold_key": pairs[0][0], "num_pairs": n, "gold_index": gold_index(position, n)},
+        )
 
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         return {"score": substring_match(output, sample.answer)}
@@ -89,15 +101,25 @@ class KvRetrievalTask(GenerationTask):
     def summarize(self, rows: list[dict]) -> dict[str, Any]:
         summary = super().summarize(rows)
         positions = list(dict.fromkeys(r["position"] for r in rows))
-        summary["by_position_all"] = {p: round(100 * mean(r["score"] for r in rows if r["position"] == p), 2)
-                                      for p in positions}
-        summary["num_pairs"] = {str(n): round(mean(r["num_pairs"] for r in rows if r["length"] == n), 1)
-                                for n in sorted({r["length"] for r in rows})}
+        summary["by_position_all"] = {
+            p: round(100 * mean(r["score"] for r in rows if r["position"] == p), 2) for p in positions
+        }
+        summary["num_pairs"] = {
+            str(n): round(mean(r["num_pairs"] for r in rows if r["length"] == n), 1)
+            for n in sorted({r["length"] for r in rows})
+        }
         return summary
 
     def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
-        curves = {f"{n} tokens (~{summary['num_pairs'][n]:g} pairs)": points
-                  for n, points in summary["by_position"].items()}
-        save_lines(out_dir / "kv_retrieval_position.png", curves, title="Key-value retrieval vs gold position",
-                   xlabel="Gold position (% of pairs)", ylabel="Accuracy (%)", lengths_on_x=False)
+        curves = {
+            f"{n} tokens (~{summary['num_pairs'][n]:g} pairs)": points for n, points in summary["by_position"].items()
+        }
+        save_lines(
+            out_dir / "kv_retrieval_position.png",
+            curves,
+            title="Key-value retrieval vs gold position",
+            xlabel="Gold position (% of pairs)",
+            ylabel="Accuracy (%)",
+            lengths_on_x=False,
+        )
         return ["kv_retrieval_position.png"]

@@ -6,9 +6,10 @@ are used and one seeded line is asked for. Scored by the first integer in the ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
-from typing import Any, Sequence
+from typing import Any
 
 from longwin.eval.metrics import exact_int_match
 from longwin.eval.plots import save_lines
@@ -16,10 +17,12 @@ from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
 from longwin.eval.tasks.base import Cell, GenerationTask, Sample, rng_for
 from longwin.eval.words import ADJECTIVES, NOUNS
 
-HEADER = ("Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and "
-          "contains a '<REGISTER_CONTENT>' at the end of the line as a numerical value. For each line index, "
-          "memorize its corresponding <REGISTER_CONTENT>. At the end of the record, I will ask you to retrieve "
-          "the corresponding <REGISTER_CONTENT> of a certain line index. Now the record start:\n\n")
+HEADER = (
+    "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and "
+    "contains a '<REGISTER_CONTENT>' at the end of the line as a numerical value. For each line index, "
+    "memorize its corresponding <REGISTER_CONTENT>. At the end of the record, I will ask you to retrieve "
+    "the corresponding <REGISTER_CONTENT> of a certain line index. Now the record start:\n\n"
+)
 
 
 class LinesTask(GenerationTask):
@@ -44,16 +47,29 @@ class LinesTask(GenerationTask):
         def parts(k: int) -> tuple[Parts, int]:
             asked = min(int(pick * k), k - 1)
             record = "".join(f"line {names[i]}: REGISTER_CONTENT is <{values[i]}>\n" for i in range(k))
-            question = (f"Now the record is over. Tell me what is the <REGISTER_CONTENT> in line {names[asked]}? "
-                        "I need the number.")
+            question = (
+                f"Now the record is over. Tell me what is the <REGISTER_CONTENT> in line {names[asked]}? "
+                "I need the number."
+            )
             return Parts(HEADER + record, question), asked
 
-        n = fit_largest(lambda k: fmt.count(parts(k)[0]), cell.length, what="a lines prompt", lo=1,
-                        guess=self._guess.get(cell.length, 8), limit=len(names))
+        n = fit_largest(
+            lambda k: fmt.count(parts(k)[0]),
+            cell.length,
+            what="a lines prompt",
+            lo=1,
+            guess=self._guess.get(cell.length, 8),
+            limit=len(names),
+        )
         self._guess[cell.length] = n
         prompt_parts, asked = parts(n)
-        return Sample(fmt.encode(prompt_parts), fmt.render(prompt_parts)[0], values[asked], self.max_new_tokens,
-                      {"num_lines": n, "line_index": asked, "line_position": round(100 * asked / max(n - 1, 1), 2)})
+        return Sample(
+            fmt.encode(prompt_parts),
+            fmt.render(prompt_parts)[0],
+            values[asked],
+            self.max_new_tokens,
+            {"num_lines": n, "line_index": asked, "line_position": round(100 * asked / max(n - 1, 1), 2)},
+        )
 
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         return {"score": exact_int_match(output, sample.answer)}
@@ -61,11 +77,19 @@ class LinesTask(GenerationTask):
     def summarize(self, rows: list[dict]) -> dict[str, Any]:
         summary = super().summarize(rows)
         del summary["by_position"]
-        summary["num_lines"] = {str(n): round(mean(r["num_lines"] for r in rows if r["length"] == n), 1)
-                                for n in sorted({r["length"] for r in rows})}
+        summary["num_lines"] = {
+            str(n): round(mean(r["num_lines"] for r in rows if r["length"] == n), 1)
+            for n in sorted({r["length"] for r in rows})
+        }
         return summary
 
     def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
-        save_lines(out_dir / "lines_accuracy.png", summary["series"], title="LongChat-Lines retrieval",
-                   xlabel="Prompt length (tokens)", ylabel="Accuracy (%)", vline=window)
+        save_lines(
+            out_dir / "lines_accuracy.png",
+            summary["series"],
+            title="LongChat-Lines retrieval",
+            xlabel="Prompt length (tokens)",
+            ylabel="Accuracy (%)",
+            vline=window,
+        )
         return ["lines_accuracy.png"]

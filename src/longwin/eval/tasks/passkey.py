@@ -6,13 +6,14 @@ largest that keeps the prompt within the cell's length. Scored by the first inte
 
 from __future__ import annotations
 
-
 from longwin.eval.metrics import exact_int_match
 from longwin.eval.prompting import Parts, PromptFormatter, fit_largest
 from longwin.eval.tasks.base import Cell, DepthTask, Sample, rng_for
 
-TASK_DESCRIPTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-                    "I will quiz you about the important information there.")
+TASK_DESCRIPTION = (
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+    "I will quiz you about the important information there."
+)
 GARBAGE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 _FILLER = GARBAGE.replace(". ", ".|").split("|")  # sized by sentence, for a prompt close to the length
 FINAL_QUESTION = "What is the pass key?"
@@ -46,13 +47,22 @@ class PasskeyTask(DepthTask):
     def build(self, cell: Cell, fmt: PromptFormatter) -> Sample:
         key = rng_for(self.seed, self.name, cell.length, cell.sample).randint(10000, 99999)
         depth = float(cell.position)
-        n = fit_largest(lambda k: fmt.count(passkey_parts(key, k, depth)[0]), cell.length,
-                        what="a passkey prompt", guess=self._guess.get(cell.length, 8))
+        n = fit_largest(
+            lambda k: fmt.count(passkey_parts(key, k, depth)[0]),
+            cell.length,
+            what="a passkey prompt",
+            guess=self._guess.get(cell.length, 8),
+        )
         self._guess[cell.length] = n
         parts, before = passkey_parts(key, n, depth)
         text = fmt.render(parts)[0]
-        return Sample(fmt.encode(parts), text, key, self.max_new_tokens,
-                      {"filler": n, "depth_actual": round(100 * before / n, 2) if n else depth})
+        return Sample(
+            fmt.encode(parts),
+            text,
+            key,
+            self.max_new_tokens,
+            {"filler": n, "depth_actual": round(100 * before / n, 2) if n else depth},
+        )
 
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         return {"score": exact_int_match(output, sample.answer)}

@@ -15,8 +15,9 @@ PPL per length = exp(total NLL / total scored tokens) over the samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.eval.haystack import iter_texts
@@ -70,8 +71,10 @@ class PerplexityTask(NllTask):
                 if len(stream) >= need:
                     break
             if len(stream) < need:
-                raise LongwinError(f"corpus {self.settings['corpus']!r} has {len(stream)} tokens; {self.samples} "
-                                   f"samples at these lengths need {need} (use fewer --samples or a larger --corpus)")
+                raise LongwinError(
+                    f"corpus {self.settings['corpus']!r} has {len(stream)} tokens; {self.samples} "
+                    f"samples at these lengths need {need} (use fewer --samples or a larger --corpus)"
+                )
             self._stream = stream
         return self._stream
 
@@ -81,7 +84,7 @@ class PerplexityTask(NllTask):
         bos = model.tokenizer.bos_token_id
         head = [bos] if bos is not None else []
         body = cell.length - len(head)
-        segment = stream[end - (2 * body if cell.position == "sliding" else body):end]
+        segment = stream[end - (2 * body if cell.position == "sliding" else body) : end]
         nll, count = 0.0, 0
         if cell.position == "sliding":
             stride = self._stride(cell.length)
@@ -90,7 +93,7 @@ class PerplexityTask(NllTask):
                 starts.append(len(segment) - body)
             scored_to = 0
             for start in starts:
-                window = head + segment[start:start + body]
+                window = head + segment[start : start + body]
                 first_new = max(scored_to - start, 0) + len(head)
                 part, n = model.nll(window, max(first_new, 1))
                 nll, count, scored_to = nll + part, count + n, start + body
@@ -98,8 +101,13 @@ class PerplexityTask(NllTask):
             window = head + segment
             score_from = 1 if cell.position == "chunks" else len(window) - self._last_k(cell.length)
             nll, count = model.nll(window, score_from)
-        return {"nll": nll, "tokens": count, "ppl": math.exp(nll / count), "window_tokens": cell.length,
-                "convention": self._describe(cell.position, cell.length)}
+        return {
+            "nll": nll,
+            "tokens": count,
+            "ppl": math.exp(nll / count),
+            "window_tokens": cell.length,
+            "convention": self._describe(cell.position, cell.length),
+        }
 
     def _describe(self, convention: str, length: int) -> str:
         if convention == "sliding":
@@ -121,14 +129,31 @@ class PerplexityTask(NllTask):
         series: dict[str, dict[str, float]] = {}
         for conv in self.conventions:
             at = [r for r in rows if r["position"] == conv]
-            series[conv] = {str(n): round(math.exp(sum(r["nll"] for r in at if r["length"] == n)
-                                                   / sum(r["tokens"] for r in at if r["length"] == n)), 4)
-                            for n in sorted({r["length"] for r in at})}
-        return {"metric": "perplexity", "higher_is_better": False, "series": series,
-                "conventions": {c: self._explain(c) for c in self.conventions},
-                "corpus": self.settings["corpus"]}
+            series[conv] = {
+                str(n): round(
+                    math.exp(
+                        sum(r["nll"] for r in at if r["length"] == n) / sum(r["tokens"] for r in at if r["length"] == n)
+                    ),
+                    4,
+                )
+                for n in sorted({r["length"] for r in at})
+            }
+        return {
+            "metric": "perplexity",
+            "higher_is_better": False,
+            "series": series,
+            "conventions": {c: self._explain(c) for c in self.conventions},
+            "corpus": self.settings["corpus"],
+        }
 
     def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
-        save_lines(out_dir / "ppl_vs_length.png", summary["series"], logy=True, vline=window,
-                   title=f"Perplexity on {summary['corpus']}", xlabel="Context length (tokens)", ylabel="Perplexity")
+        save_lines(
+            out_dir / "ppl_vs_length.png",
+            summary["series"],
+            logy=True,
+            vline=window,
+            title=f"Perplexity on {summary['corpus']}",
+            xlabel="Context length (tokens)",
+            ylabel="Perplexity",
+        )
         return ["ppl_vs_length.png"]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import random
 import string
 from bisect import bisect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.eval.haystack import load_texts, split_sentences
@@ -27,26 +28,36 @@ from longwin.eval.tasks.kv_retrieval import random_key
 from longwin.eval.tasks.passkey import GARBAGE as NOISE
 from longwin.eval.words import ADJECTIVES, NOUNS, all_words, pseudo_words
 
-MAGIC_INTRO = ("Some special magic {type_v} are hidden within the following text. Make sure to memorize it. "
-              "I will quiz you about the {type_v} afterwards.\n")
+MAGIC_INTRO = (
+    "Some special magic {type_v} are hidden within the following text. Make sure to memorize it. "
+    "I will quiz you about the {type_v} afterwards.\n"
+)
 MAGIC_QUESTION = "\nWhat are all the special magic {type_v} for {query} mentioned in the provided text?"
 MAGIC_PREFIX = " The special magic {type_v} for {query} mentioned in the provided text are"
 MAGIC_NEEDLE = "One of the special magic {type_v} for {key} is: {value}."
 
 VT_INTRO = "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n"
 VT_QUESTION = "\nQuestion: Find all variables that are assigned the value {query} in the text above."
-VT_PREFIX = (" Answer: According to the chain(s) of variable assignment in the text above, {num} variables are "
-             "assigned the value {query}, they are: ")
+VT_PREFIX = (
+    " Answer: According to the chain(s) of variable assignment in the text above, {num} variables are "
+    "assigned the value {query}, they are: "
+)
 
-CWE_INTRO = ("Below is a numbered list of words. In these words, some appear more often than others. "
-             "Memorize the ones that appear most often.\n")
+CWE_INTRO = (
+    "Below is a numbered list of words. In these words, some appear more often than others. "
+    "Memorize the ones that appear most often.\n"
+)
 CWE_QUESTION = "\nQuestion: What are the 10 most common words in the above list?"
 CWE_PREFIX = " Answer: The top 10 words that appear most often in the list are:"
 
-FWE_INTRO = ("Read the following coded text and track the frequency of each coded word. Find the three most "
-             "frequently appeared coded words. ")
-FWE_QUESTION = ("\nQuestion: Do not provide any explanation. Please ignore the dots '....'. What are the three most "
-                "frequently appeared words in the above coded text?")
+FWE_INTRO = (
+    "Read the following coded text and track the frequency of each coded word. Find the three most "
+    "frequently appeared coded words. "
+)
+FWE_QUESTION = (
+    "\nQuestion: Do not provide any explanation. Please ignore the dots '....'. What are the three most "
+    "frequently appeared words in the above coded text?"
+)
 FWE_PREFIX = " Answer: According to the coded text above, the three most frequently appeared words are:"
 
 
@@ -108,12 +119,13 @@ def niah_generator(spec: NiahSpec, rng: random.Random, sentences: list[str]) -> 
     needles = [MAGIC_NEEDLE.format(type_v=type_v, key=k, value=v) for k, vs in zip(keys, values) for v in vs]
     rng.shuffle(needles)
     fractions = [rng.random() for _ in needles]
-    queries = keys[:spec.num_queries]
-    answers = [v for vs in values[:spec.num_queries] for v in vs]
+    queries = keys[: spec.num_queries]
+    answers = [v for vs in values[: spec.num_queries] for v in vs]
     intro, question, prefix = MAGIC_INTRO, MAGIC_QUESTION, MAGIC_PREFIX
     if spec.num_queries * spec.num_values == 1:  # RULER's singular wording
-        intro, question, prefix = (t.replace("Some", "A").replace("are all", "is").replace("are", "is")
-                                   for t in (intro, question, prefix))
+        intro, question, prefix = (
+            t.replace("Some", "A").replace("are all", "is").replace("are", "is") for t in (intro, question, prefix)
+        )
         type_v = type_v[:-1]
     start = rng.randrange(len(sentences)) if sentences else 0
     distractor_rng = random.Random(rng.random())
@@ -127,16 +139,23 @@ def niah_generator(spec: NiahSpec, rng: random.Random, sentences: list[str]) -> 
         while len(distractors) < n:  # a prefix of one seeded sequence, never a queried key
             key = _draw(distractor_rng, spec.key_type)
             if key not in keys:
-                distractors.append(MAGIC_NEEDLE.format(type_v=spec.value_type, key=key,
-                                                 value=_draw(distractor_rng, spec.value_type)))
+                distractors.append(
+                    MAGIC_NEEDLE.format(type_v=spec.value_type, key=key, value=_draw(distractor_rng, spec.value_type))
+                )
         return distractors[:n], "\n"
 
     def generate(n: int) -> tuple[Parts, list[str]]:
         units, sep = haystack(n)
         context = sep.join(_insert(units, needles, fractions))
         query = _join_query(queries)
-        return (Parts(intro.format(type_v=type_v) + context, question.format(type_v=type_v, query=query),
-                      prefix.format(type_v=type_v, query=query)), answers)
+        return (
+            Parts(
+                intro.format(type_v=type_v) + context,
+                question.format(type_v=type_v, query=query),
+                prefix.format(type_v=type_v, query=query),
+            ),
+            answers,
+        )
 
     return generate
 
@@ -158,8 +177,13 @@ def _vt_text(statements: list[str], fractions: list[float], n: int) -> str:
 
 def vt_generator(rng: random.Random) -> Generator:
     ex_names, ex_statements, ex_value = _vt_chain(rng)
-    example = (VT_INTRO + _vt_text(ex_statements, sorted(rng.random() for _ in ex_statements), 5)
-               + VT_QUESTION.format(query=ex_value) + VT_PREFIX.format(num=5, query=ex_value) + " ".join(ex_names))
+    example = (
+        VT_INTRO
+        + _vt_text(ex_statements, sorted(rng.random() for _ in ex_statements), 5)
+        + VT_QUESTION.format(query=ex_value)
+        + VT_PREFIX.format(num=5, query=ex_value)
+        + " ".join(ex_names)
+    )
     names, statements, value = _vt_chain(rng)
     fractions = sorted(rng.random() for _ in statements)  # chain order kept
 
@@ -188,7 +212,7 @@ def cwe_generator(rng: random.Random, length: int, order_seed: tuple) -> Generat
     common = words[:10]
 
     def generate(n: int) -> tuple[Parts, list[str]]:
-        items = common * freq_common + words[10:10 + n] * freq_rare
+        items = common * freq_common + words[10 : 10 + n] * freq_rare
         rng_for(*order_seed, n).shuffle(items)
         return Parts(example + "\n\n" + CWE_INTRO + _numbered(items), CWE_QUESTION, CWE_PREFIX), list(common)
 
@@ -204,8 +228,8 @@ def fwe_generator(rng: random.Random, length: int) -> Generator:
             vocab.append(word)
     vocab[0] = "..."  # the most frequent "word" is noise, as in RULER
     cum: list[float] = []
-    for rank in range(1, vocab_size + 1):  # Zipf(2) truncated to the vocabulary
-        cum.append((cum[-1] if cum else 0.0) + rank ** -2.0)
+    for r in range(1, vocab_size + 1):  # Zipf(2) truncated to the vocabulary
+        cum.append((cum[-1] if cum else 0.0) + r**-2.0)
     draws = [vocab[bisect(cum, rng.random() * cum[-1])] for _ in range(length)]
     rank = {w: i for i, w in enumerate(vocab)}
 
@@ -234,8 +258,12 @@ class RulerTask(GenerationTask):
         self.new_tokens = {t: options.max_new_tokens or NEW_TOKENS[t] for t in self.subtasks}
         self.max_new_tokens = max(self.new_tokens.values())
         self.threshold = options.threshold
-        self.settings.update(subtasks=self.subtasks, new_tokens=self.new_tokens, max_new_tokens=self.max_new_tokens,
-                             haystack=options.haystack or "essays")
+        self.settings.update(
+            subtasks=self.subtasks,
+            new_tokens=self.new_tokens,
+            max_new_tokens=self.max_new_tokens,
+            haystack=options.haystack or "essays",
+        )
         self._sentences: list[str] | None = None
         self._guess: dict[tuple[str, int], int] = {}
 
@@ -262,12 +290,22 @@ class RulerTask(GenerationTask):
         generate = self._generator(cell)
         guess_key = (cell.position, cell.length)
         limit = cell.length // 2 if cell.position == "cwe" else cell.length
-        n = fit_largest(lambda k: fmt.count(generate(k)[0]), cell.length, what=f"RULER {cell.position}",
-                        guess=self._guess.get(guess_key, 8), limit=limit)
+        n = fit_largest(
+            lambda k: fmt.count(generate(k)[0]),
+            cell.length,
+            what=f"RULER {cell.position}",
+            guess=self._guess.get(guess_key, 8),
+            limit=limit,
+        )
         self._guess[guess_key] = n
         parts, answers = generate(n)
-        return Sample(fmt.encode(parts), fmt.render(parts)[0], answers, self.new_tokens[cell.position],
-                      {"subtask": cell.position, "haystack_units": n})
+        return Sample(
+            fmt.encode(parts),
+            fmt.render(parts)[0],
+            answers,
+            self.new_tokens[cell.position],
+            {"subtask": cell.position, "haystack_units": n},
+        )
 
     def score(self, sample: Sample, output: str) -> dict[str, float]:
         return {"score": string_match_all(output, sample.answer)}
@@ -276,11 +314,23 @@ class RulerTask(GenerationTask):
         raw = {t: means_by_length([r for r in rows if r["position"] == t]) for t in self.subtasks}
         average = average_series([v for v in raw.values() if v])
         passing = [int(n) for n, score in average.items() if score > self.threshold]
-        return {"metric": "string_match_all (%)", "higher_is_better": True,
-                "series": {"average": average, **{t: {n: round(v, 2) for n, v in raw[t].items()} for t in raw}},
-                "threshold": self.threshold, "effective_length": max(passing) if passing else None}
+        return {
+            "metric": "string_match_all (%)",
+            "higher_is_better": True,
+            "series": {"average": average, **{t: {n: round(v, 2) for n, v in raw[t].items()} for t in raw}},
+            "threshold": self.threshold,
+            "effective_length": max(passing) if passing else None,
+        }
 
     def plots(self, summary: dict[str, Any], rows: list[dict], out_dir: Path, window: int | None) -> list[str]:
-        save_lines(out_dir / "ruler_scores.png", summary["series"], title="RULER (offline tasks)", bold="average",
-                   xlabel="Prompt length (tokens)", ylabel="Score (%)", vline=window, hline=self.threshold)
+        save_lines(
+            out_dir / "ruler_scores.png",
+            summary["series"],
+            title="RULER (offline tasks)",
+            bold="average",
+            xlabel="Prompt length (tokens)",
+            ylabel="Score (%)",
+            vline=window,
+            hline=self.threshold,
+        )
         return ["ruler_scores.png"]
