@@ -24,6 +24,7 @@ declare -A VARIANTS=(
   [native-0.5]="--learning-rate 3e-4 --native-fraction 0.5"
   [native-0.25]="--learning-rate 3e-4 --native-fraction 0.25"
   [replay-copy-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy"
+  [replay-copies-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy,copy_random"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!VARIANTS[@]}")
