@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, default_data_collator
 
+from longwin.data.pool import build_pool
+from longwin.methods.positions.dataset import PositionSchemeDataset
 from longwin.models import load_model, model_path
 from longwin.rope import native_window, scale_rope
-from longwin.training.data import PositionSchemeDataset, build_pool
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def key_positions(tokenizer: Any, ids: list[int], key: str) -> list[int]:
 
 def kept_resolution(model: Any, tree: Any) -> tuple[dict[int, int], list[int]]:
     """Context position -> length of the node that kept it; and the kept positions in key order."""
-    from longwin.sharedllm.tree import keep_positions
+    from longwin.methods.sharedllm.tree import keep_positions
 
     size, order = {}, []
     chunk, p = model.config.chunk_size, model.config.kv_per_node

@@ -61,18 +61,19 @@ METHODS: dict[str, tuple[str, ...]] = {
 }
 # stages in priority order: the perplexity rows first (cheap; contiguous fine-tuning among them, since it
 # separates what the training text teaches from what the position layout does), then the task grid for the
-# free baseline and CREAM (the claim under test), revised YaRN, PoSE, and the remaining perplexity rows
+# free baseline, CREAM and PoSE (the claim under test: CREAM vs PoSE in the middle), content copy, revised
+# YaRN, and the remaining perplexity rows
 STAGES = (
     [f"ppl:{m}" for m in ["base", "yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn"]]
     + [
         "passkey:base",
         "passkey:yarn-free",
         "passkey:cream-yarn",
+        "passkey:pose-yarn",
         "copy:cream-yarn",
+        "copy:pose-yarn",
         "copy:yarn-free",
         "ppl:revised-yarn-free",
-        "passkey:pose-yarn",
-        "copy:pose-yarn",
         "copy:base",
     ]
     + [

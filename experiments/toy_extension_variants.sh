@@ -3,8 +3,8 @@
 # 200 steps) on natural text only with one change at a time, then probe every model with
 # experiments/toy_copy_probe.py. Variants are NAME="flags"; a finished model is not retrained.
 #   bash experiments/toy_extension_variants.sh [NAME ...]      (minutes each on 2 cores)
-# Models go to ${WORK:-out/toy_variants}; the probe table of every finished variant to
-# benchmarks/results/toy_copy_probe/variants.json.
+# Models go to ${WORK:-out/toy_variants}; the probe rows of every finished variant are merged into
+# benchmarks/results/toy_copy_probe/variants.json (rows of variants not on this machine are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-out/toy_variants}
@@ -25,6 +25,7 @@ declare -A VARIANTS=(
   [native-0.25]="--learning-rate 3e-4 --native-fraction 0.25"
   [replay-copy-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy"
   [replay-copies-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy,copy_random"
+  [replay-copies-0.5]="--learning-rate 3e-4 --retrieval-fraction 0.5 --retrieval-kinds copy,copy_random"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!VARIANTS[@]}")
@@ -38,4 +39,17 @@ specs=(--model toy --model toy:yarn:2048)
 for name in "${!VARIANTS[@]}"; do  # every finished variant, so the table always holds them all
   [ -f "$WORK/$name/longwin_training.json" ] && specs+=(--model "$WORK/$name")
 done
-python3 experiments/toy_copy_probe.py "${specs[@]}" --threads "$THREADS" --out benchmarks/results/toy_copy_probe/variants.json
+RECORD=benchmarks/results/toy_copy_probe/variants.json
+python3 experiments/toy_copy_probe.py "${specs[@]}" --threads "$THREADS" --out "$WORK/probe.json"
+python3 - "$RECORD" "$WORK/probe.json" <<'EOF'
+import json, sys
+record, probe = sys.argv[1], json.load(open(sys.argv[2]))
+try:
+    merged = json.load(open(record))
+except FileNotFoundError:
+    merged = {k: probe[k] for k in ("span", "rows", "seed")} | {"commands": [], "results": {}}
+assert all(merged[k] == probe[k] for k in ("span", "rows", "seed")), "probe settings differ from the record"
+merged["commands"].append(probe["command"])
+merged["results"].update(probe["results"])
+open(record, "w").write(json.dumps(merged, indent=2) + "\n")
+EOF

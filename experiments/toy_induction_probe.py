@@ -84,7 +84,7 @@ def train_copy(variable: bool, steps: int, seed: int) -> list[dict[str, float]]:
     """A fresh toy-shaped model trained on repeated random spans; copy accuracy at offsets 127 and 60."""
     from transformers import AutoTokenizer
 
-    from longwin.recipes.pretrain_toy import PretrainToyConfig, build_model
+    from longwin.jobs.pretrain_toy import PretrainToyConfig, build_model
 
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(ROOT / "src" / "longwin" / "assets" / "toy")

@@ -48,8 +48,8 @@ def lengths_for(scale: int) -> list[int]:
 def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None:
     from longwin.eval.loading import load_for_eval
     from longwin.eval.model import TruncatingAdapter
+    from longwin.jobs.demo import DemoConfig, evaluate_method, heldout_corpus, train_method
     from longwin.models import load_model
-    from longwin.recipes.demo import DemoConfig, evaluate_method, heldout_corpus, train_method
 
     root = work / f"s{scale}" / f"seed{seed}"
     cfg = DemoConfig(

@@ -412,17 +412,16 @@ def test_a_full_disk_is_one_line_and_leaves_no_torn_results(assets, tmp_path, ca
 
 
 def test_yaml_strings_convert_as_flags_do():
-    from longwin.config import build_config
-    from longwin.training.config import ExtendConfig
+    from longwin.methods.lora import LoraOptions
+    from longwin.training.config import train_config
 
-    assert build_config(ExtendConfig, {"lora": "false"}, {}).lora is False  # it used to turn LoRA on
-    config = build_config(
-        ExtendConfig,
-        {"lora": "yes", "target_length": "2048", "retrieval_fraction": "5e-1", "lora_target": "q_proj,v_proj"},
-        {},
+    assert train_config({"lora": "false"}).get(LoraOptions).enabled is False  # it used to turn LoRA on
+    config = train_config(
+        {"lora": "yes", "target_length": "2048", "retrieval_fraction": "5e-1", "lora_target": "q_proj,v_proj"}
     )
-    assert (config.lora, config.target_length, config.retrieval_fraction) == (True, 2048, 0.5)
-    assert config.lora_target == ["q_proj", "v_proj"]
+    lora = config.get(LoraOptions)
+    assert (lora.enabled, config.common.target_length, config.common.retrieval_fraction) == (True, 2048, 0.5)
+    assert lora.target == ["q_proj", "v_proj"]
 
 
 def _train(model: Path, corpus: Path, out: Path, *extra: str) -> list[str]:

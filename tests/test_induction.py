@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_tiny_llama
-from longwin.training.induction import (
+from longwin.methods.induction import (
     InductionHeads,
     InductionSupervision,
     attention_loss,
@@ -136,8 +136,8 @@ def test_copy_accuracy_scores_a_perfect_and_a_blind_copier(tiny_tokenizer):
 def test_pretrain_toy_with_and_without_supervision_saves_a_stock_model(tmp_path, weight, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from longwin.recipes.pretrain_toy import PretrainToyConfig, pretrain
-    from longwin.training import induction
+    from longwin.jobs.pretrain_toy import PretrainToyConfig, pretrain
+    from longwin.methods import induction
 
     cfg = PretrainToyConfig(
         output_dir=str(tmp_path / "model"),
@@ -184,7 +184,7 @@ def test_pretrain_toy_with_and_without_supervision_saves_a_stock_model(tmp_path,
 )
 def test_pretrain_toy_rejects_out_of_range_induction_options(bad):
     from longwin.errors import LongwinError
-    from longwin.recipes.pretrain_toy import PretrainToyConfig, validated_mix
+    from longwin.jobs.pretrain_toy import PretrainToyConfig, validated_mix
 
     with pytest.raises(LongwinError, match="must lie in"):
         validated_mix(PretrainToyConfig(**bad))

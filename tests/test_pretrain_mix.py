@@ -18,7 +18,7 @@ def mix(tiny_tokenizer):
     plain = [t for t in _TEXT if "pass key" not in t]  # natural text must not contain pass keys itself
     texts = [" ".join(plain[i : i + 25]) for i in range(0, 100, 25)]
     natural = [np.asarray(tiny_tokenizer(t, add_special_tokens=False)["input_ids"], dtype=np.int32) for t in texts]
-    sources = MixSources(natural, [s for t in texts for s in synthetic.split_sentences(t)], synthetic.word_list(texts))
+    sources = MixSources(natural, [s for t in texts for s in synthetic.filler_sentences(t)], synthetic.word_list(texts))
     return PretrainMixDataset(sources, tiny_tokenizer, seq_len=128, num_windows=40, seed=7)
 
 

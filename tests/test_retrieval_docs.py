@@ -48,8 +48,13 @@ def test_evidence_precedes_the_question_inside_one_run(examples, scheme, seed, k
     rng = random.Random(seed)
     pieces = examples.pieces(kind, random.Random(seed), target_len)
     ids = examples._place(pieces, rng, position_ids)
-    if ids is None:  # only when nothing fits the window at all
-        assert len(pieces.question + pieces.answer + pieces.evidence) > train_len
+    if ids is None:  # only when no run before the question's place can hold the evidence
+        qa, spans = pieces.question + pieces.answer, runs(position_ids)
+        fits = [i for i, (s, e) in enumerate(spans) if e - s >= len(qa)]
+        if not fits:
+            spans, fits = [(0, train_len)], [0]
+        q_start = spans[fits[-1]][1] - len(qa)
+        assert all(min(e, q_start) - s < len(pieces.evidence) for s, e in spans[: fits[-1] + 1])
         return
     tokens = ids.tolist()
     assert len(tokens) == train_len
@@ -103,7 +108,8 @@ def test_unknown_kind_is_a_clear_error(tiny_tokenizer):
 def test_dataset_mixes_retrieval_examples_at_the_requested_share(tiny_tokenizer, tmp_path):
     import json
 
-    from longwin.training.data import PositionSchemeDataset, build_pool
+    from longwin.data.pool import build_pool
+    from longwin.methods.positions.dataset import PositionSchemeDataset
 
     corpus = tmp_path / "c.jsonl"
     rng = random.Random(0)
@@ -147,7 +153,8 @@ def test_dataset_mixes_retrieval_examples_at_the_requested_share(tiny_tokenizer,
 def test_native_fraction_keeps_that_share_on_contiguous_positions(tiny_tokenizer, tmp_path):
     import json
 
-    from longwin.training.data import PositionSchemeDataset, build_pool
+    from longwin.data.pool import build_pool
+    from longwin.methods.positions.dataset import PositionSchemeDataset
 
     corpus = tmp_path / "c.jsonl"
     rng = random.Random(0)

@@ -11,7 +11,7 @@ import torch
 from conftest import make_tiny_llama
 from longwin import bench
 from longwin.cli import build_parser, main
-from longwin.config import config_from_args
+from longwin.flags import config_from_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,7 +16,7 @@ from transformers import (
 
 from conftest import make_tiny_llama
 from longwin.errors import LongwinError
-from longwin.sharedllm import SharedLLMConfig, SharedLLMForCausalLM
+from longwin.methods.sharedllm import SharedLLMConfig, SharedLLMForCausalLM
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -249,7 +249,7 @@ def test_user_errors_are_one_line_longwin_errors():
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_the_cheap_last_token_probe_equals_a_full_one_layer_pass(family):
-    from longwin.sharedllm.lower import last_states, last_token_state, truncated_view
+    from longwin.methods.sharedllm.lower import last_states, last_token_state, truncated_view
 
     if family == "llama":
         base = make_tiny_llama(layers=2)
@@ -280,8 +280,8 @@ def test_encoding_in_bounded_batches_builds_the_same_tree():
 
 
 def test_chunk_rotation_adds_the_chunk_id_to_the_local_position_even_with_yarn_scaling():
+    from longwin.methods.sharedllm.rotary import rotate
     from longwin.rope import scale_rope
-    from longwin.sharedllm.rotary import rotate
 
     base = make_tiny_llama(layers=2)
     config = scale_rope(base.config, "yarn", 256)

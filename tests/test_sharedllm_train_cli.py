@@ -10,10 +10,10 @@ from transformers import AutoModelForCausalLM
 
 from conftest import _TEXT
 from longwin.cli import main
+from longwin.data.pool import DocumentPool
 from longwin.data.tokenized import TokenizedCorpus
 from longwin.errors import LongwinError
-from longwin.training.data import DocumentPool
-from longwin.training.sharedllm_stage import Layout, SharedLLMDataset
+from longwin.methods.sharedllm.dataset import ChunkedWindow, SharedLLMDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,7 +61,7 @@ def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_
     assert main(_args(model_dir, corpus, out, "--retrieval-fraction", "0.5")) == 0
     card = json.loads((out / "longwin_training.json").read_text())
     assert card["method"] == "sharedllm" and card["steps"] == 3 and card["context_chunks"] == [1, 4]
-    import longwin.sharedllm  # noqa: F401  (registers the model type with the Auto classes)
+    import longwin.methods.sharedllm  # noqa: F401  (registers the model type with the Auto classes)
 
     model = AutoModelForCausalLM.from_pretrained(out)
     assert type(model).__name__ == "SharedLLMForCausalLM" and model.config.chunk_size == 32
@@ -121,7 +121,7 @@ def _pool(tokenizer, tmp_path) -> DocumentPool:
 
 def test_natural_examples_keep_chunks_whole_and_the_local_window_bounded(tiny_tokenizer, tmp_path):
     pool = _pool(tiny_tokenizer, tmp_path)
-    layout = Layout(local=64, chunk=32, min_chunks=1, max_chunks=6)
+    layout = ChunkedWindow(local=64, chunk=32, min_chunks=1, max_chunks=6)
     data = SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=40, seed=0)
     for i in range(40):
         item = data[i]
@@ -138,7 +138,7 @@ def test_retrieval_evidence_lies_in_the_context_or_in_the_local_window(tiny_toke
 
     pool = _pool(tiny_tokenizer, tmp_path)
     retrieval = RetrievalExamples(tiny_tokenizer, pool.stream, pool.texts(tiny_tokenizer), ["passkey_grass"])
-    layout = Layout(local=96, chunk=32, min_chunks=1, max_chunks=4)
+    layout = ChunkedWindow(local=96, chunk=32, min_chunks=1, max_chunks=4)
     data = SharedLLMDataset(
         pool,
         tiny_tokenizer,

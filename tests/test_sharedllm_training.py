@@ -7,8 +7,8 @@ import torch
 
 from conftest import make_tiny_llama
 from longwin.errors import LongwinError
-from longwin.sharedllm import SharedLLMCollator, SharedLLMForCausalLM, trainable_parameters
-from longwin.sharedllm.data import IGNORE_INDEX
+from longwin.methods.sharedllm import SharedLLMCollator, SharedLLMForCausalLM, trainable_parameters
+from longwin.methods.sharedllm.collator import IGNORE_INDEX
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longwin.errors import LongwinError
-from longwin.sharedllm.tree import chunk_context, keep_positions, plan_trees
+from longwin.methods.sharedllm.tree import chunk_context, keep_positions, plan_trees
 
 
 @st.composite

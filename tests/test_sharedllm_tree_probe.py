@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from conftest import make_tiny_llama
-from longwin.sharedllm import SharedLLMForCausalLM
+from longwin.methods.sharedllm import SharedLLMForCausalLM
 
 _spec = importlib.util.spec_from_file_location(
     "sharedllm_tree_probe", Path(__file__).parents[1] / "experiments" / "sharedllm_tree_probe.py"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -162,5 +163,61 @@ def test_every_packaged_recipe_parses_on_the_installed_transformers(recipe):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    ext, targs = configs_from_args(parser.parse_args(["--config", recipe, "--bf16", "false", "--use-cpu", "true"]))
-    assert ext.target_length > 0 and targs.max_steps > 0
+    config, targs = configs_from_args(parser.parse_args(["--config", recipe, "--bf16", "false", "--use-cpu", "true"]))
+    assert config.common.target_length > 0 and targs.max_steps > 0
+
+
+def _parse(*argv: str):
+    import argparse
+
+    from longwin.training.config import add_arguments, configs_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return configs_from_args(parser.parse_args(list(argv)))
+
+
+def test_recipe_sections_and_flat_keys_give_the_same_config(tmp_path):
+    """A recipe nests method options under their section; the flat keys of older recipes mean the same."""
+    from longwin.methods.lora import LoraOptions
+    from longwin.methods.positions import PositionsOptions
+    from longwin.methods.sharedllm.options import SharedLLMOptions
+
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(
+        "target_length: 2048\npositions:\n  scheme: pose\n  rope: yarn\n  scheme_options: sigma=3\n"
+        "lora:\n  enabled: true\n  r: 4\nsharedllm:\n  chunk_size: 64\nmax_steps: 7\n"
+    )
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(
+        "target_length: 2048\nscheme: pose\nrope: yarn\nscheme_options: sigma=3\nlora: true\nlora_r: 4\n"
+        "sharedllm_chunk_size: 64\nmax_steps: 7\n"
+    )
+    a, targs_a = _parse("--config", str(nested))
+    b, targs_b = _parse("--config", str(flat))
+    assert a.to_dict() == b.to_dict() and targs_a.max_steps == targs_b.max_steps == 7
+    assert a.get(PositionsOptions).scheme_options == {"sigma": 3}
+    assert (a.get(LoraOptions).enabled, a.get(LoraOptions).r, a.get(SharedLLMOptions).chunk_size) == (True, 4, 64)
+    assert a.get(SharedLLMOptions).lower_layers is None  # SharedLLMConfig's default applies
+    flags, _ = _parse("--config", str(nested), "--scheme", "cream", "--lora-r", "16", "--sharedllm-chunk-size", "32")
+    assert (flags.get(PositionsOptions).scheme, flags.get(LoraOptions).r) == ("cream", 16)
+    assert flags.get(SharedLLMOptions).chunk_size == 32
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ("target_length: 2048\npositions:\n  schema: cream\n", "unknown positions option(s): schema"),
+        ("target_length: 2048\nsharedllm: 4\n", "recipe key 'sharedllm' must hold a mapping"),
+        ("target_length: 2048\nlora:\n  r: 0\n", "--lora-r must be at least 1, got 0"),
+        ("target_length: 2048\nsharedllm:\n  kv_per_node: x\n", "--sharedllm-kv-per-node: expected an integer"),
+        ("target_length: 2048\nnot_a_key: 1\n", "unknown recipe key(s): not_a_key"),
+    ],
+)
+def test_bad_recipe_sections_fail_in_one_line_naming_the_flag(tmp_path, recipe, message):
+    from longwin.errors import LongwinError
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    with pytest.raises(LongwinError, match=re.escape(message)):
+        _parse("--config", str(path))

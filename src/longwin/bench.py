@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from longwin.config import add_config_arguments, config_from_args
 from longwin.errors import LongwinError
+from longwin.flags import add_config_arguments, config_from_args
 from longwin.outputs import check_writable_folder, write_text
 
 METHODS = ("full", "streaming", "sharedllm", "sharedllm-bounded")
@@ -57,10 +57,11 @@ class SharedLLMBench:
     local_window: int = field(
         default=256, metadata={"min": 1, "help": "SharedLLM local window (the tail the upper model reads)"}
     )
-    num_lower_layers: int = field(default=2, metadata={"min": 1, "help": "SharedLLM M"})
-    chunk_size: int = field(default=512, metadata={"min": 1, "help": "SharedLLM chunk size"})
-    tree_height: int = field(default=3, metadata={"min": 1, "help": "SharedLLM tree height h"})
-    kv_per_node: int = field(default=16, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"})
+    # the model's shape: unset options take SharedLLMConfig's defaults (the one home of them)
+    num_lower_layers: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM M"})
+    chunk_size: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM chunk size"})
+    tree_height: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM tree height h"})
+    kv_per_node: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"})
     bounded_batch_tokens: int = field(
         default=2048,
         metadata={
@@ -90,11 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(SharedLLMBench, args)
+    cfg = with_model_defaults(config_from_args(SharedLLMBench, args))
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown:
         raise LongwinError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    short = [n for n in cfg.lengths if n < cfg.local_window + cfg.chunk_size]
+    chunk = cast(int, cfg.chunk_size)  # set by with_model_defaults
+    short = [n for n in cfg.lengths if n < cfg.local_window + chunk]
     if short:
         raise LongwinError(f"lengths {short} leave no whole context chunk: each must be >= local_window + chunk_size")
     check_writable_folder(cfg.output, "--output")
@@ -118,6 +120,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_model_defaults(cfg: SharedLLMBench) -> SharedLLMBench:
+    """`cfg` with every unset model-shape option taken from `SharedLLMConfig`."""
+    from longwin.methods.sharedllm import SharedLLMConfig
+
+    defaults = SharedLLMConfig()
+    for key in ("num_lower_layers", "chunk_size", "tree_height", "kv_per_node"):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, getattr(defaults, key))
+    return cfg
+
+
 def _resolve_model(ref: str) -> str:
     """`toy` when it is built, else `random`; any other reference is checked before measuring."""
     if ref == "random":
@@ -138,8 +151,8 @@ def _preimport() -> None:
     import torch  # noqa: F401
     import transformers.models.llama.modeling_llama  # noqa: F401
 
+    import longwin.methods.sharedllm  # noqa: F401
     import longwin.rope  # noqa: F401
-    import longwin.sharedllm  # noqa: F401
 
 
 def _measure_in_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -233,8 +246,7 @@ def _streaming_prefill(model: Any, ids: Any, spec: dict[str, Any]) -> Any:
     import torch
     from transformers import DynamicCache
 
-    from longwin.models.compat import cache_keyword
-    from longwin.sharedllm.lower import layer_kv
+    from longwin.models.compat import cache_keyword, cache_layer_kv, cache_layers, set_cache_layer_kv
 
     sinks, window, segment = spec["stream_sinks"], spec["stream_window"], spec["stream_segment"]
     cache, cache_key = DynamicCache(), cache_keyword(model)
@@ -245,19 +257,12 @@ def _streaming_prefill(model: Any, ids: Any, spec: dict[str, Any]) -> Any:
         logits = model(
             input_ids=piece, position_ids=positions, **{cache_key: cache}, use_cache=True, logits_to_keep=1
         ).logits
-        for layer in range(len(cache.layers) if hasattr(cache, "layers") else len(cast(Any, cache).key_cache)):
-            keys, values = layer_kv(cache, layer)
+        for layer in range(cache_layers(cache)):
+            keys, values = cache_layer_kv(cache, layer)
             if keys.shape[2] > sinks + window:
                 keep = [keys[:, :, :sinks], keys[:, :, -window:]], [values[:, :, :sinks], values[:, :, -window:]]
-                _set_layer_kv(cache, layer, torch.cat(keep[0], 2), torch.cat(keep[1], 2))
+                set_cache_layer_kv(cache, layer, torch.cat(keep[0], 2), torch.cat(keep[1], 2))
     return logits
-
-
-def _set_layer_kv(cache: Any, layer: int, keys: Any, values: Any) -> None:
-    if hasattr(cache, "layers"):
-        cache.layers[layer].keys, cache.layers[layer].values = keys, values
-    else:
-        cache.key_cache[layer], cache.value_cache[layer] = keys, values
 
 
 def _prefill(spec: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
@@ -269,7 +274,7 @@ def _prefill(spec: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
         return (lambda ids: model(input_ids=ids, use_cache=True, logits_to_keep=1).logits), {"rope": rope}, vocab
     if method == "streaming":
         return (lambda ids: _streaming_prefill(model, ids, spec)), {"rope": rope}, vocab
-    from longwin.sharedllm import SharedLLMForCausalLM
+    from longwin.methods.sharedllm import SharedLLMForCausalLM
 
     shared = SharedLLMForCausalLM.from_base(
         model,
@@ -367,6 +372,8 @@ def _command(cfg: SharedLLMBench) -> str:
     """The full command line that reproduces this run, every setting spelled out."""
     words = ["longwin", "bench", "sharedllm"]
     for name, value in asdict(cfg).items():
+        if value is None:  # unset: the default of SharedLLMConfig, which the command then gets too
+            continue
         words += ["--" + name.replace("_", "-"), ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     return shlex.join(words)
 

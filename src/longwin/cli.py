@@ -22,11 +22,11 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, err
 # subcommand name -> (module holding `add_arguments(parser)` and `run(args)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("longwin.models.cli", "resolve models: print the local folder of a model reference"),
-    "pretrain-toy": ("longwin.recipes.pretrain_toy", "pretrain the built-in 256-token toy base model"),
+    "pretrain-toy": ("longwin.jobs.pretrain_toy", "pretrain the built-in 256-token toy base model"),
     "train": ("longwin.training.cli", "extend a model's context window (CREAM, PoSE, RandPos, PI, ...)"),
     "eval": ("longwin.eval.cli", "evaluate a model on long-context tasks"),
     "bench": ("longwin.bench", "efficiency benchmarks"),
-    "demo": ("longwin.recipes.demo", "the main job: extend the toy model and compare methods"),
+    "demo": ("longwin.jobs.demo", "the main job: extend the toy model and compare methods"),
 }
 
 

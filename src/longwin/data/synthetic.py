@@ -100,7 +100,7 @@ GENERATORS: dict[str, tuple[Callable[[random.Random, Sequence[str], int], str], 
 }
 
 
-def split_sentences(text: str) -> list[str]:
+def filler_sentences(text: str) -> list[str]:
     """Cheap sentence split for fillers (no NLTK download offline)."""
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if 20 <= len(s.strip()) <= 300]
 

@@ -9,9 +9,9 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from longwin.config import add_config_arguments, config_from_args, parse_options
 from longwin.errors import LongwinError
 from longwin.eval.options import EvalOptions
+from longwin.flags import add_config_arguments, config_from_args, parse_options
 from longwin.outputs import check_writable_folder
 
 

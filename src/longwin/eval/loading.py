@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from longwin.errors import LongwinError
+from longwin.eval import adapters  # noqa: F401  (registers longwin's model types before any load)
 
 
 def pick_device(device: str) -> str:

@@ -12,12 +12,12 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from longwin.data.batching import left_pad
 from longwin.errors import LongwinError
 
 if TYPE_CHECKING:
@@ -98,12 +98,8 @@ class CausalLMAdapter:
         """
         from transformers import GenerationConfig
 
-        width = max(len(p.ids) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):  # left padding keeps every prompt's last token aligned
-            ids[i, width - len(p.ids) :] = torch.tensor(p.ids, dtype=torch.long)
-            mask[i, width - len(p.ids) :] = 1
+        ids, mask = left_pad([p.ids for p in prompts], self.pad_id)  # every prompt's last token aligned
+        width = ids.shape[1]
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=False,
@@ -311,31 +307,3 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(int(v) for v in value)
     return ids
-
-
-def resolve_model(model: Any, tokenizer: Any = None, name: str | None = None) -> EvalModel:
-    """Accept an `EvalModel`, a (model, tokenizer) pair, a model plus `tokenizer=`, or a reference
-    string/path for `longwin.models.load_model` (imported only then). `name` labels the results."""
-    if isinstance(model, EvalModel):
-        return model
-    if isinstance(model, tuple) and len(model) == 2:
-        model, tokenizer = model
-    elif isinstance(model, (str, Path)):
-        from longwin.models import load_model
-
-        name = name or str(model)
-        model, tokenizer = load_model(str(model))
-    if not isinstance(model, torch.nn.Module):
-        raise LongwinError(
-            f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel"
-        )
-    if tokenizer is None:
-        raise LongwinError(
-            f"no tokenizer for {name or type(model).__name__}: pass tokenizer=... "
-            "(or a model folder with tokenizer files)"
-        )
-    if getattr(getattr(model, "config", None), "model_type", None) == "longwin-sharedllm":
-        from longwin.eval.sharedllm_adapter import SharedLLMAdapter  # context to the trees, question local
-
-        return SharedLLMAdapter(model, tokenizer, name=name)
-    return CausalLMAdapter(model, tokenizer, name=name)

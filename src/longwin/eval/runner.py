@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from longwin.errors import LongwinError
-from longwin.eval.model import EvalModel, check_fits, resolve_model
+from longwin.eval.adapters import resolve_model
+from longwin.eval.model import EvalModel, check_fits
 from longwin.eval.options import EvalOptions, make_options
 from longwin.eval.prompting import PromptFormatter
 from longwin.eval.results import RESULTS_CSV, RESULTS_JSON, write_csv, write_json

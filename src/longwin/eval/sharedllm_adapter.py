@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from longwin.data.batching import left_pad
 from longwin.eval.model import CausalLMAdapter, Prompt, piecewise_nll
 
 
@@ -36,17 +37,6 @@ def split_point(length: int, context_end: int, local_window: int, chunk: int, mi
     need = max(length - local_window, 0)
     split = -(-need // chunk) * chunk
     return max(0, min(split, limit // chunk * chunk, (length - min_local) // chunk * chunk))
-
-
-def _left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-    return ids, mask
 
 
 class SharedLLMAdapter(CausalLMAdapter):
@@ -73,8 +63,8 @@ class SharedLLMAdapter(CausalLMAdapter):
         from transformers import GenerationConfig
 
         splits = [self.split(p) for p in prompts]
-        context, context_mask = _left_pad([p.ids[:s] for p, s in zip(prompts, splits)], self.pad_id)
-        local, mask = _left_pad([p.ids[s:] for p, s in zip(prompts, splits)], self.pad_id)
+        context, context_mask = left_pad([p.ids[:s] for p, s in zip(prompts, splits)], self.pad_id)
+        local, mask = left_pad([p.ids[s:] for p, s in zip(prompts, splits)], self.pad_id)
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=False,

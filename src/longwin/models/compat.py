@@ -76,3 +76,23 @@ def non_reentrant_checkpointing(values: dict[str, Any], fields: set[str]) -> Non
     ]
     if requested and kwargs_fields and not any(values.get(name) for name in kwargs_fields):
         values[kwargs_fields[0]] = {"use_reentrant": False}
+
+
+def cache_layer_kv(cache: Any, layer: int) -> tuple[Any, Any]:
+    """(K, V) of one layer of a DynamicCache (4.5x keeps lists, 5.x keeps layer objects)."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]
+
+
+def set_cache_layer_kv(cache: Any, layer: int, keys: Any, values: Any) -> None:
+    """Replace one layer's (K, V) in a DynamicCache."""
+    if hasattr(cache, "layers"):
+        cache.layers[layer].keys, cache.layers[layer].values = keys, values
+    else:
+        cache.key_cache[layer], cache.value_cache[layer] = keys, values
+
+
+def cache_layers(cache: Any) -> int:
+    """How many layers a DynamicCache holds."""
+    return len(cache.layers) if hasattr(cache, "layers") else len(cache.key_cache)

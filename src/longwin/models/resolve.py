@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # `name` (legacy) or `owner/name`, as the hub allows them.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+# model types longwin defines, and the package whose import registers each with the Auto classes
+PLUGIN_MODEL_TYPES = {"longwin-sharedllm": "longwin.methods.sharedllm"}
 _WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -124,11 +126,15 @@ def check_model_folder(folder: Path) -> None:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as exc:
         raise LongwinError(f"{config_file}: not a valid model config ({first_line(exc)})") from exc
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if model_type == "longwin-sharedllm":
-        import longwin.sharedllm  # noqa: F401  (registers the SharedLLM config and model with the Auto classes)
-    elif model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if model_type in PLUGIN_MODEL_TYPES and model_type not in CONFIG_MAPPING:
+        raise LongwinError(
+            f"{folder}: a {model_type} model; import {PLUGIN_MODEL_TYPES[model_type]} first (it registers the "
+            f"model type; `longwin eval` and `longwin train` do)"
+        )
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in PLUGIN_MODEL_TYPES:
         raise LongwinError(f"{folder}: model_type {model_type!r} is not a causal LM architecture transformers supports")
     if not any((folder / name).is_file() for name in _WEIGHT_FILES):
         raise LongwinError(f"{folder}: no weights (model.safetensors or pytorch_model.bin)")

@@ -15,10 +15,10 @@ import torch
 
 from longwin.errors import LongwinError
 from longwin.positions.alpha import cream_alpha_pmf, sample_alpha
+from longwin.positions.base import DocumentTooShort, Layout, Scheme
 from longwin.positions.cream import CREAM
 from longwin.positions.pose import POSE
 from longwin.positions.simple import FULL, NONE, RANDPOS
-from longwin.positions.window import DocumentTooShort, Layout, Scheme
 
 SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (CREAM, POSE, RANDPOS, NONE, FULL)})
 

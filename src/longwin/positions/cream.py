@@ -25,7 +25,7 @@ import torch
 
 from longwin.errors import LongwinError
 from longwin.positions.alpha import MODES, check_alpha_args, sample_r
-from longwin.positions.window import Placement, Scheme, contiguous, randint
+from longwin.positions.base import Placement, Scheme, contiguous, randint
 
 REGIMES = ("continuity", "relativity")
 _LENGTH_OPTIONS = ("head_len", "tail_len") + tuple(

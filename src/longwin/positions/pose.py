@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from longwin.errors import LongwinError
-from longwin.positions.window import Placement, Scheme, contiguous, randint
+from longwin.positions.base import Placement, Scheme, contiguous, randint
 
 
 def _place(train_len: int, target_len: int, generator: torch.Generator, options: Mapping[str, Any]) -> Placement:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from longwin.positions.window import Placement, Scheme, contiguous
+from longwin.positions.base import Placement, Scheme, contiguous
 
 
 def _whole(train_len: int) -> tuple[tuple[str, int, int], ...]:

@@ -19,9 +19,9 @@ def run(args: argparse.Namespace) -> int:
     if args.list_recipes:
         print("\n".join(list_recipes()))
         return 0
-    from longwin.training.pipeline import train
+    from longwin.training.runner import train
 
-    ext, targs = configs_from_args(args)
-    out = train(ext, targs)
+    config, targs = configs_from_args(args)
+    out = train(config, targs)
     print(out)
     return 0

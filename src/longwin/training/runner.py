@@ -12,19 +12,22 @@ ever picks one up. The final model is written to a staging folder and moved in, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from longwin.errors import LongwinError
+from longwin.methods import TrainConfig, TrainParts, get_method
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
-from longwin.outputs import move_into, write_text
+from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
 
 CARD = "longwin_training.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -172,3 +175,59 @@ def final_loss(trainer: Any) -> float | None:
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h] or [h["train_loss"] for h in history if "train_loss" in h]
     return losses[-1] if losses else None
+
+
+def train(config: TrainConfig, targs: Any) -> Path:
+    """The one training entry point: check the output folder (one writer; no silent restart over an earlier
+    run; resume only from a complete checkpoint), let the method build its parts, fit them with the HF Trainer
+    and land the model with its tokenizer and card.
+
+    The Trainer does the heavy lifting, so `accelerate launch`, DeepSpeed (`--deepspeed ds.json`) and FSDP
+    (`--fsdp ...`) work unchanged."""
+    from transformers import Trainer, set_seed
+
+    method = get_method(config.common.method)
+    out = check_writable_folder(targs.output_dir, "--output-dir")
+    main = targs.process_index == 0
+    with exclusive(out, "longwin train") if main else contextlib.nullcontext():
+        targs.resume_from_checkpoint = plan_run(
+            out, targs.resume_from_checkpoint, config.common.overwrite_output_dir, main=main
+        )
+        set_seed(targs.seed)
+        started = time.time()
+        parts = method.build(config, targs)
+        print(f"longwin train: {parts.pool.describe()}", file=sys.stderr)
+        trainer = (parts.trainer_class or Trainer)(
+            model=parts.model, args=targs, train_dataset=parts.dataset, data_collator=parts.collator
+        )
+        fit(trainer, targs)
+        if parts.after_fit is not None:
+            parts.after_fit()
+        save = parts.save_model or (lambda trainer, folder: trainer.save_model(str(folder)))
+        save_final(
+            trainer,
+            out,
+            lambda folder: save(trainer, folder),
+            parts.tokenizer.save_pretrained,
+            lambda: run_card(config, targs, parts, trainer, time.time() - started),
+        )
+    return out
+
+
+def run_card(config: TrainConfig, targs: Any, parts: TrainParts, trainer: Any, seconds: float) -> dict[str, Any]:
+    """`longwin_training.json`: what was trained, from what, how, and how it went."""
+    common = config.common
+    return {
+        "method": common.method,
+        **parts.card,
+        "base_model": common.model,
+        "target_length": common.target_length,
+        "data": parts.pool.describe(),
+        "retrieval_fraction": common.retrieval_fraction,
+        "steps": trainer.state.global_step,
+        "final_loss": final_loss(trainer),
+        "train_wall_seconds": round(seconds, 1),
+        "extend_config": config.to_dict(),
+        "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
+        "command": " ".join(sys.argv),
+    }

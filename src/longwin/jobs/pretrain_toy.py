@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longwin.config import add_config_arguments, config_from_args, to_dict
+from longwin.flags import add_config_arguments, config_from_args, to_dict
 from longwin.outputs import check_writable_folder, staged_folder
 
 
@@ -71,7 +71,7 @@ class PretrainToyConfig:
         default=1.0,
         metadata={
             "min": 0,
-            "help": "weight of the auxiliary induction-head loss (longwin.training.induction); 0 turns it off",
+            "help": "weight of the auxiliary induction-head loss (longwin.methods.induction); 0 turns it off",
         },
     )
     induction_match: int = field(
@@ -137,7 +137,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     from longwin.data import synthetic
     from longwin.data.corpora import load_documents, split_documents
     from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
-    from longwin.training.induction import (
+    from longwin.methods.induction import (
         InductionHeads,
         InductionSupervision,
         copy_accuracy,
@@ -159,7 +159,7 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     texts = [d.text for d in train_docs]
     tokenizer = build_tokenizer(cfg, texts)
     natural = [np.asarray(tokenizer(t, add_special_tokens=False)["input_ids"], dtype=np.int32) for t in texts]
-    sentences = [s for t in texts for s in synthetic.split_sentences(t)]
+    sentences = [s for t in texts for s in synthetic.filler_sentences(t)]
     sources = MixSources(natural=natural, sentences=sentences, words=synthetic.word_list(texts))
     dataset = PretrainMixDataset(
         sources,

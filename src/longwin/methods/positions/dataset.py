@@ -1,4 +1,4 @@
-"""Training examples for position-scheme fine-tuning: tokenized documents → (ids, positions, labels).
+"""Training examples for position-scheme fine-tuning: a document pool → (ids, positions, labels).
 
 Example `i` is a pure function of (seed, i): which document it reads and its position layout are
 both drawn from `i`, so data-parallel ranks, resumed runs and reruns see exactly the same stream.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,65 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from longwin import positions
-from longwin.data.corpora import load_documents, split_documents
+from longwin.data.pool import DocumentPool
 from longwin.data.retrieval_docs import RetrievalExamples
-from longwin.data.tokenized import TokenizedCorpus
 from longwin.errors import LongwinError
-
-
-@dataclass(frozen=True)
-class DocumentPool:
-    """The training documents long enough for the window, and how many were skipped."""
-
-    corpus: TokenizedCorpus
-    usable: np.ndarray
-    skipped: int
-    min_tokens: int
-
-    def describe(self) -> str:
-        return (
-            f"{len(self.usable)} training documents ({int(self.corpus.lengths[self.usable].sum()):,} tokens); "
-            f"skipped {self.skipped} shorter than {self.min_tokens} tokens"
-        )
-
-    def stream(self, rng: random.Random, length: int) -> list[int]:
-        """`length` consecutive tokens of natural text from a random place (documents joined when short)."""
-        out: list[int] = []
-        while len(out) < length:
-            doc = self.corpus.doc(int(self.usable[rng.randrange(len(self.usable))]))
-            take = min(length - len(out), len(doc))
-            start = rng.randrange(len(doc) - take + 1)
-            out.extend(doc[start : start + take].tolist())
-        return out
-
-    def texts(self, tokenizer, max_chars: int = 2_000_000) -> list[str]:
-        """Training documents decoded back to text (up to about `max_chars`), for word and sentence fillers."""
-        texts: list[str] = []
-        total = 0
-        for index in self.usable:
-            texts.append(tokenizer.decode(self.corpus.doc(int(index)).tolist(), skip_special_tokens=True))
-            total += len(texts[-1])
-            if total >= max_chars:
-                break
-        return texts
-
-
-def build_pool(
-    source: str, tokenizer, *, min_tokens: int, val_fraction: float, seed: int, text_field: str = "text"
-) -> DocumentPool:
-    """Load, split (train side only) and tokenize `source`, keeping documents of ≥ min_tokens tokens."""
-    docs = load_documents(source, text_field=text_field)
-    train_docs, _ = split_documents(docs, val_fraction, seed=seed) if val_fraction > 0 else (docs, [])
-    corpus = TokenizedCorpus.build(train_docs, tokenizer)
-    usable = corpus.indices_longer_than(min_tokens - 1)
-    skipped = len(corpus) - len(usable)
-    if len(usable) == 0:
-        longest = int(corpus.lengths.max()) if len(corpus) else 0
-        raise LongwinError(
-            f"no training document has {min_tokens} tokens (all {skipped} skipped; longest has "
-            f"{longest}): use longer documents or a shorter --train-length"
-        )
-    return DocumentPool(corpus, usable, skipped, min_tokens)
 
 
 def _unit(seed: int, index: int) -> int:

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longwin.config import add_config_arguments, config_from_args
 from longwin.errors import LongwinError
+from longwin.flags import add_config_arguments, config_from_args
 from longwin.outputs import check_writable_folder, write_text
 
 
@@ -134,51 +134,47 @@ def _plan(cfg: DemoConfig) -> list[tuple[str, float]]:
 
 
 def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
-    from longwin.cli import main
-    from longwin.training.runner import CARD, latest_complete
+    """Train demo method `name` from its packaged recipe into `out` (resuming an interrupted run)."""
+    from longwin.training.config import (
+        TRAINER_DEFAULTS,
+        load_yaml,
+        pop_trainer_values,
+        resolve_recipe,
+        train_config,
+        training_arguments,
+    )
+    from longwin.training.runner import CARD, latest_complete, train
 
     if (out / CARD).is_file():
         print(f"demo: {name} already trained ({out}), skipping", file=sys.stderr)
         return
     method = METHODS[name]
-    common = [
-        "--model",
-        cfg.model,
-        "--max-steps",
-        str(cfg.max_steps),
-        "--seed",
-        str(cfg.seed),
-        "--output-dir",
-        str(out),
-        "--save-steps",
-        str(max(cfg.max_steps // 4, 1)),
-        "--disable-tqdm",
-        "true",
-        "--report-to",
-        "none",
-    ]
+    trainer = {
+        "max_steps": cfg.max_steps,
+        "seed": cfg.seed,
+        "output_dir": str(out),
+        "save_steps": max(cfg.max_steps // 4, 1),
+        "disable_tqdm": True,
+        "report_to": "none",
+        # continue an interrupted run from its newest complete checkpoint; else start over (a run killed
+        # before its first checkpoint leaves nothing worth keeping)
+        "resume_from_checkpoint": "true" if latest_complete(out) else None,
+    }
+    options: dict[str, Any] = {"model": cfg.model, "overwrite_output_dir": not latest_complete(out)}
     if method.kind == "sharedllm":  # its recipe's training length and retrieval mix; it reads any length later
-        argv = ["train", "--config", "sharedllm-toy-2048", *common]
+        recipe = "sharedllm-toy-2048"
     else:
-        argv = [
-            "train",
-            "--config",
-            "cream-toy-2048",
-            "--scheme",
-            method.scheme,
-            "--rope",
-            method.rope or cfg.rope,
-            "--target-length",
-            str(cfg.target_length),
-            "--retrieval-fraction",
-            str(cfg.retrieval_fraction),
-            *common,
-        ]
-    # continue an interrupted run from its newest complete checkpoint; else start over (a run killed
-    # before its first checkpoint leaves nothing worth keeping)
-    argv += ["--resume-from-checkpoint", "true"] if latest_complete(out) else ["--overwrite-output-dir", "true"]
-    if main(argv):
-        raise LongwinError(f"training {name} failed (see the message above)")
+        recipe = "cream-toy-2048"
+        options.update(target_length=cfg.target_length, retrieval_fraction=cfg.retrieval_fraction)
+        options["positions"] = {"scheme": method.scheme, "rope": method.rope or cfg.rope}
+    values = load_yaml(resolve_recipe(recipe))
+    trainer = {**TRAINER_DEFAULTS, **pop_trainer_values(values), **trainer}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    train(train_config(values), training_arguments(trainer))
 
 
 def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: Path) -> dict[str, Any]:
@@ -200,12 +196,12 @@ def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: 
 def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
     """The documents `longwin train` holds out (same data, fraction and seed) as the perplexity corpus."""
     from longwin.data.corpora import load_documents, split_documents
-    from longwin.training.config import ExtendConfig
+    from longwin.methods import CommonOptions
 
     path = root / "heldout.jsonl"
     if not path.is_file():
-        ext = ExtendConfig()
-        _, held = split_documents(load_documents(ext.data), ext.val_fraction, seed=cfg.seed)
+        common = CommonOptions()
+        _, held = split_documents(load_documents(common.data), common.val_fraction, seed=cfg.seed)
         root.mkdir(parents=True, exist_ok=True)
         write_text(path, "".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in held))
     return path

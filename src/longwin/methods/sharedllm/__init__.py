@@ -6,11 +6,11 @@ AutoModelForCausalLM, so saved models load with the Auto classes.
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from longwin.sharedllm.config import MODEL_TYPE, SharedLLMConfig
-from longwin.sharedllm.cross_attention import TreeKV
-from longwin.sharedllm.data import SharedLLMCollator
-from longwin.sharedllm.modeling import SharedLLMForCausalLM, SharedLLMOutput
-from longwin.sharedllm.training import trainable_parameters
+from longwin.methods.sharedllm.collator import SharedLLMCollator
+from longwin.methods.sharedllm.config import MODEL_TYPE, SharedLLMConfig
+from longwin.methods.sharedllm.cross_attention import TreeKV
+from longwin.methods.sharedllm.modeling import SharedLLMForCausalLM, SharedLLMOutput
+from longwin.methods.sharedllm.trainable import trainable_parameters
 
 AutoConfig.register(MODEL_TYPE, SharedLLMConfig, exist_ok=True)
 AutoModelForCausalLM.register(SharedLLMConfig, SharedLLMForCausalLM, exist_ok=True)

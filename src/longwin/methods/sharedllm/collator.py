@@ -13,21 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from longwin.data.batching import pad
 from longwin.errors import LongwinError
 
 IGNORE_INDEX = -100
-
-
-def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> torch.Tensor:
-    width = max((len(r) for r in rows), default=0)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for i, row in enumerate(rows):
-        if len(row):
-            if left:
-                out[i, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
-            else:
-                out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
 
 
 @dataclass
@@ -64,12 +53,12 @@ class SharedLLMCollator:
             if len(labels[-1]) != len(windows[-1]) or not windows[-1]:
                 raise LongwinError("a SharedLLM example needs a non-empty local window with one label per token")
         batch = {
-            "input_ids": _pad(windows, self.pad_token_id, left=False),
-            "attention_mask": _pad([[1] * len(w) for w in windows], 0, left=False),
-            "labels": _pad(labels, IGNORE_INDEX, left=False),
+            "input_ids": pad(windows, self.pad_token_id, left=False),
+            "attention_mask": pad([[1] * len(w) for w in windows], 0, left=False),
+            "labels": pad(labels, IGNORE_INDEX, left=False),
             "query_length": torch.tensor(query_lengths, dtype=torch.long),
-            "context_input_ids": _pad(contexts, self.pad_token_id, left=True),
+            "context_input_ids": pad(contexts, self.pad_token_id, left=True),
         }
         if len({len(c) for c in contexts}) > 1:
-            batch["context_attention_mask"] = _pad([[1] * len(c) for c in contexts], 0, left=True)
+            batch["context_attention_mask"] = pad([[1] * len(c) for c in contexts], 0, left=True)
         return batch

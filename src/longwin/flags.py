@@ -63,16 +63,22 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, cls: type, *, skip: set[str] | frozenset = frozenset()
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: set[str] | frozenset = frozenset(),
+    names: Mapping[str, str] | None = None,
 ) -> None:
-    """Add one flag per dataclass field; defaults are SUPPRESSed so only explicit flags override."""
+    """Add one flag per dataclass field; defaults are SUPPRESSed so only explicit flags override. `names` maps
+    a field to its flag's name (and the parsed value's key) where that differs from the field's."""
     hints = _hints(cls)
     for field in dataclasses.fields(cls):
         if not field.init or field.name in skip or field.metadata.get("cli") is False:
             continue
+        name = (names or {}).get(field.name, field.name)
         tp = _base_type(hints.get(field.name, str))
         help_text = str(field.metadata.get("help", "")).replace("%", "%%")
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": field.name}
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": name}
         if tp is bool:
             kwargs.update(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
         elif typing.get_origin(tp) in (list, tuple):
@@ -85,7 +91,7 @@ def add_config_arguments(
         choices = field.metadata.get("choices")
         if choices:
             kwargs["choices"] = choices
-        parser.add_argument(_flag(field.name), **kwargs)
+        parser.add_argument(_flag(name), **kwargs)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -101,23 +107,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def build_config(cls: type[T], yaml_values: dict[str, Any] | None, overrides: dict[str, Any]) -> T:
+def build_config(
+    cls: type[T],
+    yaml_values: dict[str, Any] | None,
+    overrides: dict[str, Any],
+    *,
+    names: Mapping[str, str] | None = None,
+) -> T:
     """Merge YAML values and explicit overrides into `cls`, rejecting unknown keys and ill-typed or
-    out-of-range values with one line each."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    out-of-range values with one line each (naming the flag: `names` maps fields to flag names)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
     values = dict(yaml_values or {})
-    unknown = sorted(set(values) - names)
+    unknown = sorted(set(values) - fields)
     if unknown:
         raise LongwinError(f"unknown config key(s) for {cls.__name__}: {', '.join(unknown)}")
-    values.update({k: v for k, v in overrides.items() if k in names})
-    values = checked_values(cls, values)
+    values.update({k: v for k, v in overrides.items() if k in fields})
+    values = checked_values(cls, values, names=names)
     try:
         return cls(**values)
     except TypeError as exc:
         raise LongwinError(f"bad config: {exc}") from None
 
 
-def checked_values(cls: type, values: dict[str, Any], minimums: dict[str, float] | None = None) -> dict[str, Any]:
+def checked_values(
+    cls: type,
+    values: dict[str, Any],
+    minimums: dict[str, float] | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """`values` converted to the types of `cls`'s fields, as YAML and flags both give them.
 
     Strings are parsed the way the flag parser parses them (`"false"` is False, `"1e-4"` a float: YAML
@@ -131,15 +149,16 @@ def checked_values(cls: type, values: dict[str, Any], minimums: dict[str, float]
     out: dict[str, Any] = {}
     for name, value in values.items():
         tp = hints.get(name, Any)
+        flag = (names or {}).get(name, name)
         try:
             value = _coerce(value, tp)
         except (TypeError, ValueError):
-            raise LongwinError(f"{_flag(name)}: expected {_type_name(tp)}, got {value!r}") from None
+            raise LongwinError(f"{_flag(flag)}: expected {_type_name(tp)}, got {value!r}") from None
         field_meta: Mapping[str, Any] = meta.get(name, {})
-        _check_range(name, value, (minimums or {}).get(name, field_meta.get("min")), field_meta.get("max"))
+        _check_range(flag, value, (minimums or {}).get(name, field_meta.get("min")), field_meta.get("max"))
         choices = field_meta.get("choices")
         if choices and value not in choices:
-            raise LongwinError(f"{_flag(name)}: {value!r} is not one of {', '.join(map(str, choices))}")
+            raise LongwinError(f"{_flag(flag)}: {value!r} is not one of {', '.join(map(str, choices))}")
         out[name] = value
     return out
 

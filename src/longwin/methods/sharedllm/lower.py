@@ -19,9 +19,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.models.llama.modeling_llama import repeat_kv
 
-from longwin.models.compat import output_cache
-from longwin.sharedllm.rotary import rotate
-from longwin.sharedllm.tree import keep_positions
+from longwin.methods.sharedllm.rotary import rotate
+from longwin.methods.sharedllm.tree import keep_positions
+from longwin.models.compat import cache_layer_kv, output_cache
 
 
 def truncated_view(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
@@ -55,13 +55,6 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in saved.items():
             m.training = flag
-
-
-def layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K, V) of one layer of a transformers DynamicCache (4.5x keeps lists, 5.x keeps layer objects)."""
-    if hasattr(cache, "layers"):
-        return cache.layers[layer].keys, cache.layers[layer].values
-    return cache.key_cache[layer], cache.value_cache[layer]
 
 
 def last_states(
@@ -156,7 +149,7 @@ def encode_spans(
         cache = output_cache(view(input_ids=_gather(chunks, rows[idx], flat[idx, 0], length), use_cache=True))
         keep = keep_positions(length, kv_per_node).to(chunks.device)
         for layer in range(layers):
-            for slot, tensor in enumerate(layer_kv(cache, layer)):
+            for slot, tensor in enumerate(cache_layer_kv(cache, layer)):
                 if (layer, slot) not in kept:
                     kept[layer, slot] = tensor.new_empty(trees * nodes, tensor.shape[1], kv_per_node, tensor.shape[3])
                 kept[layer, slot][idx] = tensor[:, :, keep]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from longwin.errors import LongwinError
-from longwin.sharedllm.modeling import SharedLLMForCausalLM
+from longwin.methods.sharedllm.modeling import SharedLLMForCausalLM
 
 MODES = ("cross_attn+top", "cross_attn", "all")
 

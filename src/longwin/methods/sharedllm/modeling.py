@@ -22,12 +22,13 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from longwin.errors import LongwinError
+from longwin.methods.sharedllm.config import SharedLLMConfig
+from longwin.methods.sharedllm.cross_attention import TREE_KWARG, TreeCrossAttention, TreeKV
+from longwin.methods.sharedllm.lower import cosine_to, encode_spans, eval_mode, last_states, span_states, truncated_view
+from longwin.methods.sharedllm.rotary import rotate
+from longwin.methods.sharedllm.tree import check_tree_shape, chunk_context, plan_trees
+from longwin.models import load_model
 from longwin.models.compat import cache_keyword, output_cache, output_cache_field
-from longwin.sharedllm.config import SharedLLMConfig
-from longwin.sharedllm.cross_attention import TREE_KWARG, TreeCrossAttention, TreeKV
-from longwin.sharedllm.lower import cosine_to, encode_spans, eval_mode, last_states, span_states, truncated_view
-from longwin.sharedllm.rotary import rotate
-from longwin.sharedllm.tree import check_tree_shape, chunk_context, plan_trees
 
 _init: types.ModuleType
 try:  # transformers 5.x: init functions that skip weights already loaded from a checkpoint
@@ -123,42 +124,18 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
     # --- construction -------------------------------------------------------------------------------
 
     @classmethod
-    def from_base(
-        cls,
-        base: PreTrainedModel | str | os.PathLike,
-        *,
-        num_lower_layers: int = 4,
-        chunk_size: int = 1024,
-        tree_height: int = 3,
-        kv_per_node: int = 32,
-        query_aware: bool = True,
-        chunk_positions: bool = True,
-        split_noise: float = 0.2,
-        encode_batch_tokens: int = 0,
-    ) -> SharedLLMForCausalLM:
-        """Wrap a Llama-family causal LM (a model, or a reference for `longwin.models.load_model`).
+    def from_base(cls, base: PreTrainedModel | str | os.PathLike, **options: Any) -> SharedLLMForCausalLM:
+        """Wrap a Llama-family causal LM (a model, or a reference for `longwin.models.load_model`); `options`
+        are `SharedLLMConfig` keywords (num_lower_layers, chunk_size, ...), whose defaults it alone holds.
 
         The base model's modules are adopted, not copied: training the result changes `base` too.
         Cross-attention starts with q_proj = the self-attention q_proj and o_proj = 0, so before
         training the output equals the base model's on the local window.
         """
         if isinstance(base, (str, os.PathLike)):
-            from longwin.models import load_model
-
             base, _ = load_model(str(base))
         check_base_model(base)
-        config = SharedLLMConfig(
-            copy.deepcopy(base.config),
-            num_lower_layers=num_lower_layers,
-            chunk_size=chunk_size,
-            tree_height=tree_height,
-            kv_per_node=kv_per_node,
-            query_aware=query_aware,
-            chunk_positions=chunk_positions,
-            split_noise=split_noise,
-            encode_batch_tokens=encode_batch_tokens,
-            dtype=base.dtype,
-        )
+        config = SharedLLMConfig(copy.deepcopy(base.config), **options, dtype=base.dtype)
         check_options(config)
         with torch.device("meta"):
             model = cls(config)

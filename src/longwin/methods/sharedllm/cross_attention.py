@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, repeat_kv
 
-from longwin.sharedllm.rotary import rotate
+from longwin.methods.sharedllm.rotary import rotate
 
 # The keyword under which the tree travels from the upper model's forward down to each self_attn call.
 TREE_KWARG = "sharedllm_tree"

@@ -1,4 +1,4 @@
-"""`longwin train --method sharedllm`: documents → (context, local window) examples → HF Trainer → a SharedLLM.
+"""SharedLLM training examples: a document pool → (context chunks, local window) pairs.
 
 Each example is a few whole context chunks (read through the context trees) followed by a local
 window of at most the native window, so the upper model's self-attention never leaves its
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +29,17 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from longwin.config import to_dict
+from longwin.data.pool import DocumentPool
 from longwin.data.retrieval_docs import RetrievalExamples
 from longwin.errors import LongwinError
-from longwin.training.config import ExtendConfig
-from longwin.training.data import DocumentPool
-from longwin.training.runner import final_loss, fit, save_final
+from longwin.methods.base import CommonOptions
+from longwin.methods.sharedllm.options import SharedLLMOptions
 
 STAGES = ("lm", "instruct")
 
 
 @dataclass(frozen=True)
-class Layout:
+class ChunkedWindow:
     """How an example is cut: `chunks` whole chunks of `chunk` tokens, then `local` tokens."""
 
     local: int
@@ -54,27 +51,27 @@ class Layout:
         return rng.randint(self.min_chunks, self.max_chunks)
 
 
-def make_layout(ext: ExtendConfig, chunk: int, native: int) -> Layout:
-    """The example layout for `ext`, refusing windows the upper model was not pretrained on."""
-    local = ext.sharedllm_local_length or ext.train_length or native
-    if local > native and not ext.allow_long_train_window:
+def make_layout(common: CommonOptions, opts: SharedLLMOptions, chunk: int, native: int) -> ChunkedWindow:
+    """How examples are cut, refusing local windows the upper model was not pretrained on."""
+    local = opts.local_length or common.train_length or native
+    if local > native and not common.allow_long_train_window:
         raise LongwinError(
             f"local window {local} is above the native window {native}: the upper model's "
             f"self-attention would leave its pretraining range; pass --allow-long-train-window true "
             f"if you mean it"
         )
-    max_chunks = (ext.target_length - local) // chunk
+    max_chunks = (common.target_length - local) // chunk
     if max_chunks < 1:
         raise LongwinError(
-            f"--target-length {ext.target_length} leaves {ext.target_length - local} context tokens "
+            f"--target-length {common.target_length} leaves {common.target_length - local} context tokens "
             f"after the {local}-token local window: less than one chunk of {chunk}"
         )
-    if not 1 <= ext.sharedllm_min_chunks <= max_chunks:
+    if not 1 <= opts.min_chunks <= max_chunks:
         raise LongwinError(
             f"--sharedllm-min-chunks must be between 1 and the {max_chunks} chunks that "
-            f"--target-length {ext.target_length} allows, got {ext.sharedllm_min_chunks}"
+            f"--target-length {common.target_length} allows, got {opts.min_chunks}"
         )
-    return Layout(local, chunk, ext.sharedllm_min_chunks, max_chunks)
+    return ChunkedWindow(local, chunk, opts.min_chunks, max_chunks)
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -116,7 +113,7 @@ class SharedLLMDataset(Dataset):
         self,
         pool: DocumentPool,
         tokenizer: Any,
-        layout: Layout,
+        layout: ChunkedWindow,
         *,
         num_samples: int,
         seed: int,
@@ -196,147 +193,3 @@ class SharedLLMDataset(Dataset):
         cut = max(0, len(prompt) - (lay.local - len(response)))
         context = (context + prompt[:cut])[-lay.max_chunks * lay.chunk :]
         return {"context_ids": context, "prompt_ids": prompt[cut:], "response_ids": response}
-
-
-def _check_request(ext: ExtendConfig, targs: Any) -> None:
-    if ext.lora:
-        raise LongwinError(
-            "--lora is not supported with --method sharedllm (the paper trains without PEFT: "
-            "choose --sharedllm-trainable cross_attn+top, cross_attn or all)"
-        )
-    if ext.sharedllm_stage not in STAGES:
-        raise LongwinError(f"unknown --sharedllm-stage {ext.sharedllm_stage!r} (choose from {', '.join(STAGES)})")
-    if ext.sharedllm_instructions and ext.sharedllm_stage != "instruct":
-        raise LongwinError("--sharedllm-instructions needs --sharedllm-stage instruct")
-
-
-def _sharedllm(ext: ExtendConfig):
-    """(model, tokenizer): the base wrapped by `from_base`, or a saved SharedLLM trained further."""
-    from longwin.models import load_model
-    from longwin.sharedllm import SharedLLMForCausalLM
-
-    model, tokenizer = load_model(ext.model, dtype=ext.dtype, attn_implementation=ext.attn_implementation)
-    if not isinstance(model, SharedLLMForCausalLM):
-        model = SharedLLMForCausalLM.from_base(
-            model,
-            num_lower_layers=ext.sharedllm_lower_layers,
-            chunk_size=ext.sharedllm_chunk_size,
-            tree_height=ext.sharedllm_tree_height,
-            kv_per_node=ext.sharedllm_kv_per_node,
-            query_aware=ext.sharedllm_query_aware,
-        )
-    # options given explicitly apply to a new and to a saved SharedLLM alike; unset ones keep its config's
-    if ext.sharedllm_split_noise is not None:
-        model.config.split_noise = ext.sharedllm_split_noise
-    if ext.sharedllm_chunk_positions is not None:
-        model.config.chunk_positions = ext.sharedllm_chunk_positions
-    return model, tokenizer
-
-
-def train_sharedllm(ext: ExtendConfig, targs: Any) -> Path:
-    """Train a SharedLLM with the HF Trainer; save it with its tokenizer and `longwin_training.json`."""
-    from transformers import Trainer, set_seed
-
-    from longwin.rope import native_window
-    from longwin.sharedllm import SharedLLMCollator, trainable_parameters
-    from longwin.training.data import build_pool
-
-    _check_request(ext, targs)
-    set_seed(targs.seed)
-    started = time.time()
-    instructions = load_instructions(ext.sharedllm_instructions) if ext.sharedllm_instructions else []
-    model, tokenizer = _sharedllm(ext)
-    native = native_window(model.config.get_text_config())
-    layout = make_layout(ext, model.config.chunk_size, native)
-    params = trainable_parameters(model, ext.sharedllm_trainable)
-    pool = build_pool(
-        ext.data,
-        tokenizer,
-        min_tokens=layout.local + layout.chunk,
-        val_fraction=ext.val_fraction,
-        seed=targs.seed,
-        text_field=ext.text_field,
-    )
-    print(f"longwin train: {pool.describe()}", file=sys.stderr)
-    retrieval = None
-    if ext.retrieval_fraction > 0:
-        retrieval = RetrievalExamples(tokenizer, pool.stream, pool.texts(tokenizer), ext.retrieval_kinds)
-    global_batch = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
-    dataset = SharedLLMDataset(
-        pool,
-        tokenizer,
-        layout,
-        num_samples=targs.max_steps * global_batch,
-        seed=targs.seed,
-        stage=ext.sharedllm_stage,
-        retrieval=retrieval,
-        retrieval_fraction=ext.retrieval_fraction,
-        local_evidence=ext.sharedllm_local_evidence,
-        instructions=instructions,
-    )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model.train()
-    targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
-    trainer = Trainer(
-        model=model,
-        args=targs,
-        train_dataset=dataset,
-        data_collator=SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk),
-    )
-    fit(trainer, targs)
-    out = Path(targs.output_dir)
-    trainable = sum(p.numel() for p in params)
-    save_final(
-        trainer,
-        out,
-        lambda folder: trainer.save_model(str(folder)),
-        tokenizer.save_pretrained,
-        lambda: _card(ext, targs, model.config, layout, native, pool, trainer, trainable, time.time() - started),
-    )
-    return out
-
-
-def _card(
-    ext: ExtendConfig,
-    targs: Any,
-    config: Any,
-    layout: Layout,
-    native: int,
-    pool: DocumentPool,
-    trainer: Any,
-    trainable: int,
-    seconds: float,
-) -> dict[str, Any]:
-    return {
-        "method": "sharedllm",
-        "stage": ext.sharedllm_stage,
-        "base_model": ext.model,
-        "load": "import longwin.sharedllm (registers the model type), then "
-        "transformers.AutoModelForCausalLM.from_pretrained(this folder); `longwin eval --model` does both",
-        "native_window": native,
-        "local_window": layout.local,
-        "target_length": ext.target_length,
-        "context_chunks": [layout.min_chunks, layout.max_chunks],
-        "tree": {
-            key: getattr(config, key)
-            for key in (
-                "num_lower_layers",
-                "chunk_size",
-                "tree_height",
-                "kv_per_node",
-                "kv_per_chunk",
-                "query_aware",
-                "chunk_positions",
-            )
-        },
-        "trainable": ext.sharedllm_trainable,
-        "trainable_parameters": trainable,
-        "retrieval_fraction": ext.retrieval_fraction,
-        "data": pool.describe(),
-        "steps": trainer.state.global_step,
-        "final_loss": final_loss(trainer),
-        "train_wall_seconds": round(seconds, 1),
-        "extend_config": to_dict(ext),
-        "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
-        "command": " ".join(sys.argv),
-    }

@@ -1,0 +1,47 @@
+"""How the harness talks to a model: an adapter per model type, plain causal LMs by default.
+
+An adapter turns prompts into scores and generations for its kind of model (`EvalModel`); the registry
+maps a config's `model_type` to the adapter class, so tasks and the runner never ask what a model is.
+Importing this module also registers longwin's own model types with transformers' Auto classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longwin.errors import LongwinError
+from longwin.eval.model import CausalLMAdapter, EvalModel
+from longwin.eval.sharedllm_adapter import SharedLLMAdapter
+from longwin.methods.sharedllm import SharedLLMConfig
+from longwin.models import load_model
+
+# model_type -> adapter; every other causal LM gets CausalLMAdapter
+ADAPTERS: dict[str, type[CausalLMAdapter]] = {
+    SharedLLMConfig.model_type: SharedLLMAdapter,  # context to the trees, question in the local window
+}
+
+
+def resolve_model(model: Any, tokenizer: Any = None, name: str | None = None) -> EvalModel:
+    """Accept an `EvalModel`, a (model, tokenizer) pair, a model plus `tokenizer=`, or a reference
+    string/path for `longwin.models.load_model`. `name` labels the results."""
+    if isinstance(model, EvalModel):
+        return model
+    if isinstance(model, tuple) and len(model) == 2:
+        model, tokenizer = model
+    elif isinstance(model, (str, Path)):
+        name = name or str(model)
+        model, tokenizer = load_model(str(model))
+    if not isinstance(model, torch.nn.Module):
+        raise LongwinError(
+            f"cannot evaluate a {type(model).__name__}: pass a model reference, a causal LM or an EvalModel"
+        )
+    if tokenizer is None:
+        raise LongwinError(
+            f"no tokenizer for {name or type(model).__name__}: pass tokenizer=... "
+            "(or a model folder with tokenizer files)"
+        )
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return ADAPTERS.get(str(model_type), CausalLMAdapter)(model, tokenizer, name=name)

@@ -1,0 +1,118 @@
+"""Position-scheme fine-tuning (CREAM, PoSE, RandPos, contiguous): train at a short window with position ids
+that span the target window, on a model whose RoPE is rescaled for it.
+
+The model is the base with its config's `rope_scaling` set for the target, so the saved folder loads in
+stock transformers; the examples carry `position_ids` from the scheme (`longwin.positions`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from longwin import positions
+from longwin.errors import LongwinError
+from longwin.methods.base import CommonOptions, TrainConfig, TrainParts, global_batch, retrieval_examples
+from longwin.methods.lora import LoraOptions, apply_lora, save_lora_model
+from longwin.methods.positions.dataset import PositionSchemeDataset
+from longwin.methods.positions.options import PositionsOptions
+
+
+def check_windows(common: CommonOptions, native: int) -> int:
+    """The training window, refusing ones above the native window unless explicitly allowed."""
+    train_len = common.train_length or native
+    if train_len > native and not common.allow_long_train_window:
+        raise LongwinError(
+            f"--train-length {train_len} is above the native window {native}: that is full-length "
+            f"fine-tuning; pass --allow-long-train-window true if you mean it"
+        )
+    if common.target_length <= native:
+        raise LongwinError(f"--target-length {common.target_length} must be above the native window {native}")
+    return train_len
+
+
+def build(config: TrainConfig, targs: Any) -> TrainParts:
+    """Check every option before the weights load, then the model, the document pool and the examples."""
+    from transformers import AutoConfig, default_data_collator
+
+    from longwin.data.pool import build_pool
+    from longwin.models import load_model, model_path
+    from longwin.rope import native_window, scale_rope
+
+    common, opts, lora = config.common, config.get(PositionsOptions), config.get(LoraOptions)
+    base_config = AutoConfig.from_pretrained(model_path(common.model), local_files_only=True)
+    native = native_window(base_config)
+    train_len = check_windows(common, native)
+    scaled = scale_rope(base_config, opts.rope, common.target_length, **opts.rope_options)
+    positions.sample(opts.scheme, train_len, common.target_length, seed=0, **opts.scheme_options)
+    model, tokenizer = load_model(
+        common.model, dtype=common.dtype, attn_implementation=common.attn_implementation, config=scaled
+    )
+    model.train()
+    if lora.enabled:
+        model = apply_lora(model, lora)
+    trainer_class, after_fit = None, None
+    if opts.induction_weight:
+        trainer_class = _induction_trainer(model, opts, targs.resume_from_checkpoint)
+
+        def after_fit() -> None:  # back to the requested attention kernel before saving
+            getattr(model, "get_base_model", lambda: model)().set_attn_implementation(common.attn_implementation)
+
+    pool = build_pool(
+        common.data,
+        tokenizer,
+        min_tokens=train_len,
+        val_fraction=common.val_fraction,
+        seed=targs.seed,
+        text_field=common.text_field,
+    )
+    dataset = PositionSchemeDataset(
+        pool,
+        opts.scheme,
+        train_len=train_len,
+        target_len=common.target_length,
+        num_samples=targs.max_steps * global_batch(targs),
+        seed=targs.seed,
+        options=opts.scheme_options,
+        retrieval=retrieval_examples(config, tokenizer, pool),
+        retrieval_fraction=common.retrieval_fraction,
+        native_fraction=opts.native_fraction,
+    )
+    card = {
+        "scheme": opts.scheme,
+        "scheme_options": opts.scheme_options,
+        "rope": opts.rope,
+        "rope_options": opts.rope_options,
+        "native_window": native,
+        "train_length": train_len,
+    }
+
+    def save(trainer: Any, folder: Path) -> None:
+        save_lora_model(trainer, folder, lora)
+
+    return TrainParts(
+        model,
+        tokenizer,
+        dataset,
+        default_data_collator,
+        pool,
+        card,
+        save_model=save,
+        trainer_class=trainer_class,
+        after_fit=after_fit,
+    )
+
+
+def _induction_trainer(model: Any, opts: PositionsOptions, resume: str | None) -> type:
+    """A Trainer that keeps the induction-head supervision of pretraining on (eager attention: the loss reads
+    attention probabilities; the model is saved with the requested kernel again)."""
+    from longwin.methods.induction import InductionHeads, InductionSupervision, induction_trainer
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    if opts.induction_match > base.config.num_attention_heads:
+        raise LongwinError(f"--induction-match must be at most {base.config.num_attention_heads} (one head per token)")
+    supervision = InductionSupervision(base.config.hidden_size, InductionHeads(match_len=opts.induction_match))
+    if resume:
+        supervision.load(resume)
+    base.set_attn_implementation("eager")
+    return induction_trainer(supervision, opts.induction_weight)

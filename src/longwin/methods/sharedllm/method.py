@@ -1,0 +1,130 @@
+"""`longwin train --method sharedllm`: documents → (context, local window) examples → HF Trainer → a SharedLLM.
+
+Each example is a few whole context chunks (read through the context trees) followed by a local
+window of at most the native window, so the upper model's self-attention never leaves its
+pretraining range. The chunk count is drawn per example between --sharedllm-min-chunks and what
+--target-length allows, so one model serves every context length up to it. Stages (docs/sharedllm.md):
+
+- `lm`: loss on every local-window token (the paper's LM stage);
+- `instruct`: loss on responses only, with the prompt as the tree's query (the paper's SFT stage).
+  Responses come from synthetic retrieval documents and --sharedllm-instructions records; natural
+  text keeps the LM loss, as the paper mixes pretraining text into its SFT data.
+
+A share of examples (--retrieval-fraction) are synthetic retrieval documents with the
+evidence in the context and the question + answer in the local window: a small model only learns
+to read the tree from such a dense signal. Trained on those alone it unlearns reading evidence from
+its own window, so --sharedllm-local-evidence puts a share of them wholly in the local window, behind
+natural context. Example i is a pure function of (seed, i).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from longwin.errors import LongwinError
+from longwin.methods.base import TrainConfig, TrainParts, global_batch, retrieval_examples
+from longwin.methods.lora import LoraOptions
+from longwin.methods.sharedllm.collator import SharedLLMCollator
+from longwin.methods.sharedllm.dataset import SharedLLMDataset, load_instructions, make_layout
+from longwin.methods.sharedllm.modeling import SharedLLMForCausalLM
+from longwin.methods.sharedllm.options import SharedLLMOptions
+from longwin.methods.sharedllm.trainable import trainable_parameters
+
+LOAD_NOTE = (
+    "import longwin.methods.sharedllm (registers the model type), then "
+    "transformers.AutoModelForCausalLM.from_pretrained(this folder); `longwin eval --model` does both"
+)
+
+
+def _check_request(config: TrainConfig) -> None:
+    opts = config.get(SharedLLMOptions)
+    if config.get(LoraOptions).enabled:
+        raise LongwinError(
+            "--lora is not supported with --method sharedllm (the paper trains without PEFT: "
+            "choose --sharedllm-trainable cross_attn+top, cross_attn or all)"
+        )
+    if opts.instructions and opts.stage != "instruct":
+        raise LongwinError("--sharedllm-instructions needs --sharedllm-stage instruct")
+
+
+def _model(config: TrainConfig) -> tuple[SharedLLMForCausalLM, Any]:
+    """(model, tokenizer): the base wrapped by `from_base`, or a saved SharedLLM trained further. Options given
+    explicitly apply to both; a new model takes `SharedLLMConfig`'s defaults for the rest, a saved one keeps its
+    own, except for its shape, which training cannot change."""
+    from longwin.models import load_model
+
+    common, opts = config.common, config.get(SharedLLMOptions)
+    model, tokenizer = load_model(common.model, dtype=common.dtype, attn_implementation=common.attn_implementation)
+    given = opts.model_options()
+    if not isinstance(model, SharedLLMForCausalLM):
+        return SharedLLMForCausalLM.from_base(model, **given), tokenizer
+    fixed = {k: v for k, v in given.items() if k not in ("split_noise", "chunk_positions", "query_aware")}
+    clash = sorted(k for k, v in fixed.items() if getattr(model.config, k) != v)
+    if clash:
+        raise LongwinError(
+            f"{common.model} is a SharedLLM whose {', '.join(clash)} differ from the options given; training "
+            f"further cannot change its shape"
+        )
+    for key, value in given.items():
+        setattr(model.config, key, value)
+    return model, tokenizer
+
+
+def build(config: TrainConfig, targs: Any) -> TrainParts:
+    """Check the request, wrap (or reload) the model, then the pool and the (context, local window) examples."""
+    from longwin.data.pool import build_pool
+    from longwin.rope import native_window
+
+    _check_request(config)
+    common, opts = config.common, config.get(SharedLLMOptions)
+    instructions = load_instructions(opts.instructions) if opts.instructions else []
+    model, tokenizer = _model(config)
+    native = native_window(model.config.get_text_config())
+    layout = make_layout(common, opts, model.config.chunk_size, native)
+    params = trainable_parameters(model, opts.trainable)
+    pool = build_pool(
+        common.data,
+        tokenizer,
+        min_tokens=layout.local + layout.chunk,
+        val_fraction=common.val_fraction,
+        seed=targs.seed,
+        text_field=common.text_field,
+    )
+    dataset = SharedLLMDataset(
+        pool,
+        tokenizer,
+        layout,
+        num_samples=targs.max_steps * global_batch(targs),
+        seed=targs.seed,
+        stage=opts.stage,
+        retrieval=retrieval_examples(config, tokenizer, pool),
+        retrieval_fraction=common.retrieval_fraction,
+        local_evidence=opts.local_evidence,
+        instructions=instructions,
+    )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.train()
+    targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
+    tree_keys = (
+        "num_lower_layers",
+        "chunk_size",
+        "tree_height",
+        "kv_per_node",
+        "kv_per_chunk",
+        "query_aware",
+        "chunk_positions",
+        "split_noise",
+    )
+    card = {
+        "stage": opts.stage,
+        "load": LOAD_NOTE,
+        "native_window": native,
+        "local_window": layout.local,
+        "context_chunks": [layout.min_chunks, layout.max_chunks],
+        "tree": {key: getattr(model.config, key) for key in tree_keys},
+        "trainable": opts.trainable,
+        "trainable_parameters": sum(p.numel() for p in params),
+    }
+    return TrainParts(
+        model, tokenizer, dataset, SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk), pool, card
+    )
