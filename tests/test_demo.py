@@ -44,3 +44,14 @@ def test_unknown_demo_method_is_a_one_line_error(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--methods", "cream,magic"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown demo method(s) magic" in err[0]
+
+
+def test_every_retrieval_kind_marks_the_task_it_teaches():
+    """A kind missing from TASK_OF_KIND would let a trained-on task pass as evidence of extension."""
+    from longwin.data.retrieval_docs import KINDS
+    from longwin.jobs.demo import TASK_OF_KIND, trained_on
+
+    assert set(TASK_OF_KIND) == set(KINDS)
+    card = {"extend_config": {"retrieval_fraction": 0.25, "retrieval_kinds": ["copy_random"]}}
+    assert trained_on(card, ["passkey", "copy", "ppl"]) == ["copy"]
+    assert trained_on({"extend_config": {"retrieval_fraction": 0.0, "retrieval_kinds": list(KINDS)}}, ["copy"]) == []

@@ -257,6 +257,7 @@ TASK_OF_KIND = {
     "kv": "kv-retrieval",
     "lines": "lines",
     "copy": "copy",
+    "copy_random": "copy",
 }
 
 

@@ -69,8 +69,7 @@ class PositionSchemeDataset(Dataset):
                 placed = positions.sample(self.scheme, self.train_len, self.target_len, seed=key >> 1, **self.options)
                 built = self.retrieval.build(rng, placed, self.target_len)
                 if built is not None:
-                    ids = built[0]
-                    return {"input_ids": ids, "labels": ids.clone(), "position_ids": placed}
+                    return _example(built[0], placed)
         doc = self.pool.corpus.doc(int(self.pool.usable[key % len(self.pool.usable)]))
         if self.native_fraction and random.Random(key + 1).random() < self.native_fraction:
             layout = positions.layout("none", len(doc), self.train_len, self.target_len, seed=key >> 1)
@@ -79,4 +78,16 @@ class PositionSchemeDataset(Dataset):
                 self.scheme, len(doc), self.train_len, self.target_len, seed=key >> 1, **self.options
             )
         ids = torch.from_numpy(doc[layout.token_index.numpy()].astype(np.int64))
-        return {"input_ids": ids, "labels": ids.clone(), "position_ids": layout.position_ids.clone()}
+        return _example(ids, layout.position_ids.clone())
+
+
+def _example(ids: torch.Tensor, position_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One training example. The explicit all-ones attention mask matters: without one, transformers
+    versions that infer packed sequences from `position_ids` (a jump other than +1 starts a new sequence)
+    would mask CREAM's and PoSE's segments off from each other."""
+    return {
+        "input_ids": ids,
+        "labels": ids.clone(),
+        "position_ids": position_ids,
+        "attention_mask": torch.ones_like(ids),
+    }
