@@ -54,6 +54,13 @@ class CommonOptions:
     )
     dtype: str = field(default="auto", metadata={"help": "weights dtype when loading: auto, float32, bfloat16"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2"})
+    chunked_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "compute a causal LM's loss chunk by chunk, never holding the full logits (same loss; less "
+            "memory, faster on CPU); single-process runs only, others keep the model's loss"
+        },
+    )
     retrieval_fraction: float = field(
         default=0.0,
         metadata={
@@ -101,6 +108,7 @@ class TrainParts:
     card: dict[str, Any]  # the method's own fields of the run card
     save_model: Callable[[Any, Path], None] | None = None  # (trainer, folder); default: trainer.save_model
     trainer_class: type | None = None  # default: transformers.Trainer
+    causal_lm: bool = False  # a plain causal LM on input_ids/labels: the runner may compute its loss in chunks
     after_fit: Callable[[], None] | None = None
 
 

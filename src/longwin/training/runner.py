@@ -197,7 +197,9 @@ def train(config: TrainConfig, targs: Any) -> Path:
         started = time.time()
         parts = method.build(config, targs)
         print(f"longwin train: {parts.pool.describe()}", file=sys.stderr)
-        trainer = (parts.trainer_class or Trainer)(
+        trainer_class, loss = _trainer_class(config, targs, parts, Trainer)
+        parts.card["loss"] = loss
+        trainer = trainer_class(
             model=parts.model, args=targs, train_dataset=parts.dataset, data_collator=parts.collator
         )
         fit(trainer, targs)
@@ -212,6 +214,23 @@ def train(config: TrainConfig, targs: Any) -> Path:
             lambda: run_card(config, targs, parts, trainer, time.time() - started),
         )
     return out
+
+
+def _trainer_class(config: TrainConfig, targs: Any, parts: TrainParts, default: type) -> tuple[type, str]:
+    """The method's Trainer if it brings one; else the chunked-loss Trainer where it applies (the run card
+    says which loss ran and, if not the chunked one, why)."""
+    from longwin.training.chunked_loss import ChunkedLossTrainer, chunked_loss_refusal
+
+    if parts.trainer_class is not None:
+        return parts.trainer_class, f"{parts.trainer_class.__name__}'s"
+    if not parts.causal_lm:
+        return default, "the model's"
+    if not config.common.chunked_loss:
+        return default, "the model's (--chunked-loss false)"
+    refusal = chunked_loss_refusal(parts.model, targs)
+    if refusal:
+        return default, f"the model's ({refusal})"
+    return ChunkedLossTrainer, "chunked"
 
 
 def run_card(config: TrainConfig, targs: Any, parts: TrainParts, trainer: Any, seconds: float) -> dict[str, Any]:

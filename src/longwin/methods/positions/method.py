@@ -100,6 +100,7 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
         save_model=save,
         trainer_class=trainer_class,
         after_fit=after_fit,
+        causal_lm=True,
     )
 
 
