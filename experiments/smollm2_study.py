@@ -352,13 +352,85 @@ def _verdicts() -> list[str]:
             "gain at every length is adaptation to those sources. The contiguous fine-tuning row at the "
             "same budget (stage `ppl:contiguous-yarn`, not measured yet) separates the two."
         )
-    out.append(
-        "- **CREAM vs PoSE in the middle of the context (CREAM's central claim): cannot tell at this size "
-        "with kv-retrieval.** Inside its own window (2K tokens, 8-hex-digit keys, chat template) the base "
-        "answers 0 of 3 and returns the JSON object's first key "
-        "(`benchmarks/results/smollm2/base/kv-retrieval-pilot/`); a probe a 135M model can do is needed."
-    )
+    out += _task_verdicts()
     return out
+
+
+MIDDLE = (25.0, 50.0, 75.0)  # gold positions away from both ends: where "lost in the middle" shows
+
+
+def _hits(name: str, task: str, length: int, depths: tuple[float, ...] | None = None) -> tuple[float, int]:
+    """(successes, cells) of a task record at one length (passkey: found; copy: span copied whole)."""
+    rows = [r for r in _rows(name, task) if r["length"] == length]
+    if depths is not None:
+        rows = [r for r in rows if float(r["position"]) in depths]
+    return sum(r["score"] if task == "passkey" else r["whole"] for r in rows), len(rows)
+
+
+def _share(hits: tuple[float, int]) -> str:
+    low, high = wilson(*hits)
+    return f"{hits[0]:.0f}/{hits[1]} ({low:.0f}–{high:.0f} %)"
+
+
+def _task_verdicts() -> list[str]:
+    """Passkey at the target by depth, retention inside the window, and CREAM vs PoSE in the middle."""
+    out = []
+    for name in ("yarn-free", "cream-yarn", "pose-yarn"):
+        rows = [r for r in _rows(name, "passkey") if r["length"] == TARGET]
+        if len(rows) < 10:
+            continue
+        worst = min(
+            sum(r["score"] for r in rows if float(r["position"]) == d)
+            / max(1, sum(1 for r in rows if float(r["position"]) == d))
+            for d in (0.0, 25.0, 50.0, 75.0, 100.0)
+        )
+        inside = [(_hits(name, "passkey", n), _hits("base", "passkey", n)) for n in (2048, NATIVE)]
+        out.append(
+            f"- **{name}, passkey at 16K:** {_share(_hits(name, 'passkey', TARGET))}, worst depth "
+            f"{100 * worst:.0f} % ({'meets' if worst >= 0.9 else 'misses'} the 90 %-at-every-depth bar); inside "
+            f"the window {_share(inside[0][0])} at 2K and {_share(inside[1][0])} at 8K against the base's "
+            f"{_share(inside[0][1])} and {_share(inside[1][1])}."
+        )
+    for task in ("passkey", "copy"):
+        cream, pose = (_hits(n, task, TARGET, MIDDLE) for n in ("cream-yarn", "pose-yarn"))
+        if cream[1] < 6 or pose[1] < 6:
+            continue
+        c_low, c_high = wilson(*cream)
+        p_low, p_high = wilson(*pose)
+        overlap = c_low <= p_high and p_low <= c_high
+        what = "passkey found" if task == "passkey" else "spans copied whole"
+        out.append(
+            f"- **CREAM vs PoSE in the middle (depths 25–75 %, 16K; {what}):** CREAM {_share(cream)}, PoSE "
+            f"{_share(pose)}: "
+            + (
+                "the intervals overlap, so at this sample size the two cannot be told apart."
+                if overlap
+                else f"{'CREAM' if cream[0] / cream[1] > pose[0] / pose[1] else 'PoSE'} ahead, intervals apart."
+            )
+        )
+    if not out:
+        out.append(
+            "- **CREAM vs PoSE in the middle of the context (CREAM's central claim): not measured yet** "
+            "(stages `passkey:cream-yarn`, `passkey:pose-yarn`, `copy:*`). kv-retrieval cannot carry it at this "
+            "size: inside its own window (2K tokens, 8-hex-digit keys) the base answers 0 of 3 "
+            "(`benchmarks/results/smollm2/base/kv-retrieval-pilot/`)."
+        )
+    return out
+
+
+def speed_section() -> str:
+    """The training-throughput benchmark's table, if it has been run (benchmarks/train_speed.py)."""
+    record = ROOT / "benchmarks" / "results" / "train_speed.md"
+    if not record.is_file():
+        return "Not measured yet: `python benchmarks/train_speed.py` on an idle machine."
+    body = record.read_text().split("\n", 2)[2].strip()  # without its title
+    return (
+        body
+        + "\n\n(record: `benchmarks/results/train_speed.json`.) The chunked loss (`longwin.models.loss`, on by "
+        "default for single-process training: `--chunked-loss`) computes the same loss and gradients without "
+        "holding the 2K x 49K fp32 logits; activation checkpointing costs time here and is off. Each variant's "
+        "first-step loss is identical, as it must be."
+    )
 
 
 def report() -> str:
@@ -408,6 +480,10 @@ copied whole.
 ## Verdicts so far
 
 {chr(10).join(_verdicts())}
+
+## CPU training speed
+
+{speed_section()}
 
 The papers' setting is far larger (CREAM base models: Llama-2-7B, 4K -> 32K, 1,000 steps of 32 x 4K tokens, \
 about 131M tokens). The CREAM paper
