@@ -73,6 +73,14 @@ class SharedLLMBench:
     stream_sinks: int = field(default=4, metadata={"min": 0, "help": "streaming baseline: first tokens kept"})
     stream_segment: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: prefill segment length"})
     rope_method: str = field(default="yarn", metadata={"help": "RoPE scaling of the full-attention model"})
+    full_max_length: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "measure full attention only up to this many tokens (0: every length); past it a CPU "
+            "takes minutes a prefill and attention's T x T scores may not fit in memory",
+        },
+    )
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads per measurement"})
     repeats: int = field(
         default=2, metadata={"min": 1, "help": "timed prefills per measurement; the fastest is reported"}
@@ -105,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for length in cfg.lengths:
         for method in cfg.methods:
+            if method == "full" and 0 < cfg.full_max_length < length:
+                print(f"{method:>10} {length:>7} tokens: skipped (--full-max-length {cfg.full_max_length})")
+                continue
             result = _measure_in_child({**asdict(cfg), "model": model, "method": method, "length": length})
             print(
                 f"{method:>10} {length:>7} tokens: {result['time_s']:8.3f} s  {result['prefill_mb']:9.1f} MB",
@@ -389,11 +400,13 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Memory: {report['memory_method']}. Time: {report['time_method']}.",
         "",
-        "| method | tokens | time (s) | prefill memory (MB) |",
-        "|---|---:|---:|---:|",
+        "| method | tokens | time (s) | ms per 1K tokens | prefill memory (MB) |",
+        "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r['method']} | {r['length']} | {r['time_s']:.3f} | {r['prefill_mb']:.1f} |" for r in report["results"]
+        f"| {r['method']} | {r['length']} | {r['time_s']:.3f} | {1e6 * r['time_s'] / r['length']:.1f} "
+        f"| {r['prefill_mb']:.1f} |"
+        for r in report["results"]
     ]
     lines += [
         "",
