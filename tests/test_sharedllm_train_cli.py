@@ -55,7 +55,7 @@ def _args(model_dir, corpus, out, *extra):
     ]
 
 
-def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_setup, tmp_path):
+def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_setup, tmp_path, capsys):
     model_dir, corpus = tiny_setup
     out = tmp_path / "shared"
     assert main(_args(model_dir, corpus, out, "--retrieval-fraction", "0.5")) == 0
@@ -90,6 +90,20 @@ def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_
     )
     results = json.loads((evaluated / "results.json").read_text())
     assert set(results["tasks"]) == {"passkey", "ppl"} and results["window"] is None
+
+    def ppl(folder, *extra):  # the same model, its trees on or off (--adapter-options)
+        args = ["eval", "--model", str(out), "--task", "ppl", "--lengths", "160", "--samples", "1"]
+        assert main([*args, "--corpus", str(corpus), "--conventions", "last-k", "--out", str(folder), *extra]) == 0
+        series = json.loads((folder / "results.json").read_text())["tasks"]["ppl"]["series"]
+        return series["last-k"]["160"]
+
+    with_trees = ppl(tmp_path / "trees")
+    assert ppl(tmp_path / "trees-again", "--adapter-options", "trees=true") == with_trees
+    assert ppl(tmp_path / "local-only", "--adapter-options", "trees=false") != with_trees
+    bad = ["eval", "--model", str(out), "--task", "ppl", "--lengths", "160", "--out", str(tmp_path / "x")]
+    capsys.readouterr()
+    assert main([*bad, "--adapter-options", "colour=red"]) == 2
+    assert "unknown adapter option(s) colour for a longwin-sharedllm model" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

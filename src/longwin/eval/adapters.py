@@ -22,11 +22,18 @@ from longwin.models import load_model
 ADAPTERS: dict[str, type[CausalLMAdapter]] = {
     SharedLLMConfig.model_type: SharedLLMAdapter,  # context to the trees, question in the local window
 }
+# adapter -> the options `longwin eval --adapter-options` may pass it, each with its parser
+ADAPTER_OPTIONS: dict[type[CausalLMAdapter], dict[str, Any]] = {
+    SharedLLMAdapter: {"local_window": lambda v: _positive(v), "trees": lambda v: _flag(v)},
+}
 
 
-def resolve_model(model: Any, tokenizer: Any = None, name: str | None = None) -> EvalModel:
+def resolve_model(
+    model: Any, tokenizer: Any = None, name: str | None = None, options: dict[str, Any] | None = None
+) -> EvalModel:
     """Accept an `EvalModel`, a (model, tokenizer) pair, a model plus `tokenizer=`, or a reference
-    string/path for `longwin.models.load_model`. `name` labels the results."""
+    string/path for `longwin.models.load_model`. `name` labels the results; `options` go to the adapter
+    (e.g. SharedLLM's `local_window`, `trees`)."""
     if isinstance(model, EvalModel):
         return model
     if isinstance(model, tuple) and len(model) == 2:
@@ -44,4 +51,26 @@ def resolve_model(model: Any, tokenizer: Any = None, name: str | None = None) ->
             "(or a model folder with tokenizer files)"
         )
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    return ADAPTERS.get(str(model_type), CausalLMAdapter)(model, tokenizer, name=name)
+    adapter = ADAPTERS.get(str(model_type), CausalLMAdapter)
+    accepted = ADAPTER_OPTIONS.get(adapter, {})
+    unknown = sorted(set(options or {}) - set(accepted))
+    if unknown:
+        raise LongwinError(
+            f"unknown adapter option(s) {', '.join(unknown)} for a {model_type} model "
+            f"(accepted: {', '.join(accepted) or 'none'})"
+        )
+    typed = {k: accepted[k](v) for k, v in (options or {}).items()}
+    return adapter(model, tokenizer, name=name, **typed)
+
+
+def _flag(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text not in {"true", "false", "1", "0", "yes", "no"}:
+        raise LongwinError(f"expected true or false, got {value!r}")
+    return text in {"true", "1", "yes"}
+
+
+def _positive(value: Any) -> int:
+    if not str(value).isdigit() or int(value) < 1:
+        raise LongwinError(f"expected a positive integer, got {value!r}")
+    return int(value)

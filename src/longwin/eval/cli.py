@@ -43,6 +43,13 @@ class EvalConfig(EvalOptions):
     )
     target_length: int = field(default=0, metadata={"min": 0, "help": "window the --rope scaling targets"})
     rope_options: str = field(default="", metadata={"help": "--rope options as k=v,k=v (e.g. attention_factor=1.5)"})
+    adapter_options: str = field(
+        default="",
+        metadata={
+            "help": "options of the model's evaluation adapter as k=v,k=v (SharedLLM: local_window=N, trees=false "
+            "to read the local window only)"
+        },
+    )
     truncate: int = field(
         default=0,
         metadata={
@@ -114,6 +121,14 @@ def run(args: argparse.Namespace) -> int:
 
         name = f"{name} (truncated to the last {cfg.truncate} tokens)"
         model = TruncatingAdapter(*model, keep=cfg.truncate, name=name)
+    adapter_options = parse_options(cfg.adapter_options, "adapter")
+    if adapter_options:
+        if cfg.truncate:
+            raise LongwinError("--adapter-options and --truncate do not combine")
+        from longwin.eval.adapters import resolve_model
+
+        name = f"{name} ({cfg.adapter_options})"
+        model = resolve_model(model[0], model[1], name, adapter_options)
     results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, name=name, **options)
     print(summary_table(results))
     flagged = sum(t["exceeds_window"] for t in results["tasks"].values())

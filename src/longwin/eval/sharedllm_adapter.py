@@ -13,6 +13,10 @@ tokens before it (W/2 minus up to one chunk of rounding) and all older text thro
 as the `sliding` stride gives an ordinary model. So the `sliding`, `chunks` and `last-k`
 conventions all apply unchanged (`chunks` costs one tree per piece). The tree's query
 (query-aware models) is the token before each piece, so no scored token chooses its own context.
+
+Options (`longwin eval --adapter-options`): `local_window=N` sets W; `trees=false` drops everything before
+the local window, so the same trained model reads its local window only (the "without its trees"
+baseline).
 """
 
 from __future__ import annotations
@@ -42,17 +46,26 @@ def split_point(length: int, context_end: int, local_window: int, chunk: int, mi
 class SharedLLMAdapter(CausalLMAdapter):
     """Greedy generation and NLL for a `SharedLLMForCausalLM`; any context length (window = None)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None, local_window: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str | None = None,
+        local_window: int | None = None,
+        trees: bool = True,
+    ) -> None:
         from longwin.rope import native_window
 
         self.local_window = local_window or native_window(model.config.get_text_config())
+        self.trees = trees
         super().__init__(model, tokenizer, name=name)
         self.window = None  # the trees take any context length; the local window never exceeds the native one
         self.position_limit = None
         self.chunk = model.config.chunk_size
 
     def _settings(self) -> dict[str, Any]:
-        return {"local_window": self.local_window}
+        return {"local_window": self.local_window, "trees": self.trees}
 
     def split(self, prompt: Prompt) -> int:
         return split_point(len(prompt.ids), prompt.context_end, self.local_window, self.chunk)
@@ -76,8 +89,8 @@ class SharedLLMAdapter(CausalLMAdapter):
         out = self.model.generate(
             input_ids=local.to(device),
             attention_mask=mask.to(device),
-            context_input_ids=context.to(device),
-            context_attention_mask=context_mask.to(device),
+            context_input_ids=context.to(device) if self.trees else None,
+            context_attention_mask=context_mask.to(device) if self.trees else None,
             generation_config=config,
         )
         return [self._until_eos(row) for row in out[:, local.shape[1] :].tolist()]
@@ -95,7 +108,7 @@ class SharedLLMAdapter(CausalLMAdapter):
         """Summed NLL of ids[first:end], local window ids[split:end], trees over ids[:split]."""
         device = self.device
         local = torch.tensor([list(ids[split:end])], dtype=torch.long, device=device)
-        context = torch.tensor([list(ids[:split])], dtype=torch.long, device=device) if split else None
+        context = torch.tensor([list(ids[:split])], dtype=torch.long, device=device) if split and self.trees else None
         out = self.model(
             input_ids=local,
             context_input_ids=context,
