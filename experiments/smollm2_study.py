@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from longwin.eval.metrics import wilson
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "smollm2"
 MODEL = "smollm2-135m"
@@ -196,16 +198,6 @@ def done(stage: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- report
-
-
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson 95% interval of a proportion, in percent."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (100 * max(0.0, centre - half), 100 * min(1.0, centre + half))
 
 
 def _rows(name: str, task: str) -> list[dict[str, Any]]:
@@ -425,8 +417,7 @@ def speed_section() -> str:
         return "Not measured yet: `python benchmarks/train_speed.py` on an idle machine."
     body = record.read_text().split("\n", 2)[2].strip()  # without its title
     return (
-        body
-        + "\n\n(record: `benchmarks/results/train_speed.json`.) The chunked loss (`longwin.models.loss`, on by "
+        body + "\n\n(record: `benchmarks/results/train_speed.json`.) The chunked loss (`longwin.models.loss`, on by "
         "default for single-process training: `--chunked-loss`) computes the same loss and gradients without "
         "holding the 2K x 49K fp32 logits; activation checkpointing costs time here and is off. Each variant's "
         "first-step loss is identical, as it must be."

@@ -95,3 +95,13 @@ def test_longbench_scores_first_line_and_best_answer():
     # the best gold answer counts; LongBench-E files share the metric of their task
     assert score_prediction("hotpotqa_e", "Paris", ["London", "Paris"], []) == 1.0
     assert score_prediction("passage_count", "3", ["3"], []) == 1.0
+
+
+def test_wilson_interval_known_values_and_bounds():
+    from longwin.eval.metrics import wilson
+
+    assert wilson(0, 10) == pytest.approx((0.0, 27.75), abs=0.01)
+    assert wilson(10, 10) == pytest.approx((72.25, 100.0), abs=0.01)
+    low, high = wilson(6, 10)
+    assert low == pytest.approx(31.27, abs=0.01) and high == pytest.approx(83.18, abs=0.01)
+    assert all(0 <= x <= 100 for k in range(11) for x in wilson(k, 10))

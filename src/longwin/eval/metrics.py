@@ -10,6 +10,7 @@ character where LongBench used jieba.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import unicodedata
@@ -154,3 +155,14 @@ def code_sim(prediction: str, gold: str) -> float:
     lines = prediction.lstrip("\n").split("\n")
     line = next((ln for ln in lines if "`" not in ln and "#" not in ln and "//" not in ln), "")
     return edit_similarity(line, gold) / 100
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) of a proportion, in percent: honest at the few samples a CPU
+    affords, where the normal approximation gives intervals outside [0, 100]."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (100 * max(0.0, centre - half), 100 * min(1.0, centre + half))
