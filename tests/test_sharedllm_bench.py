@@ -10,6 +10,8 @@ import torch
 
 from conftest import make_tiny_llama
 from longwin import bench
+from longwin.bench.report import build_report, markdown
+from longwin.bench.streaming import streaming_prefill
 from longwin.cli import build_parser, main
 from longwin.flags import config_from_args
 
@@ -17,9 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stream(model, ids, sinks, window, segment):
-    return bench._streaming_prefill(
-        model, ids, {"stream_sinks": sinks, "stream_window": window, "stream_segment": segment}
-    )
+    return streaming_prefill(model, ids, {"stream_sinks": sinks, "stream_window": window, "stream_segment": segment})
 
 
 def test_streaming_prefill_attends_to_sinks_recent_window_and_its_own_segment():
@@ -64,13 +64,13 @@ def test_report_ratios_and_a_command_that_reproduces_the_settings():
         ]
     )
     cfg = config_from_args(bench.SharedLLMBench, args)
-    report = bench._report(cfg, "random", _fake_rows())
+    report = build_report(cfg, "random", _fake_rows())
     assert [r["length"] for r in report["ratios"]] == [2048, 4096]
     assert report["ratios"][0]["full_time_ratio"] == 4.0 and report["ratios"][0]["streaming_memory_ratio"] == 0.5
     again = config_from_args(bench.SharedLLMBench, parser.parse_args(shlex.split(report["command"])[1:]))
     assert again == cfg
-    markdown = bench._markdown(report)
-    assert report["command"] in markdown and "| 4096 | sharedllm | 4.00 | 4.00 | 2.00 | 0.50 |" in markdown
+    text = markdown(report)
+    assert report["command"] in text and "| 4096 | sharedllm | 4.00 | 4.00 | 2.00 | 0.50 |" in text
     json.dumps(report)
 
 

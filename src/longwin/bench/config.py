@@ -1,0 +1,57 @@
+"""What `longwin bench sharedllm` measures: its options, every one a flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METHODS = ("full", "streaming", "sharedllm", "sharedllm-bounded")
+
+
+@dataclass
+class SharedLLMBench:
+    model: str = field(
+        default="toy",
+        metadata={
+            "help": "model reference; `toy` falls back to a random "
+            "6-layer Llama (hidden 256) when not built; `random` forces it"
+        },
+    )
+    lengths: list[int] = field(
+        default_factory=lambda: [2048, 4096, 8192, 16384],
+        metadata={"min": 1, "help": "total input lengths (context + local window)"},
+    )
+    methods: list[str] = field(
+        default_factory=lambda: list(METHODS), metadata={"help": "subset of " + ",".join(METHODS)}
+    )
+    local_window: int = field(
+        default=256, metadata={"min": 1, "help": "SharedLLM local window (the tail the upper model reads)"}
+    )
+    # the model's shape: unset options take SharedLLMConfig's defaults (the one home of them)
+    num_lower_layers: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM M"})
+    chunk_size: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM chunk size"})
+    tree_height: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM tree height h"})
+    kv_per_node: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"})
+    bounded_batch_tokens: int = field(
+        default=2048,
+        metadata={
+            "min": 1,
+            "help": "sharedllm-bounded: most tokens the lower model encodes per pass (sharedllm: all at once)",
+        },
+    )
+    stream_window: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: recent tokens kept"})
+    stream_sinks: int = field(default=4, metadata={"min": 0, "help": "streaming baseline: first tokens kept"})
+    stream_segment: int = field(default=256, metadata={"min": 1, "help": "streaming baseline: prefill segment length"})
+    rope_method: str = field(default="yarn", metadata={"help": "RoPE scaling of the full-attention model"})
+    full_max_length: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "measure full attention only up to this many tokens (0: every length); past it a CPU "
+            "takes minutes a prefill and attention's T x T scores may not fit in memory",
+        },
+    )
+    threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads per measurement"})
+    repeats: int = field(
+        default=2, metadata={"min": 1, "help": "timed prefills per measurement; the fastest is reported"}
+    )
+    output: str = field(default="benchmarks/results", metadata={"help": "folder for sharedllm_bench.json/.md"})
