@@ -55,3 +55,22 @@ def test_every_retrieval_kind_marks_the_task_it_teaches():
     card = {"extend_config": {"retrieval_fraction": 0.25, "retrieval_kinds": ["copy_random"]}}
     assert trained_on(card, ["passkey", "copy", "ppl"]) == ["copy"]
     assert trained_on({"extend_config": {"retrieval_fraction": 0.0, "retrieval_kinds": list(KINDS)}}, ["copy"]) == []
+
+
+def test_verdicts_compare_with_free_yarn_and_the_base_leaving_trained_on_tasks_out():
+    from longwin.jobs.demo import verdicts
+
+    def run(copy256, copy2048, ppl256, ppl2048):
+        series = {"copy": {"acc": {"256": copy256, "2048": copy2048}}, "ppl": {"x": {"256": ppl256, "2048": ppl2048}}}
+        return {"tasks": {task: {"series": s} for task, s in series.items()}}
+
+    results = {
+        "base": run(95.0, 0.0, 60.0, 600.0),
+        "yarn-free": run(90.0, 70.0, 63.0, 70.0),
+        "cream": run(5.0, 2.0, 59.0, 65.0),
+    }
+    lines = verdicts(results, {"cream": []}, 256, 2048)
+    assert lines[0] == "- `cream` at 2048 tokens beats training-free YaRN on ppl 65.0 vs 70.0; not on copy 2.0 vs 70.0."
+    assert lines[1].startswith("- `cream` inside the native window (256) against the base: loses copy 5.0 vs 95.0")
+    trained = verdicts(results, {"cream": ["ppl"]}, 256, 2048)
+    assert "no task it was not trained on; not on copy" in trained[0]

@@ -269,6 +269,58 @@ def trained_on(card: dict[str, Any], tasks: list[str]) -> list[str]:
     return [t for t in tasks if t in {TASK_OF_KIND.get(k) for k in config.get("retrieval_kinds", [])}]
 
 
+def _headline(summary: dict[str, Any]) -> dict[str, float]:
+    """A task's first series (length -> value), as the tables show it."""
+    return next(iter(summary["series"].values()))
+
+
+def _better(task: str, ours: float, theirs: float) -> bool:
+    return ours < theirs if task == "ppl" else ours > theirs
+
+
+def verdicts(results: dict[str, dict[str, Any]], marked: dict[str, list[str]], native: int, longest: int) -> list[str]:
+    """Plain sentences: does each fine-tuned model beat training-free YaRN at the longest length on a task it
+    was not trained on, and what did it lose inside the native window against the base?"""
+    free, base = results.get("yarn-free"), results.get("base")
+    out = []
+    for name, trained in marked.items():
+        run = results.get(name)
+        if run is None:
+            continue
+        wins: list[str] = []
+        rest: list[str] = []
+        lost: list[str] = []
+        for task, summary in run["tasks"].items():
+            if task in trained:
+                continue
+            ours = _headline(summary)
+            if free and task in free["tasks"]:
+                theirs = _headline(free["tasks"][task])
+                mine, other = ours.get(str(longest)), theirs.get(str(longest))
+                if mine is not None and other is not None:
+                    (wins if _better(task, mine, other) else rest).append(f"{task} {mine:.1f} vs {other:.1f}")
+            if base and task in base["tasks"]:
+                mine, other = ours.get(str(native)), _headline(base["tasks"][task]).get(str(native))
+                if mine is not None and other is not None:
+                    worse = mine > 1.05 * other if task == "ppl" else mine < other - 10
+                    if worse:
+                        lost.append(f"{task} {mine:.1f} vs {other:.1f}")
+        if free:
+            out.append(
+                f"- `{name}` at {longest} tokens beats training-free YaRN on "
+                + (", ".join(wins) if wins else "no task it was not trained on")
+                + (f"; not on {', '.join(rest)}" if rest else "")
+                + "."
+            )
+        if base:
+            out.append(
+                f"- `{name}` inside the native window ({native}) against the base: "
+                + (f"loses {', '.join(lost)} (more than 10 points, or 5 % perplexity)" if lost else "keeps every task")
+                + "."
+            )
+    return out
+
+
 def retention_table(results: dict[str, dict[str, Any]], native: int) -> str:
     """Inside the native window, every model beside the base: what extension must not cost."""
     rows = []
@@ -326,6 +378,8 @@ def _report(
         f"## Trained-on tasks\n\n{contaminated or 'No evaluated task appears in any fine-tuning data.'}\n\n"
         f"## Inside the native window ({native} tokens): what extension must not cost\n\n"
         f"{retention_table(results, native)}\n\n"
+        f"## Verdicts (tasks a model was trained on are left out)\n\n"
+        f"{chr(10).join(verdicts(results, marked, native, max(cfg.lengths))) or 'No fine-tuned model.'}\n\n"
         f"## Training\n\n| method | steps | final loss | seconds |\n|---|---|---|---|\n{training}\n\n"
         f"## Plots\n\n{images}\n\n"
         f"Wall time of this run: {minutes:.1f} min. Small sample counts: one sample moves an accuracy by "
