@@ -393,3 +393,15 @@ def test_output_cache_reads_the_current_field_name_only():
     marker = object()
     assert output_cache(Recording(**{output_cache_field(): marker})) is marker
     assert set(asked) == {output_cache_field()}
+
+
+def test_a_sharedllm_folder_without_its_plugin_says_what_to_import(tmp_path, monkeypatch):
+    """Loading a saved SharedLLM before `longwin.methods.sharedllm` registered its type: one line, no traceback."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from longwin.models import load_model
+
+    monkeypatch.delitem(CONFIG_MAPPING._extra_content, "longwin-sharedllm", raising=False)
+    (tmp_path / "config.json").write_text('{"model_type": "longwin-sharedllm"}')
+    with pytest.raises(LongwinError, match=r"a longwin-sharedllm model; import longwin.methods.sharedllm first"):
+        load_model(str(tmp_path))
