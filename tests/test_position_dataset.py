@@ -26,8 +26,8 @@ def corpus_pool(tokenizer, folder):
 
 @pytest.mark.parametrize("scheme", ["cream", "pose", "randpos"])
 def test_segments_are_one_sequence_to_the_model(scheme, tiny_tokenizer, tmp_path, monkeypatch, one_thread):
-    """CREAM's and PoSE's ids jump between segments; transformers versions that infer packed sequences
-    from such jumps (when no attention mask is given) would mask the segments off from each other."""
+    """CREAM's and PoSE's ids jump between segments; without an attention mask transformers infers packed
+    sequences from such jumps, and flash-attention/flex then mask the segments off from each other."""
     from longwin.methods.positions.dataset import PositionSchemeDataset
 
     data = PositionSchemeDataset(
