@@ -435,6 +435,48 @@ def speed_section() -> str:
     )
 
 
+def plots() -> str:
+    """Figures from the records (written beside them), as Markdown image lines."""
+    from longwin.eval.plots import save_lines
+
+    out = []
+    ppl = {name: {str(n): v[0] for n, v in _ppl_by_length(name).items()} for name in METHODS}
+    ppl = {name: points for name, points in ppl.items() if points}
+    if ppl:
+        save_lines(
+            RESULTS / "ppl_vs_length.png",
+            ppl,
+            title="SmolLM2-135M: held-out perplexity (last 1,024 tokens)",
+            xlabel="window (tokens)",
+            ylabel="perplexity",
+            logy=True,
+            vline=NATIVE,
+        )
+        out.append("![perplexity vs length](../benchmarks/results/smollm2/ppl_vs_length.png)")
+    for task in ("passkey", "copy"):
+        series = {}
+        for name in METHODS:
+            at = [r for r in _rows(name, task) if r["length"] == TARGET]
+            if at:
+                series[name] = {
+                    f"{d:.0f}": 100
+                    * sum(r["score"] for r in at if float(r["position"]) == d)
+                    / max(1, sum(1 for r in at if float(r["position"]) == d))
+                    for d in (0.0, 25.0, 50.0, 75.0, 100.0)
+                }
+        if series:
+            save_lines(
+                RESULTS / f"{task}_by_depth_16k.png",
+                series,
+                title=f"SmolLM2-135M: {task} at 16K by depth (2 samples a depth)",
+                xlabel="depth (%)",
+                ylabel="score (%)",
+                lengths_on_x=False,
+            )
+            out.append(f"![{task} by depth at 16K](../benchmarks/results/smollm2/{task}_by_depth_16k.png)")
+    return "\n\n".join(out) or "No records yet."
+
+
 def report() -> str:
     status = "\n".join(f"- {'done' if done(s) else 'to do'}: `{s}`" for s in STAGES)
     return f"""# SmolLM2-135M past its 8K window, on a CPU: CREAM and its baselines
@@ -478,6 +520,10 @@ A span of 16 random single-token words planted at the depth, cued by its first 4
 copied whole.
 
 {depth_table("copy")}
+
+## Plots
+
+{plots()}
 
 ## Verdicts so far
 
