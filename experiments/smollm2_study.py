@@ -24,18 +24,17 @@ benchmarks/results/smollm2/<model>/ (commit them as they finish); models go unde
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from staged_study import ROOT, run_longwin, study_main
+
 from longwin.eval.metrics import wilson
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "smollm2"
 MODEL = "smollm2-135m"
 NATIVE, TARGET = 8192, 16384
@@ -111,11 +110,6 @@ def heldout_corpus(work: Path) -> Path:
     return path
 
 
-def _run(argv: list[str]) -> None:
-    print("+ longwin " + " ".join(argv), flush=True)
-    subprocess.run([sys.executable, "-m", "longwin", *argv], check=True, cwd=ROOT)
-
-
 def model_ref(name: str, work: Path) -> list[str]:
     """`longwin eval` flags that load method `name` (training it first when needed)."""
     kind = METHODS[name]
@@ -130,7 +124,7 @@ def model_ref(name: str, work: Path) -> list[str]:
             if any(folder.glob("checkpoint-*"))
             else ["--overwrite-output-dir", "true"]
         )
-        _run(
+        run_longwin(
             [
                 "train",
                 "--config",
@@ -180,7 +174,7 @@ def run_stage(stage: str, work: Path) -> None:
         ]
     else:
         args = ["--task", task, *BY_DEPTH]
-    _run(["eval", *ref, *args, *common, "--out", str(out)])
+    run_longwin(["eval", *ref, *args, *common, "--out", str(out)])
     card = work / "models" / name / "longwin_training.json"
     if card.is_file():  # the training record beside the evaluation (losses, steps, time)
         keep = {k: v for k, v in json.loads(card.read_text()).items() if k not in ("extend_config",)}
@@ -541,32 +535,9 @@ reports CREAM-YaRN ahead of PoSE-YaRN by more than 20 points on average on lost-
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", default="out/smollm2_study", help="models and the held-out text (not committed)")
-    parser.add_argument("--stages", default="", help="comma-separated stages (default: all, in priority order)")
-    parser.add_argument("--list", action="store_true", help="list the stages and whether each is done")
-    parser.add_argument("--report", action="store_true", help="write docs/results-smollm2.md from the records")
-    args = parser.parse_args()
-    stages = [s for s in args.stages.split(",") if s] or STAGES
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        parser.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
-    if args.list:
-        for stage in STAGES:
-            print(f"{'done' if done(stage) else 'todo'}  {stage}")
-        return 0
-    if args.report:
-        (ROOT / "docs" / "results-smollm2.md").write_text(report())
-        print(ROOT / "docs" / "results-smollm2.md")
-        return 0
-    work = Path(args.work)
-    for stage in stages:
-        if done(stage):
-            print(f"= {stage}: done", flush=True)
-            continue
-        print(f"> {stage}", flush=True)
-        run_stage(stage, work)
-    return 0
+    return study_main(
+        __doc__ or "", STAGES, done, run_stage, report, ROOT / "docs" / "results-smollm2.md", "out/smollm2_study"
+    )
 
 
 if __name__ == "__main__":

@@ -1,20 +1,8 @@
 """`longwin train --method sharedllm`: documents → (context, local window) examples → HF Trainer → a SharedLLM.
 
-Each example is a few whole context chunks (read through the context trees) followed by a local
-window of at most the native window, so the upper model's self-attention never leaves its
-pretraining range. The chunk count is drawn per example between --sharedllm-min-chunks and what
---target-length allows, so one model serves every context length up to it. Stages (docs/sharedllm.md):
-
-- `lm`: loss on every local-window token (the paper's LM stage);
-- `instruct`: loss on responses only, with the prompt as the tree's query (the paper's SFT stage).
-  Responses come from synthetic retrieval documents and --sharedllm-instructions records; natural
-  text keeps the LM loss, as the paper mixes pretraining text into its SFT data.
-
-A share of examples (--retrieval-fraction) are synthetic retrieval documents with the
-evidence in the context and the question + answer in the local window: a small model only learns
-to read the tree from such a dense signal. Trained on those alone it unlearns reading evidence from
-its own window, so --sharedllm-local-evidence puts a share of them wholly in the local window, behind
-natural context. Example i is a pure function of (seed, i).
+`build` checks every option before any weights load, stacks the base on its own bottom layers (or loads a
+saved SharedLLM to continue, e.g. the instruction stage after the LM stage), chooses what trains
+(`trainable.py`) and hands the runner the examples (`dataset.py`) and their collator (`collator.py`).
 """
 
 from __future__ import annotations
