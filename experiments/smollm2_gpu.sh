@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# SmolLM2-135M-Instruct, 8K -> 32K (s = 4, linear RoPE): CREAM vs PoSE fine-tuning on one GPU, then
-# passkey and perplexity up to 32K for the base, training-free PI/YaRN, CREAM and PoSE.
+# SmolLM2-135M-Instruct, 8K -> TARGET (default 32K, s = 4; TARGET=131072 for 128K, s = 16) with RoPE
+# scaling ROPE (default yarn, the CPU study's choice): CREAM vs PoSE fine-tuning on one GPU, then passkey
+# and perplexity up to TARGET for the base, training-free PI/YaRN, CREAM and PoSE.
+#   bash experiments/smollm2_gpu.sh train cream; ... eval                       (8K -> 32K)
+#   TARGET=131072 LENGTHS=8192,32768,131072 bash experiments/smollm2_gpu.sh train cream; ... eval
 #
 # Stages (run in order on one machine; each fits a 10-minute slot on an H100):
 #   prep     unpack data/wheels from $CARRY (default .gpu), report the environment
@@ -19,7 +22,9 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 DATA=${DATA:-$WORK/train.jsonl}
 PPL_TEXT=${PPL_TEXT:-$WORK/essays.txt}
 STEPS=${STEPS:-150}
-LENGTHS=${LENGTHS:-8192,16384,32768}
+TARGET=${TARGET:-32768}
+ROPE=${ROPE:-yarn}
+LENGTHS=${LENGTHS:-8192,16384,$TARGET}
 SAMPLES=${SAMPLES:-2}
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
 if [[ ${DRY:-0} == 1 ]]; then STEPS=2; LENGTHS=1024; SAMPLES=1; TRAIN_FLAGS="--train-length 1024 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --bf16 false --dtype float32"; fi
@@ -46,23 +51,25 @@ model)
   ;;
 train)
   M=${2:?train needs a scheme: cream or pose}
-  lw train --config cream-smollm2-135m-32k --scheme "$M" --data "$DATA" --max-steps "$STEPS" \
+  lw train --config cream-smollm2-135m-32k --scheme "$M" --rope "$ROPE" --target-length "$TARGET" \
+    --data "$DATA" --max-steps "$STEPS" \
     --per-device-train-batch-size 4 --gradient-accumulation-steps 2 --gradient-checkpointing false \
     --learning-rate 5e-5 --warmup-steps 10 --lr-scheduler-type cosine --logging-steps 10 --save-steps 100000 \
-    --dataloader-num-workers 4 --report-to none --output-dir "$WORK/models/$M" --overwrite-output-dir true $TRAIN_FLAGS
+    --dataloader-num-workers 4 --report-to none --output-dir "$WORK/models/$M-$TARGET" --overwrite-output-dir true $TRAIN_FLAGS
   ;;
 eval)
   EV="--task passkey,ppl --lengths $LENGTHS --samples $SAMPLES --depths 0,25,50,75,100 --corpus $PPL_TEXT \
       --conventions chunks,last-k --last-k 1024 --dtype bfloat16 --progress false --batch-size 1"
   [[ ${DRY:-0} == 1 ]] && EV="${EV/--dtype bfloat16/--dtype float32} --max-new-tokens 8"
-  lw eval --model smollm2-135m $EV --out "$WORK/eval/base"
-  lw eval --model smollm2-135m --rope linear --target-length 32768 $EV --out "$WORK/eval/pi-free"
-  lw eval --model smollm2-135m --rope yarn --target-length 32768 $EV --out "$WORK/eval/yarn-free"
+  E=$WORK/eval/$TARGET
+  lw eval --model smollm2-135m $EV --out "$E/base"
+  lw eval --model smollm2-135m --rope linear --target-length "$TARGET" $EV --out "$E/pi-free"
+  lw eval --model smollm2-135m --rope yarn --target-length "$TARGET" $EV --out "$E/yarn-free"
   for M in cream pose; do
-    [[ -d $WORK/models/$M ]] && lw eval --model "$WORK/models/$M" $EV --out "$WORK/eval/$M"
+    [[ -d $WORK/models/$M-$TARGET ]] && lw eval --model "$WORK/models/$M-$TARGET" $EV --out "$E/$M"
   done
-  RUNS=(); for R in base pi-free yarn-free cream pose; do [[ -d $WORK/eval/$R ]] && RUNS+=("$WORK/eval/$R"); done
-  lw eval --compare "${RUNS[@]}" --out "$WORK/eval/compare"
+  RUNS=(); for R in base pi-free yarn-free cream pose; do [[ -d $E/$R ]] && RUNS+=("$E/$R"); done
+  lw eval --compare "${RUNS[@]}" --out "$E/compare"
   ;;
 pack)
   DEST=${OUT:-$PWD/smollm2-results}
