@@ -65,7 +65,8 @@ class SharedLLMAdapter(CausalLMAdapter):
         self.chunk = model.config.chunk_size
 
     def _settings(self) -> dict[str, Any]:
-        return {"local_window": self.local_window, "trees": self.trees}
+        # `trees` only when off, so results cached before the option existed keep their fingerprint
+        return {"local_window": self.local_window, **({} if self.trees else {"trees": False})}
 
     def split(self, prompt: Prompt) -> int:
         return split_point(len(prompt.ids), prompt.context_end, self.local_window, self.chunk)
