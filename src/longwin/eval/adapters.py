@@ -18,13 +18,28 @@ from longwin.eval.sharedllm_adapter import SharedLLMAdapter
 from longwin.methods.sharedllm import SharedLLMConfig
 from longwin.models import load_model
 
+
+def _flag(value: Any) -> bool:
+    """A boolean as `longwin.flags.parse_options` types `true`/`false`."""
+    if not isinstance(value, bool):
+        raise LongwinError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _positive(value: Any) -> int:
+    """A positive integer as `longwin.flags.parse_options` types digits."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LongwinError(f"expected a positive integer, got {value!r}")
+    return value
+
+
 # model_type -> adapter; every other causal LM gets CausalLMAdapter
 ADAPTERS: dict[str, type[CausalLMAdapter]] = {
     SharedLLMConfig.model_type: SharedLLMAdapter,  # context to the trees, question in the local window
 }
 # adapter -> the options `longwin eval --adapter-options` may pass it, each with its parser
 ADAPTER_OPTIONS: dict[type[CausalLMAdapter], dict[str, Any]] = {
-    SharedLLMAdapter: {"local_window": lambda v: _positive(v), "trees": lambda v: _flag(v)},
+    SharedLLMAdapter: {"local_window": _positive, "trees": _flag},
 }
 
 
@@ -61,16 +76,3 @@ def resolve_model(
         )
     typed = {k: accepted[k](v) for k, v in (options or {}).items()}
     return adapter(model, tokenizer, name=name, **typed)
-
-
-def _flag(value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text not in {"true", "false", "1", "0", "yes", "no"}:
-        raise LongwinError(f"expected true or false, got {value!r}")
-    return text in {"true", "1", "yes"}
-
-
-def _positive(value: Any) -> int:
-    if not str(value).isdigit() or int(value) < 1:
-        raise LongwinError(f"expected a positive integer, got {value!r}")
-    return int(value)
