@@ -81,7 +81,9 @@ def cross_attention_on(
     return [mass[k] for k in sorted(mass)]
 
 
-def probe(model_ref: str, lengths: list[int], samples: int, seed: int) -> list[dict[str, Any]]:
+def probe(
+    model_ref: str, lengths: list[int], samples: int, seed: int, local_window: int | None = None
+) -> list[dict[str, Any]]:
     from longwin.eval.model import Prompt
     from longwin.eval.options import make_options
     from longwin.eval.prompting import PromptFormatter
@@ -92,7 +94,7 @@ def probe(model_ref: str, lengths: list[int], samples: int, seed: int) -> list[d
 
     model, tokenizer = load_model(model_ref)
     model.eval()
-    adapter = SharedLLMAdapter(model, tokenizer)
+    adapter = SharedLLMAdapter(model, tokenizer, local_window=local_window)
     task, fmt = make_task("passkey", make_options({}), seed), PromptFormatter(tokenizer)
     rows = []
     for length in lengths:
@@ -156,12 +158,19 @@ def main() -> int:
     parser.add_argument("--lengths", default="1024,2048")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--local-window",
+        type=int,
+        default=0,
+        help="tokens kept local, as `--adapter-options local_window` (default: native)",
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = probe(args.model, [int(n) for n in args.lengths.split(",")], args.samples, args.seed)
+    lengths = [int(n) for n in args.lengths.split(",")]
+    rows = probe(args.model, lengths, args.samples, args.seed, args.local_window or None)
     command = " ".join(["python experiments/sharedllm_tree_probe.py", *sys.argv[1:]])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,40 @@
+"""experiments/sharedllm_read_probe.py: its with/without-trees comparison sees exactly what the trees add."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from conftest import make_tiny_llama
+from longwin.methods.sharedllm import SharedLLMForCausalLM
+
+_spec = importlib.util.spec_from_file_location(
+    "sharedllm_read_probe", Path(__file__).parents[1] / "experiments" / "sharedllm_read_probe.py"
+)
+probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe)
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    window = torch.randint(3, 300, (1, 12))
+    labels = window.clone()
+    labels[:, :4] = -100
+    return {"input_ids": window, "labels": labels, "context_input_ids": torch.randint(3, 300, (1, 64))}
+
+
+def test_an_untrained_stack_scores_the_same_with_and_without_trees_and_a_trained_one_does_not():
+    torch.manual_seed(0)
+    model = SharedLLMForCausalLM.from_base(
+        make_tiny_llama(layers=3), num_lower_layers=2, chunk_size=32, tree_height=2, kv_per_node=4
+    ).eval()
+    batch = _batch()
+    with_trees, without = probe._loss(model, batch, True), probe._loss(model, batch, False)
+    assert abs(with_trees[0] - without[0]) < 1e-5 and with_trees[2] == without[2] == 8
+    assert all(n["cross_o_proj"] == 0 and n["self_o_proj"] > 0 for n in probe.norms(model))
+    with torch.no_grad():
+        for block, layer in zip(model.cross_attn, model.model.layers):
+            block.o_proj.weight.copy_(layer.self_attn.o_proj.weight)
+    assert abs(probe._loss(model, batch, True)[0] - without[0]) > 1e-4
+    assert all(n["cross_o_proj"] > 0 for n in probe.norms(model))
