@@ -301,6 +301,18 @@ def _verdicts() -> list[str]:
             f"{100 * (free[2048][0] / base[2048][0] - 1):+.1f} % at 2K and "
             f"{100 * (free[NATIVE][0] / base[NATIVE][0] - 1):+.1f} % at 8K against the base."
         )
+    free_rows = {
+        name: rows
+        for name in ("yarn-free", "revised-yarn-free", "ntk-free", "dynamic-free", "linear-free")
+        if TARGET in (rows := _ppl_by_length(name))
+    }
+    if len(free_rows) > 1:
+        ranked = sorted(free_rows, key=lambda n: free_rows[n][TARGET][0])
+        listed = ", ".join(f"{n} {free_rows[n][TARGET][0]:.2f}" for n in ranked)
+        out.append(
+            f"- **Training-free scalings at 16K (lowest first; the bar a fine-tuned method must clear is the "
+            f"lowest):** {listed}."
+        )
     contiguous = _ppl_by_length("contiguous-yarn")
     for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear"):
         mine = _ppl_by_length(name)
