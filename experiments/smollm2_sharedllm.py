@@ -262,6 +262,10 @@ READ_PROBES = {  # record -> what the model is
 }
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def read_probe_table() -> str:
     """Loss with and without the trees where the context holds what the window needs (read-probe/*.json)."""
     lines = [
@@ -274,13 +278,13 @@ def read_probe_table() -> str:
         if not path.is_file():
             continue
         rec = json.loads(path.read_text())
-        ratio = sum(n["cross_o_proj"] / n["self_o_proj"] for n in rec["norms"]) / len(rec["norms"])
+        ratio = _mean([n["cross_o_proj"] / n["self_o_proj"] for n in rec["norms"]])
         rep, kv = rec["repeat"], rec["kv"]
         tokens = sum(r["tokens"] for r in kv)
         lines.append(
             f"| {what} | {100 * ratio:.1f} % "
-            f"| {sum(r['trees'] for r in rep) / len(rep):.3f} / {sum(r['no_trees'] for r in rep) / len(rep):.3f} "
-            f"| {sum(r['trees'] for r in kv) / len(kv):.3f} / {sum(r['no_trees'] for r in kv) / len(kv):.3f} "
+            f"| {_mean([r['trees'] for r in rep]):.3f} / {_mean([r['no_trees'] for r in rep]):.3f} "
+            f"| {_mean([r['trees'] for r in kv]):.3f} / {_mean([r['no_trees'] for r in kv]):.3f} "
             f"| {sum(r['hits'][0] for r in kv)} / {sum(r['hits'][1] for r in kv)} of {tokens} |"
         )
     return "\n".join(lines) if len(lines) > 2 else "Not measured yet."
@@ -310,7 +314,7 @@ def verdicts() -> list[str]:
             f"100K):** {', '.join(trend)}."
         )
     if NATIVE in base and 32768 in mine:
-        trunc, ours = sum(base[NATIVE]) / len(base[NATIVE]), sum(mine[32768]) / len(mine[32768])
+        trunc, ours = _mean(base[NATIVE]), _mean(mine[32768])
         out.append(
             f"- **Against the base truncated to its own 8K window:** {trunc:.2f}, against SharedLLM's {ours:.2f} at "
             f"32K: truncation {'wins' if trunc < ours else 'loses'}. SharedLLM's self-attention sees 512-1,024 "
