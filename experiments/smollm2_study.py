@@ -370,25 +370,34 @@ def _share(hits: tuple[float, int]) -> str:
     return f"{hits[0]:.0f}/{hits[1]} ({low:.0f}–{high:.0f} %)"
 
 
+def _depth_verdict(name: str, task: str) -> str:
+    """One model's task at the target (worst depth) and inside the window beside the base's; "" until measured."""
+    rows = [r for r in _rows(name, task) if r["length"] == TARGET]
+    if len(rows) < 10:
+        return ""
+    by_depth = [[r["score"] for r in rows if float(r["position"]) == d] for d in (0.0, 25.0, 50.0, 75.0, 100.0)]
+    worst = min(sum(hits) / max(1, len(hits)) for hits in by_depth)
+    inside = [(_hits(name, task, n), _hits("base", task, n)) for n in (2048, NATIVE)]
+    if task == "passkey":
+        head = f"passkey at 16K:** {_share(_hits(name, task, TARGET))}, worst depth {100 * worst:.0f} % "
+        head += f"({'meets' if worst >= 0.9 else 'misses'} the 90 %-at-every-depth bar)"
+    else:
+        words = sum(r["score"] for r in rows) / len(rows)
+        head = f"copy at 16K:** spans copied whole {_share(_hits(name, task, TARGET))}, {100 * words:.0f} % of "
+        head += f"words, worst depth {100 * worst:.0f} % of words"
+    if not inside[1][1][1]:
+        return f"- **{name}, {head}."
+    return (
+        f"- **{name}, {head}; inside the window {_share(inside[0][0])} at 2K and {_share(inside[1][0])} at 8K "
+        f"against the base's {_share(inside[0][1])} and {_share(inside[1][1])}."
+    )
+
+
 def _task_verdicts() -> list[str]:
-    """Passkey at the target by depth, retention inside the window, and CREAM vs PoSE in the middle."""
+    """Passkey and copy at the target by depth, retention inside the window, and CREAM vs PoSE in the middle."""
     out = []
-    for name in ("yarn-free", "cream-yarn", "pose-yarn"):
-        rows = [r for r in _rows(name, "passkey") if r["length"] == TARGET]
-        if len(rows) < 10:
-            continue
-        worst = min(
-            sum(r["score"] for r in rows if float(r["position"]) == d)
-            / max(1, sum(1 for r in rows if float(r["position"]) == d))
-            for d in (0.0, 25.0, 50.0, 75.0, 100.0)
-        )
-        inside = [(_hits(name, "passkey", n), _hits("base", "passkey", n)) for n in (2048, NATIVE)]
-        out.append(
-            f"- **{name}, passkey at 16K:** {_share(_hits(name, 'passkey', TARGET))}, worst depth "
-            f"{100 * worst:.0f} % ({'meets' if worst >= 0.9 else 'misses'} the 90 %-at-every-depth bar); inside "
-            f"the window {_share(inside[0][0])} at 2K and {_share(inside[1][0])} at 8K against the base's "
-            f"{_share(inside[0][1])} and {_share(inside[1][1])}."
-        )
+    for task in ("passkey", "copy"):
+        out += [line for name in ("yarn-free", "cream-yarn", "pose-yarn") if (line := _depth_verdict(name, task))]
     last = [r for name in METHODS for r in _rows(name, "passkey") if float(r["position"]) == 100.0]
     if last:
         inside = [r for r in last if r["length"] <= NATIVE]
