@@ -26,6 +26,12 @@ declare -A VARIANTS=(
   [replay-copy-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy"
   [replay-copies-0.25]="--learning-rate 3e-4 --retrieval-fraction 0.25 --retrieval-kinds copy,copy_random"
   [replay-copies-0.5]="--learning-rate 3e-4 --retrieval-fraction 0.5 --retrieval-kinds copy,copy_random"
+  [distill-1]="--learning-rate 3e-4 --distill-weight 1"
+  [distill-10]="--learning-rate 3e-4 --distill-weight 10"
+  [distill-100]="--learning-rate 3e-4 --distill-weight 100"
+  [distill-100-lr1e-3]="--learning-rate 1e-3 --distill-weight 100"
+  [distill-100-lr1e-4]="--learning-rate 1e-4 --distill-weight 100"
+  [distill-100-native-0.25]="--learning-rate 3e-4 --distill-weight 100 --native-fraction 0.25"
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${!VARIANTS[@]}")

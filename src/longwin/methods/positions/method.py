@@ -45,6 +45,8 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     train_len = check_windows(common, native)
     scaled = scale_rope(base_config, opts.rope, common.target_length, **opts.rope_options)
     positions.sample(opts.scheme, train_len, common.target_length, seed=0, **opts.scheme_options)
+    if opts.distill_weight and opts.induction_weight:
+        raise LongwinError("--distill-weight and --induction-weight cannot be combined (each brings its own loss)")
     model, tokenizer = load_model(
         common.model, dtype=common.dtype, attn_implementation=common.attn_implementation, config=scaled
     )
@@ -52,6 +54,11 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     if lora.enabled:
         model = apply_lora(model, lora)
     trainer_class, after_fit = None, None
+    if opts.distill_weight:
+        from longwin.methods.distill import distill_trainer
+
+        teacher, _ = load_model(common.model, dtype=common.dtype, attn_implementation=common.attn_implementation)
+        trainer_class = distill_trainer(teacher, opts.distill_weight)
     if opts.induction_weight:
         trainer_class = _induction_trainer(model, opts, targs.resume_from_checkpoint)
 

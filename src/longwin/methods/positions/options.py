@@ -49,6 +49,15 @@ class PositionsOptions:
     induction_match: int = field(
         default=2, metadata={"min": 1, "help": "tokens the supervised induction head matches (as in pretrain-toy)"}
     )
+    distill_weight: float = field(
+        default=0.0,
+        metadata={
+            "min": 0,
+            "help": "weight of a KL loss to the unchanged base reading the same tokens at positions 0..T-1 "
+            "(positional self-distillation: longwin.methods.distill; a second copy of the model in memory); "
+            "0 turns it off",
+        },
+    )
 
     def __post_init__(self) -> None:
         """`k=v,k=v` strings (flags, YAML) become typed mappings."""
