@@ -21,7 +21,9 @@ declare -A VARIANTS=(
 for name in "${!VARIANTS[@]}"; do
   [ -f "$OUT/$name/results.json" ] && continue
   # shellcheck disable=SC2086
-  longwin train --config cream-toy-2048 --output-dir "$WORK/$name" --overwrite-output-dir true --disable-tqdm true ${VARIANTS[$name]}
+  # --distill-weight 0: the recipe as it was when these records were made (it distills since; docs/toy-model.md)
+  longwin train --config cream-toy-2048 --output-dir "$WORK/$name" --overwrite-output-dir true --disable-tqdm true \
+    --distill-weight 0 ${VARIANTS[$name]}
   longwin eval --model "$WORK/$name" "${EVAL[@]}" --out "$OUT/$name"
 done
 for rope in linear yarn ntk dynamic; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Why does fine-tuning erase the toy's content copying? Train the demo's CREAM recipe (256 -> 2048, YaRN,
-# 200 steps) on natural text only with one change at a time, then probe every model with
-# experiments/toy_copy_probe.py. Variants are NAME="flags"; a finished model is not retrained.
+# 200 steps) on natural text only, without distillation (as the recipe was before it), with one change at a
+# time, then probe every model with experiments/toy_copy_probe.py. Variants are NAME="flags"; a finished
+# model is not retrained.
 #   bash experiments/toy_extension_variants.sh [NAME ...]      (minutes each on 2 cores)
 # Models go to ${WORK:-out/toy_variants}; the probe rows of every finished variant are merged into
 # benchmarks/results/toy_copy_probe/variants.json (rows of variants not on this machine are kept).
@@ -31,6 +32,8 @@ declare -A VARIANTS=(
   [distill-100]="--learning-rate 3e-4 --distill-weight 100"
   [distill-100-lr1e-3]="--learning-rate 1e-3 --distill-weight 100"
   [distill-100-lr1e-4]="--learning-rate 1e-4 --distill-weight 100"
+  [distill-100-lr3e-5]="--learning-rate 3e-5 --distill-weight 100"
+  [distill-100-lr1e-4-native-0.25]="--learning-rate 1e-4 --distill-weight 100 --native-fraction 0.25"
   [distill-100-native-0.25]="--learning-rate 3e-4 --distill-weight 100 --native-fraction 0.25"
 )
 names=("$@")
@@ -39,7 +42,7 @@ for name in "${names[@]}"; do
   folder="$WORK/$name"
   [ -f "$folder/longwin_training.json" ] || OMP_NUM_THREADS=$THREADS longwin train --config cream-toy-2048 \
     --retrieval-fraction 0 --max-steps 200 --save-steps 1000 --disable-tqdm true --output-dir "$folder" \
-    --overwrite-output-dir true ${VARIANTS[$name]}
+    --overwrite-output-dir true --distill-weight 0 ${VARIANTS[$name]}
 done
 specs=(--model toy --model toy:yarn:2048)
 for name in "${!VARIANTS[@]}"; do  # every finished variant, so the table always holds them all

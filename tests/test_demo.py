@@ -31,6 +31,7 @@ def test_demo_trains_evaluates_reports_and_resumes(tmp_path, capsys):
     assert main(argv) == 0
     report = (out / "report.md").read_text()
     assert "| task | series | length | base | pi | yarn-free | sharedllm |" in report
+    assert "lr 3e-05, positional self-distillation weight 100" in report  # the toy recipe's, named in the report
     results = json.loads((out / "results.json").read_text())
     assert set(results["results"]) == {"base", "pi", "yarn-free", "sharedllm"}
     assert set(results["training"]) == {"pi", "sharedllm"}

@@ -367,11 +367,16 @@ def _report(
         if t
     )
     native = min(cfg.lengths)
+    recipe = next((c for n, c in cards.items() if METHODS[n].kind == "positions"), {})
+    settings = recipe.get("training_arguments", {})
+    distill = recipe.get("extend_config", {}).get("positions", {}).get("distill_weight")
+    how = f", lr {settings['learning_rate']:g}" if "learning_rate" in settings else ""
+    how += f", positional self-distillation weight {distill:g} (`docs/toy-model.md`)" if distill else ""
     return (
         f"# longwin demo: `{cfg.model}` extended to {cfg.target_length} tokens\n\n"
         f"Methods (columns of the table; `base` is the unchanged model):\n{methods}\n\n"
         f"Fine-tuned methods: {cfg.max_steps} steps at the native window on the same data "
-        f"({cfg.retrieval_fraction:.0%} retrieval examples), seed {cfg.seed}. "
+        f"({cfg.retrieval_fraction:.0%} retrieval examples{how}), seed {cfg.seed}. "
         f"Evaluation: {', '.join(cfg.tasks)} at {', '.join(map(str, cfg.lengths))} tokens, {cfg.samples} sample(s) "
         f"per cell (depth/position), perplexity on the held-out documents (`heldout.jsonl`).\n\n"
         f"{table}\n\n"
