@@ -8,8 +8,10 @@ Every model is evaluated on the same held-out text and prompts:
 
 Methods (same data, steps, learning rate and seed for every fine-tuned one; natural text only):
 the base; training-free PI (linear), NTK, dynamic NTK, YaRN and revised YaRN; CREAM and PoSE with YaRN
-and with linear interpolation; contiguous fine-tuning (`scheme none`) with PI and with YaRN. Fine-tuning
-runs at 1,024 tokens a window (the CPU budget), positions spanning 16,384 (CREAM, PoSE).
+and with linear interpolation; contiguous fine-tuning (`scheme none`) with PI and with YaRN; CREAM-YaRN with
+positional self-distillation from the base (`--distill-weight 100`, the toy recipe's fix for the content
+copying fine-tuning erases there). Fine-tuning runs at 1,024 tokens a window (the CPU budget), positions
+spanning 16,384 (CREAM, PoSE).
 
 The work is a list of stages in priority order. Each stage is resumable on its own (an evaluation reuses
 its finished cells, a training resumes from its newest complete checkpoint) and skipped once done, so
@@ -59,6 +61,8 @@ METHODS: dict[str, tuple[str, ...]] = {
     "pose-linear": ("train", "pose", "linear"),
     "contiguous-yarn": ("train", "none", "yarn"),
     "contiguous-linear": ("train", "none", "linear"),
+    # + positional self-distillation from the base (weight 100, as the toy recipe: docs/toy-model.md)
+    "cream-yarn-distill": ("train", "cream", "yarn", "100"),
 }
 # stages in priority order: the perplexity rows first (cheap; contiguous fine-tuning among them, since it
 # separates what the training text teaches from what the position layout does), then the task grid for the
@@ -81,6 +85,7 @@ STAGES = (
         f"ppl:{m}"
         for m in ["linear-free", "ntk-free", "dynamic-free", "cream-linear", "pose-linear", "contiguous-linear"]
     ]
+    + ["ppl:cream-yarn-distill", "copy:cream-yarn-distill", "passkey:cream-yarn-distill"]
 )
 BY_DEPTH = ["--samples", "2", "--depths", "0,25,50,75,100"]  # passkey and copy: 10 cells per length
 # where a stage skips a length: the base's copy at 16K (18 CPU minutes) would only repeat what its perplexity
@@ -140,6 +145,7 @@ def model_ref(name: str, work: Path) -> list[str]:
                 kind[1],
                 "--rope",
                 kind[2],
+                *(["--distill-weight", kind[3]] if len(kind) > 3 else []),
                 "--output-dir",
                 str(folder),
                 *resume,
@@ -321,7 +327,7 @@ def _verdicts() -> list[str]:
             f"lowest):** {listed}."
         )
     contiguous = _ppl_by_length("contiguous-yarn")
-    for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear"):
+    for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear", "cream-yarn-distill"):
         mine = _ppl_by_length(name)
         if not ({NATIVE, TARGET, 2048} <= set(mine) and {TARGET} <= set(free)):
             continue
@@ -404,7 +410,8 @@ def _task_verdicts() -> list[str]:
     """Passkey and copy at the target by depth, retention inside the window, and CREAM vs PoSE in the middle."""
     out = []
     for task in ("passkey", "copy"):
-        out += [line for name in ("yarn-free", "cream-yarn", "pose-yarn") if (line := _depth_verdict(name, task))]
+        names = ("yarn-free", "cream-yarn", "pose-yarn", "cream-yarn-distill")
+        out += [line for name in names if (line := _depth_verdict(name, task))]
     last = [r for name in METHODS for r in _rows(name, "passkey") if float(r["position"]) == 100.0]
     if last:
         inside = [r for r in last if r["length"] <= NATIVE]
