@@ -44,6 +44,17 @@ def test_kl_counts_only_predicted_tokens_the_labels_keep():
     assert distill_kl(logits, teacher, torch.full((1, 4), -100)).item() == 0.0
 
 
+def _position_sensitive_llama():
+    """A tiny Llama with sharp attention and logits, so that where the tokens sit changes its predictions."""
+    model = make_tiny_llama(max_position_embeddings=64)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+        model.model.embed_tokens.weight.mul_(4)  # tied: the output projection too
+    return model
+
+
 def _loss(trainer_class, model, inputs, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     return trainer_class(model=model, args=args).compute_loss(model, inputs).item()
@@ -54,11 +65,7 @@ def test_distill_changes_nothing_where_positions_are_the_base_ones(tmp_path):
     is what separates them."""
     from transformers import Trainer
 
-    model = make_tiny_llama(max_position_embeddings=64)
-    with torch.no_grad():  # sharper attention, so that where the tokens sit changes the logits visibly
-        for layer in model.model.layers:
-            layer.self_attn.q_proj.weight.mul_(8)
-            layer.self_attn.k_proj.weight.mul_(8)
+    model = _position_sensitive_llama()
     teacher = copy.deepcopy(model)
     ids = torch.randint(3, 320, (2, 16), generator=torch.Generator().manual_seed(0))
     inputs = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
@@ -88,3 +95,25 @@ def test_train_cli_with_distillation_saves_a_stock_model(tiny_setup, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("longwin train: error:") and "cannot be combined" in err
     assert not (tmp_path / "x" / "longwin_training.json").exists()
+
+
+def test_kl_share_follows_the_lm_loss_under_gradient_accumulation(tmp_path):
+    """With the step's token count given (the Trainer's gradient-accumulation path) the LM loss is a share of the
+    whole step and is not divided again, so each micro-batch's KL mean must count 1 / accumulation steps."""
+    from transformers import Trainer
+
+    model = _position_sensitive_llama()
+    teacher = copy.deepcopy(model)
+    ids = torch.randint(3, 320, (1, 16), generator=torch.Generator().manual_seed(1))
+    moved = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
+    moved["position_ids"] = torch.arange(16)[None] * 3 + 5
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, gradient_accumulation_steps=2)
+    items = torch.tensor(30)
+    plain = Trainer(model=model, args=args).compute_loss(model, moved, num_items_in_batch=items).item()
+    distilled = distill_trainer(teacher, 4.0)(model=model, args=args)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in moved.items() if k != "labels"}).logits
+        kl = distill_kl(logits, teacher(ids, attention_mask=moved["attention_mask"]).logits, ids).item()
+    got = distilled.compute_loss(model, moved, num_items_in_batch=items).item()
+    assert 4.0 * kl / 2 > 1e-4 * plain  # ten times the tolerance below: it tells the shares apart
+    assert got == pytest.approx(plain + 4.0 * kl / 2, rel=1e-5)

@@ -53,7 +53,12 @@ def distill_trainer(teacher: Any, weight: float) -> type:
                 teacher.to(device)
             with torch.no_grad():
                 target = teacher(**plain, use_cache=False).logits
-            loss = loss + weight * distill_kl(outputs.logits, target, inputs["labels"])
+            kl = distill_kl(outputs.logits, target, inputs["labels"])
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+                # the LM loss is then already a share of the whole step's tokens and the Trainer does not divide
+                # by the accumulation steps; the KL, a mean over this micro-batch, must be divided here
+                kl = kl / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
+            loss = loss + weight * kl
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
