@@ -196,25 +196,30 @@ def run_stage(stage: str, work: Path) -> None:
 
 def retrained_note() -> str:
     """Models whose records come from more than one training run of the same recipe (a model folder lost and
-    trained again): CPU training here is not bit-for-bit repeatable, so say which record saw which run."""
-    notes = []
+    trained again): a retrain need not repeat the first bit for bit, so say which record saw which run."""
+    notes, losses_differ = [], False
     for name in METHODS:
         cards = {
             task.name: json.loads((task / "training.json").read_text())
             for task in sorted((RESULTS / name).glob("*"))
             if (task / "training.json").is_file()
         }
-        losses = {round(c["final_loss"], 4) for c in cards.values()}
-        if len(losses) > 1:
-            runs = ", ".join(f"{task} final loss {c['final_loss']:.3f}" for task, c in cards.items())
+        if len({round(c["final_loss"], 4) for c in cards.values()}) > 1:
+            runs = ", ".join(
+                f"{task}: final loss {c['final_loss']:.3f}, {c.get('loss', 'the model')} loss"
+                for task, c in cards.items()
+            )
             notes.append(f"`{name}` was trained twice with its recipe ({runs})")
+            losses_differ |= len({c.get("loss") for c in cards.values()}) > 1
     if not notes:
         return ""
-    return (
-        "- Retrained models: "
-        + "; ".join(notes)
-        + ". The same recipe and seed; fp32 CPU training does not repeat bit for bit.\n"
+    why = (
+        "the chunked loss (`--chunked-loss`, the default since) sums the same terms in another order, and over "
+        "100 fp32 steps that moves the weights"
+        if losses_differ
+        else "fp32 training on a CPU does not repeat bit for bit"
     )
+    return "- Retrained models: " + "; ".join(notes) + f". The same recipe and seed; {why}.\n"
 
 
 def done(stage: str) -> bool:
