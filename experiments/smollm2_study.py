@@ -428,10 +428,21 @@ def _depth_verdict(name: str, task: str) -> str:
         head += f"words, worst depth {100 * worst:.0f} % of words"
     if not inside[1][1][1]:
         return f"- **{name}, {head}."
+    words = ""
+    if task == "copy":
+        share = [[_word_share(m, n) for n in (2048, NATIVE)] for m in (name, "base")]
+        (mine2, mine8), (base2, base8) = share
+        words = f" (words copied: {mine2:.0f} / {mine8:.0f} % against {base2:.0f} / {base8:.0f} %)"
     return (
         f"- **{name}, {head}; inside the window {_share(inside[0][0])} at 2K and {_share(inside[1][0])} at 8K "
-        f"against the base's {_share(inside[0][1])} and {_share(inside[1][1])}."
+        f"against the base's {_share(inside[0][1])} and {_share(inside[1][1])}{words}."
     )
+
+
+def _word_share(name: str, length: int) -> float:
+    """Mean share (%) of a copy span's words a model reproduced at one length."""
+    rows = [r["score"] for r in _rows(name, "copy") if r["length"] == length]
+    return 100 * sum(rows) / max(1, len(rows))
 
 
 def _task_verdicts() -> list[str]:
