@@ -26,6 +26,7 @@ Stages, each resumable and recorded under benchmarks/results/smollm2_sharedllm/ 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,15 @@ def verdicts() -> list[str]:
                 pairs.append(f"{sum(mine_n):.0f}/{len(mine_n)} vs {sum(base_n):.0f}/{len(base_n)} at {n // 1024}K")
         if pairs:
             out.append(f"- **Retention, passkey inside the base's window ({name} vs the base):** {'; '.join(pairs)}.")
+        local = [r for r in rows if r["length"] == 2048 and float(r["position"]) == 75.0]  # key in the local window
+        numbers = [m.group() for r in local if (m := re.search(r"\d+", r["output"]))]
+        if local:
+            near = sum(len(n) == len(str(r["answer"])) and n != str(r["answer"]) for n, r in zip(numbers, local))
+            out.append(
+                f"- **{name}, key in its own local window (2K, depth 75 %):** answers a number in {len(numbers)} of "
+                f"{len(local)} cells, the right one in {sum(r['score'] for r in local):.0f}, a wrong number of the "
+                f"key's length in {near}: where the base copies the key, the trained stacked model gets digits wrong."
+            )
     bench = {(r["method"], r["length"]): r for r in _bench_rows()}
     full, ours = bench.get(("full", 16384)), bench.get(("sharedllm-bounded", 16384))
     if full and ours:
