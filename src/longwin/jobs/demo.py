@@ -44,7 +44,7 @@ METHODS: dict[str, Method] = {
 }
 # seconds per training step (batch 8) and per evaluation cell-sample on 2 idle CPU cores (measured on
 # the toy), for the first time-left estimate; later estimates rescale them by the time actually spent
-_STEP_GUESS = {"positions": 0.27, "sharedllm": 0.4}
+_STEP_GUESS = {"positions": 0.43, "sharedllm": 0.45}
 _EVAL_GUESS = 0.6
 
 
