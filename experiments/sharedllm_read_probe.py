@@ -58,16 +58,14 @@ def repeat_probe(model: Any, tokenizer: Any, corpus: Path) -> list[dict[str, Any
 
 
 def kv_probe(model: Any, tokenizer: Any, samples: int, seed: int) -> list[dict[str, Any]]:
-    import yaml
-
     from longwin.data.pool import build_pool
     from longwin.data.retrieval_docs import RetrievalExamples
     from longwin.methods.sharedllm.collator import SharedLLMCollator
     from longwin.methods.sharedllm.dataset import ChunkedWindow, SharedLLMDataset
-    from longwin.training.config import resolve_recipe
+    from longwin.training.config import load_yaml, resolve_recipe
 
     # the training split of the instruction recipe's own data, as its kv examples were drawn from
-    recipe = yaml.safe_load(resolve_recipe(INSTRUCT_RECIPE).read_text())
+    recipe = load_yaml(resolve_recipe(INSTRUCT_RECIPE))
     pool = build_pool(
         recipe["data"], tokenizer, min_tokens=CHUNK + LOCAL, val_fraction=recipe["val_fraction"], seed=recipe["seed"]
     )

@@ -339,13 +339,13 @@ def verdicts() -> list[str]:
                     f"- **Passkey from the trees at {n // 1024}K, {name} (acceptance ≥ 80 %):** {hits:.0f}/{len(at)} "
                     f"({low:.0f}–{high:.0f} %), {'meets' if hits / len(at) >= 0.8 else 'misses'} the bar."
                 )
-    base = _cells("base", "native")
+    base_native = _cells("base", "native")
     for name in ("sharedllm", "sharedllm-sft"):
         rows = _cells(name, "native")
         pairs = []
         for n in PASSKEY_LENGTHS["native"]:
             mine_n = [r["score"] for r in rows if r["length"] == n]
-            base_n = [r["score"] for r in base if r["length"] == n]
+            base_n = [r["score"] for r in base_native if r["length"] == n]
             if mine_n and base_n:
                 pairs.append(f"{sum(mine_n):.0f}/{len(mine_n)} vs {sum(base_n):.0f}/{len(base_n)} at {n // 1024}K")
         if pairs:

@@ -423,15 +423,13 @@ def _depth_verdict(name: str, task: str) -> str:
         head = f"passkey at 16K:** {_share(_hits(name, task, TARGET))}, worst depth {100 * worst:.0f} % "
         head += f"({'meets' if worst >= 0.9 else 'misses'} the 90 %-at-every-depth bar)"
     else:
-        words = sum(r["score"] for r in rows) / len(rows)
-        head = f"copy at 16K:** spans copied whole {_share(_hits(name, task, TARGET))}, {100 * words:.0f} % of "
-        head += f"words, worst depth {100 * worst:.0f} % of words"
+        head = f"copy at 16K:** spans copied whole {_share(_hits(name, task, TARGET))}, "
+        head += f"{_word_share(name, TARGET):.0f} % of words, worst depth {100 * worst:.0f} % of words"
     if not inside[1][1][1]:
         return f"- **{name}, {head}."
     words = ""
     if task == "copy":
-        share = [[_word_share(m, n) for n in (2048, NATIVE)] for m in (name, "base")]
-        (mine2, mine8), (base2, base8) = share
+        (mine2, mine8), (base2, base8) = ([_word_share(m, n) for n in (2048, NATIVE)] for m in (name, "base"))
         words = f" (words copied: {mine2:.0f} / {mine8:.0f} % against {base2:.0f} / {base8:.0f} %)"
     return (
         f"- **{name}, {head}; inside the window {_share(inside[0][0])} at 2K and {_share(inside[1][0])} at 8K "

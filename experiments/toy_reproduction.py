@@ -191,6 +191,15 @@ def induction_note() -> str:
     )
 
 
+def recipe_settings() -> dict[str, float]:
+    """The toy recipe's learning rate and distillation weight, with which every toy method trains now."""
+    recipe = load_yaml(resolve_recipe("cream-toy-2048"))
+    return {
+        "learning_rate": float(recipe["learning_rate"]),
+        "distill_weight": float(recipe.get("positions", {}).get("distill_weight", 0.0)),
+    }
+
+
 def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> str:
     weight = args.distill_weight
     distilled = f", positional self-distillation weight {weight:g}" if weight else ""
@@ -209,14 +218,11 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         f"{args.rope} RoPE scaling; `pi` is linear PI with contiguous positions, `yarn` is YaRN with contiguous "
         "positions; `*-free` are the base with a rescaled RoPE and no training.\n",
     ]
-    now = load_yaml(resolve_recipe("cream-toy-2048"))
-    if (float(now["learning_rate"]), float(now.get("positions", {}).get("distill_weight", 0.0))) != (
-        args.learning_rate,
-        weight,
-    ):
+    now = recipe_settings()
+    if now != {"learning_rate": args.learning_rate, "distill_weight": weight}:
         out.append(
             "**This record predates the toy recipe's current settings** (lr "
-            f"{float(now['learning_rate']):g}, positional self-distillation from the base: `docs/toy-model.md`, "
+            f"{now['learning_rate']:g}, positional self-distillation from the base: `docs/toy-model.md`, "
             "'Positional self-distillation keeps it'); rerun the command above to measure them.\n"
         )
     if (RESULTS / "RERUN.md").is_file():
@@ -440,10 +446,7 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     work = Path(args.work)
-    # the toy recipe's optimiser settings the methods train with (the demo's), kept in the record's settings
-    recipe = load_yaml(resolve_recipe("cream-toy-2048"))
-    args.learning_rate = float(recipe["learning_rate"])
-    args.distill_weight = float(recipe.get("positions", {}).get("distill_weight", 0.0))
+    vars(args).update(recipe_settings())  # kept in the record's settings (COMMAND.md)
     if not args.report_only:
         for scale in (int(s) for s in args.scales.split(",")):
             for seed in (int(s) for s in args.seeds.split(",")):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from longwin.models.loss import IGNORE_INDEX
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -45,12 +45,13 @@ def distill_trainer(teacher: Any, weight: float) -> type:
     teacher.requires_grad_(False)
 
     class DistillTrainer(Trainer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            teacher.to(self.args.device)  # where the Trainer puts the model and its batches
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
             plain = {k: v for k, v in inputs.items() if k not in ("position_ids", "labels")}
-            device = inputs["input_ids"].device
-            if next(teacher.parameters()).device != device:
-                teacher.to(device)
             with torch.no_grad():
                 target = teacher(**plain, use_cache=False).logits
             kl = distill_kl(outputs.logits, target, inputs["labels"])
