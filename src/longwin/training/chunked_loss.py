@@ -24,7 +24,9 @@ class ChunkedLossTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # the model normalises by num_items_in_batch only when it accepts loss kwargs; do exactly what it would
         given = num_items_in_batch if self.model_accepts_loss_kwargs else None
-        return causal_lm_loss(self.accelerator.unwrap_model(model), inputs, given)
+        # the mixed-precision autocast wraps only the top model's forward, which this loss bypasses
+        with self.accelerator.autocast():
+            return causal_lm_loss(self.accelerator.unwrap_model(model), inputs, given)
 
 
 def chunked_loss_refusal(model: Any, targs: Any) -> str | None:
