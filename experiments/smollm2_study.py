@@ -501,6 +501,19 @@ def speed_section() -> str:
     )
 
 
+def gpu_section() -> str:
+    """The GPU runs' tables (`experiments/smollm2_gpu.sh`, summarised by `experiments/smollm2_gpu_summary.py`)."""
+    runs = sorted(p.parent for p in (ROOT / "benchmarks" / "results" / "smollm2_gpu").glob("*/summary.md"))
+    if not runs:
+        return "No GPU run recorded yet: `experiments/smollm2_gpu.sh` (its header says how)."
+    parts = []
+    for run in runs:
+        body = (run / "summary.md").read_text().split("\n", 3)[3].strip().replace("## ", "#### ")
+        rel = run.relative_to(ROOT)
+        parts.append(f"### `{rel.name}`\n\nWhat ran and what failed: `{rel}/README.md`.\n\n{body}")
+    return "\n\n".join(parts)
+
+
 def plots() -> str:
     """Figures from the records (written beside them), as Markdown image lines."""
     from longwin.eval.plots import save_lines
@@ -596,6 +609,10 @@ copied whole.
 ## Verdicts so far
 
 {chr(10).join(_verdicts())}
+
+## On a GPU: 8K -> 32K (s = 4)
+
+{gpu_section()}
 
 ## CPU training speed
 
