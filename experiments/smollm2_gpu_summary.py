@@ -34,7 +34,8 @@ def ppl_rows(runs: dict[str, list[dict]]) -> list[str]:
         for n in lengths:
             at = by_len.get(n, [])
             pooled = math.exp(sum(c["nll"] for c in at) / max(1, sum(c["tokens"] for c in at)))
-            row.append(f"{pooled:.1f} ({' / '.join(f'{c["ppl"]:.1f}' for c in at)})" if at else "–")
+            each = " / ".join(f"{c['ppl']:.1f}" for c in at)
+            row.append(f"{pooled:.1f} ({each})" if at else "–")
         rows.append(f"| {name} | " + " | ".join(row) + " |")
     return rows
 
