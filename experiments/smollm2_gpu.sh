@@ -36,7 +36,7 @@ OUTDIR=${OUT:-$PWD/smollm2-results}
 DT=bfloat16
 if [[ ${DRY:-0} == 1 ]]; then TRAIN_LEN=1024; BATCH=1; LENGTHS=1024; SAMPLES=1; TRAIN_S=20; DT=float32; fi
 lw() { python3 -m longwin.cli "$@"; }
-mkdir -p "$WORK" "$OUTDIR"
+mkdir -p "$WORK"
 
 case $STAGE in
 carry)  # on the CPU machine, from the repo root
@@ -104,7 +104,7 @@ EOF
   ;;
 all)  # device call 2: join the model, train CREAM and PoSE, evaluate, pack
   T0=$SECONDS
-  mkdir -p "$WORK/logs"
+  mkdir -p "$WORK/logs" "$OUTDIR"
   exec > >(tee -a "$OUTDIR/run.log") 2>&1
   pack() { (cd "$WORK" && tar czf "$OUTDIR/smollm2_gpu.tgz" eval logs models/*/longwin_training.json step_s 2>/dev/null) || true; }
   cp "$CARRY"/b/* "$WORK/"
