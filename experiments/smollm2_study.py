@@ -354,7 +354,6 @@ def _verdicts() -> list[str]:
             f"- **Training-free scalings at 16K (lowest first; the bar a fine-tuned method must clear is the "
             f"lowest):** {listed}."
         )
-    contiguous = _ppl_by_length("contiguous-yarn")
     for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear", "cream-yarn-distill"):
         mine = _ppl_by_length(name)
         if not ({NATIVE, TARGET, 2048} <= set(mine) and {TARGET} <= set(free)):
@@ -362,12 +361,13 @@ def _verdicts() -> list[str]:
         ratio = mine[TARGET][0] / mine[NATIVE][0]
         loss2, loss8 = (100 * (mine[n][0] / base[n][0] - 1) for n in (2048, NATIVE))
         retention = "within" if max(loss2, loss8) <= 5 else "outside"
+        same_rope = "contiguous-" + METHODS[name][2]  # contiguous fine-tuning with the same interpolation
+        contiguous = _ppl_by_length(same_rope)
         versus = (
-            f"; against contiguous fine-tuning on the same text "
-            f"{100 * (mine[TARGET][0] / contiguous[TARGET][0] - 1):+.1f} "
-            f"% at 16K"
+            f"; against contiguous fine-tuning on the same text and RoPE ({same_rope}) "
+            f"{100 * (mine[TARGET][0] / contiguous[TARGET][0] - 1):+.1f} % at 16K"
             if TARGET in contiguous
-            else ""
+            else f"; `{same_rope}` (contiguous fine-tuning with the same RoPE) not run yet"
         )
         out.append(
             f"- **{name}:** 16K / 8K perplexity {ratio:.3f} ({'meets' if ratio <= 1.15 else 'misses'} the "
