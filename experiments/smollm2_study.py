@@ -97,28 +97,38 @@ def stage_lengths(stage: str) -> list[int]:
     return [n for n in LENGTHS if n not in SKIP.get(stage, [])]
 
 
-def heldout_corpus(work: Path) -> Path:
-    """The first 16K tokens of each of the PPL_DOCS longest held-out documents, one after another, so that
-    sample i of the perplexity task is document i (the split is `longwin train`'s own, by document id)."""
-    path = work / "heldout-ppl.jsonl"
-    if path.is_file():
-        return path
+def split_data() -> tuple[list[Any], list[Any]]:
+    """(training, held-out) documents: `longwin train`'s own split of DATA (val_fraction 0.1, seed 0, by id)."""
+    from longwin.data.corpora import load_documents, split_documents
+
+    return split_documents(load_documents(DATA), 0.1, seed=0)
+
+
+def heldout_rows(tokens: int, count: int) -> list[dict[str, str]]:
+    """The first `tokens` tokens of each of the `count` longest held-out documents that have that many
+    (count 0: all of them), longest first, as JSONL rows."""
     from transformers import AutoTokenizer
 
-    from longwin.data.corpora import load_documents, split_documents
     from longwin.models import model_path
 
     tokenizer = AutoTokenizer.from_pretrained(model_path(MODEL))
-    _, held = split_documents(load_documents(DATA), 0.1, seed=0)
     rows = []
-    for doc in sorted(held, key=lambda d: -len(d.text)):
+    for doc in sorted(split_data()[1], key=lambda d: -len(d.text)):
         ids = tokenizer(doc.text, add_special_tokens=False)["input_ids"]
-        if len(ids) >= TARGET:
-            rows.append({"id": doc.id, "text": tokenizer.decode(ids[:TARGET])})
-        if len(rows) == PPL_DOCS:
+        if len(ids) >= tokens:
+            rows.append({"id": doc.id, "text": tokenizer.decode(ids[:tokens])})
+        if len(rows) == count:
             break
-    work.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def heldout_corpus(work: Path) -> Path:
+    """The PPL_DOCS longest held-out documents cut to TARGET tokens, one after another, so that sample i of
+    the perplexity task is document i."""
+    path = work / "heldout-ppl.jsonl"
+    if not path.is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in heldout_rows(TARGET, PPL_DOCS)))
     return path
 
 

@@ -58,6 +58,21 @@ def make_tiny_llama(
     return LlamaForCausalLM(config).eval()
 
 
+def bf16_step_dtypes(trainer_class: type, watched: LlamaForCausalLM, data: list, out: str, **trainer_kwargs) -> set:
+    """Run one `trainer_class` step under `bf16=True` on the CPU and return the dtypes the first attention
+    layer of `watched` (the trained model or a helper model such as a teacher) computed its queries in."""
+    from transformers import TrainingArguments
+
+    seen: set = set()
+    watched.model.layers[0].self_attn.q_proj.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
+    args = TrainingArguments(
+        output_dir=out, bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
+        report_to="none", save_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    trainer_class(args=args, train_dataset=data, **trainer_kwargs).train()
+    return seen
+
+
 @pytest.fixture
 def tiny_llama():
     return make_tiny_llama()

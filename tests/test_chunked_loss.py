@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import make_tiny_llama
+from conftest import bf16_step_dtypes, make_tiny_llama
 from longwin.cli import main
 from longwin.models import loss as chunked
 
@@ -89,19 +89,12 @@ def test_mixed_precision_reaches_the_decoder(chunked_loss, tmp_path, one_thread)
     """Under `--bf16 true` with fp32 weights the Trainer's autocast wraps only the top model's forward; the
     chunked loss calls the decoder directly, so it must enter the same autocast, or the run silently trains in
     fp32 (on a GPU: the fp32 SDPA math kernel, several times the memory)."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from longwin.training.chunked_loss import ChunkedLossTrainer
 
     model = make_tiny_llama(max_position_embeddings=64).train()
-    seen: list[torch.dtype] = []
-    model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
     ids = torch.randint(3, 320, (16,))
     data = [{"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}] * 2
-    args = TrainingArguments(
-        output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
-        report_to="none", save_strategy="no", disable_tqdm=True,
-    )  # fmt: skip
     trainer_class = ChunkedLossTrainer if chunked_loss else Trainer
-    trainer_class(model=model, args=args, train_dataset=data).train()
-    assert seen and set(seen) == {torch.bfloat16}
+    assert bf16_step_dtypes(trainer_class, model, data, str(tmp_path), model=model) == {torch.bfloat16}

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from conftest import make_tiny_llama
+from conftest import bf16_step_dtypes, make_tiny_llama
 from longwin.cli import main
 from longwin.methods.distill import distill_kl, distill_trainer
 from test_training import _train_args
@@ -122,13 +122,7 @@ def test_kl_share_follows_the_lm_loss_under_gradient_accumulation(tmp_path):
 def test_teacher_runs_under_the_trainers_mixed_precision(tmp_path):
     """The teacher is no part of the prepared model, so the Trainer's bf16 autocast must be entered for it."""
     model, teacher = make_tiny_llama(max_position_embeddings=64).train(), make_tiny_llama(max_position_embeddings=64)
-    seen: list[torch.dtype] = []
-    teacher.model.layers[0].self_attn.q_proj.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
     ids = torch.randint(3, 320, (16,))
     data = [{"input_ids": ids, "labels": ids.clone(), "position_ids": torch.arange(16) * 2}] * 2
-    args = TrainingArguments(
-        output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
-        report_to="none", save_strategy="no", disable_tqdm=True,
-    )  # fmt: skip
-    distill_trainer(teacher, 1.0)(model=model, args=args, train_dataset=data).train()
-    assert seen and set(seen) == {torch.bfloat16}
+    trainer_class = distill_trainer(teacher, 1.0)
+    assert bf16_step_dtypes(trainer_class, teacher, data, str(tmp_path), model=model) == {torch.bfloat16}
