@@ -17,6 +17,9 @@ declare -A VARIANTS=(
   [yarn-lr1e-3]="--rope yarn --learning-rate 1e-3 --retrieval-fraction 0.5"
   [yarn-lr3e-4]="--rope yarn --learning-rate 3e-4 --retrieval-fraction 0.5"
   [yarn-lr3e-4-attn1.6]="--rope yarn --learning-rate 3e-4 --retrieval-fraction 0.5 --rope-options attention_factor=1.6"
+  # the recipe as shipped now: natural text only, lr 3e-5, positional self-distillation (its flag comes after
+  # the loop's --distill-weight 0, and the last one given wins)
+  [recipe-distill-natural]="--rope yarn --learning-rate 3e-5 --retrieval-fraction 0 --distill-weight 100"
 )
 for name in "${!VARIANTS[@]}"; do
   [ -f "$OUT/$name/results.json" ] && continue
