@@ -75,3 +75,11 @@ def test_verdicts_compare_with_free_yarn_and_the_base_leaving_trained_on_tasks_o
     assert lines[1].startswith("- `cream` inside the native window (256) against the base: loses copy 5.0 vs 95.0")
     trained = verdicts(results, {"cream": ["ppl"]}, 256, 2048)
     assert "no task it was not trained on; not on copy" in trained[0]
+
+
+def test_default_demo_plan_fits_the_ten_minute_budget():
+    """The per-step and per-cell costs measured on 2 idle cores put the default demo under 9 minutes (measured:
+    7.9, benchmarks/results/demo/COMMAND.md); a default method added later must pay for itself."""
+    from longwin.jobs.demo import DemoConfig, _plan
+
+    assert sum(seconds for _, seconds in _plan(DemoConfig())) <= 9 * 60

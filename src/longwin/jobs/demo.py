@@ -53,7 +53,9 @@ class DemoConfig:
     out: str = field(default="out/demo", metadata={"help": "output folder"})
     model: str = field(default="toy", metadata={"help": "base model"})
     methods: list[str] = field(
-        default_factory=lambda: ["cream", "pi", "pose", "yarn", "yarn-free", "sharedllm"],
+        # `pi` (fine-tuned linear PI) is left out of the default to keep the demo inside 10 minutes on 2 cores:
+        # it costs about 100 s and on the toy it only fails (docs/results.md has its rows); add it by name
+        default_factory=lambda: ["cream", "pose", "yarn", "yarn-free", "sharedllm"],
         metadata={"help": f"methods: {', '.join(METHODS)}"},
     )
     rope: str = field(
