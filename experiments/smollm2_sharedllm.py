@@ -514,7 +514,9 @@ in `tree-probe-sft/`): are the key's digit tokens kept, attended, answered?
 
 The same model and prompts with a finer tree at test time (`--kv-per-node 128`: the 128-token leaves keep
 every token, the 1,024-token root every 8th; record in `tree-probe-sft-p128/`): where the search puts a leaf on
-the key, its digits are in the trees whole, so a miss there is the reading's, not the subsampling's.
+the key, its digits are in the trees whole, so a miss there is the reading's, not the subsampling's. The
+cross-attention weights were trained with 32 KVs per node; at 128 they read 4 times as many keys per node,
+a shift they never saw, so this separates the search from the reading only roughly.
 
 {tree_probe_summary("tree-probe-sft-p128")}
 
@@ -526,9 +528,12 @@ the cross-attention alone moves it further but still does not make the repeated 
 retrieval signal it starts to lower the kv answers' loss while raising the repeated passage's, a trade, not
 reading. Pass keys fail before the cross-attention is asked: with 1,024-token chunks, h = 3 and p = 32 no
 node keeps every token (the 128-token leaves keep every 4th), and the query-aware search rarely put a leaf
-on the key, so most of its digits are not in the trees at all. What would test the method here, not run:
-more tokens than a CPU session trains, or a finer tree (p = 128 per leaf: compression 2) to separate the
-search from the reading.
+on the key, so most of its digits are not in the trees at all. With the finer tree at test time (p = 128,
+compression 2) the search put a leaf on the key at depth 75 % only (both samples: all 10 digits whole), and
+there the first injected layer's most attentive head put 0.14 of its mass on the key's digits, over a
+hundred times a uniform head's share, yet neither answer was right: the trees are searched badly and, where
+the key is found, attended but not read into the answer. What would test the method here, not run: more
+tokens than a CPU session trains.
 
 ## Verdicts
 
