@@ -36,7 +36,9 @@ FREE_METHODS = ["yarn-free", "ntk-free"]
 # plus the fine-tuned YaRN model as full attention; "sharedllm-no-context" is the trained SharedLLM fed
 # only its local window, which separates what the trees add from what fine-tuning its top layers adds
 SHARED_METHODS = ["sharedllm", "sharedllm-no-context", "truncation"]
-TASKS = ["passkey", "kv-retrieval", "ppl"]  # lines runs from 512 tokens: its smallest prompt has 266
+# lines runs from 512 tokens (its smallest prompt has 266); copy (random words planted in prose, a format no
+# recipe trains on) is the retention check inside the window and the held-out lookup beyond it
+TASKS = ["passkey", "kv-retrieval", "copy", "ppl"]
 
 
 def lengths_for(scale: int) -> list[int]:
@@ -213,8 +215,13 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         "4 layers, 256-token window). "
         f"Fine-tuned methods: {args.steps} steps × 8 windows of 256 tokens at the native window, "
         f"lr {args.learning_rate:g}{distilled}, "
-        f"{args.retrieval_fraction:.0%} retrieval examples laid out on each method's own position ids "
-        "(`longwin/data/retrieval_docs.py`), the rest natural text (essays + KJV). CREAM, PoSE and RandPos use "
+        + (
+            f"{args.retrieval_fraction:.0%} retrieval examples laid out on each method's own position ids "
+            "(`longwin/data/retrieval_docs.py`), the rest natural text (essays + KJV). "
+            if args.retrieval_fraction
+            else "natural text only (essays + KJV; no example of any evaluated task). "
+        )
+        + "CREAM, PoSE and RandPos use "
         f"{args.rope} RoPE scaling; `pi` is linear PI with contiguous positions, `yarn` is YaRN with contiguous "
         "positions; `*-free` are the base with a rescaled RoPE and no training.\n",
     ]
@@ -242,6 +249,7 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
     out.append(induction_note())
     for scale in sorted(summary, key=lambda s: int(s[1:])):
         out.append(claims(summary[scale], int(scale[1:])))
+    out.append(changed_claims(summary))
     for scale in sorted(summary, key=lambda s: int(s[1:])):
         rows = summary[scale]
         s = int(scale[1:])
@@ -263,8 +271,13 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         out.append(_table(rows, methods, [f"kv-retrieval/accuracy/{n}" for n in lens], lens))
         out.append("\n\n### LongChat-Lines accuracy (%) by prompt length\n")
         out.append(_table(rows, methods, [f"lines/accuracy/{n}" for n in lens], lens))
+        out.append("\n\n### Content copy (% of a planted random-word span copied) by prompt length\n")
+        out.append(_table(rows, methods, [f"copy/accuracy/{n}" for n in lens], lens))
         out.append("\n\n### Perplexity (sliding window, held-out documents) by length\n")
         out.append(_table(rows, methods, [f"ppl/sliding/{n}" for n in lens], lens, digits=1))
+        out.append("\n\n### Inside the native window (256 tokens): what extension must not cost\n")
+        inside = ["passkey/accuracy/256", "kv-retrieval/accuracy/256", "copy/accuracy/256", "ppl/sliding/256"]
+        out.append(_table(rows, methods, inside, ["passkey", "kv-retrieval", "copy", "ppl (sliding)"], digits=1))
         if "sharedllm" in rows:
             shared = [m for m in ["base", "truncation", "yarn", "sharedllm", "sharedllm-no-context"] if m in rows]
             out.append("\n\n### SharedLLM vs full attention vs truncation\n")
@@ -373,6 +386,20 @@ def claims(rows: dict[str, Any], s: int) -> str:
                 else "."
             )
         )
+    copy_in = {m: _mean(rows, m, "copy/accuracy/256") for m in ("base", "cream")}
+    copy_far = {m: _mean(rows, m, f"copy/accuracy/{top}") for m in ("cream", "yarn-free")}
+    if None not in copy_in.values():
+        lines.append(
+            f"- Target: CREAM copies inside the window within 10 points of the base (a task no recipe trains on) — "
+            f"{_verdict(copy_in['cream'] >= copy_in['base'] - 10)}: {copy_in['cream']:.1f} vs {copy_in['base']:.1f} % "
+            "of the span copied at 256 tokens."
+        )
+    if None not in copy_far.values():
+        lines.append(
+            f"- Target: CREAM copies at {top} tokens better than training-free YaRN — "
+            f"{_verdict(copy_far['cream'] > copy_far['yarn-free'])}: {copy_far['cream']:.1f} vs "
+            f"{copy_far['yarn-free']:.1f} %."
+        )
     key = f"ppl/sliding/{top}"
     gain = _paired(rows, "truncation", "sharedllm", key)  # per seed: truncated base minus SharedLLM
     trees = _paired(rows, "sharedllm-no-context", "sharedllm", key)
@@ -398,6 +425,57 @@ def claims(rows: dict[str, Any], s: int) -> str:
                 f"0 / 25 / 50 / 75 % of {top} tokens (depth 100 % lies in the local window)."
             )
     return "\n".join(lines)
+
+
+PREVIOUS = RESULTS / "before-distill"  # the record of the recipe before issue #17 (its summary and COMMAND.md)
+
+
+def _claim_parts(text: str) -> dict[str, str]:
+    """Claim lines of `claims()` as {claim: verdict and figures} (split at the first ' — ', else ': ')."""
+    parts = {}
+    for line in text.splitlines():
+        if line.startswith("- "):
+            head, sep, rest = line[2:].partition(" — ")
+            if not sep:
+                head, _, rest = line[2:].partition(": ")
+            parts[head] = rest
+    return parts
+
+
+def changed_claims(summary: dict[str, Any]) -> str:
+    """Each claim under the recipe before issue #17 beside the same claim now, where the two records differ."""
+    path = PREVIOUS / "summary.json"
+    if not path.is_file() or summary == json.loads(path.read_text()):
+        return ""
+    previous = json.loads(path.read_text())
+    settings = (PREVIOUS / "COMMAND.md").read_text().splitlines()[-1].removeprefix("Settings: ")
+    before_settings = json.loads(settings)
+    rows = []
+    for scale in sorted(set(summary) & set(previous), key=lambda s: int(s[1:])):
+        s = int(scale[1:])
+        old, new = _claim_parts(claims(previous[scale], s)), _claim_parts(claims(summary[scale], s))
+        for claim in new:
+            if claim in old:
+                mark = "same" if old[claim] == new[claim] else "**changed**"
+                rows.append(f"| s = {s}: {claim} | {old[claim]} | {new[claim]} | {mark} |")
+    if not rows:
+        return ""
+    return (
+        "\n## What changed with the current toy recipe\n\n"
+        f"Before (`{PREVIOUS.relative_to(ROOT)}/`): lr {before_settings.get('learning_rate', 3e-4):g}, "
+        f"{before_settings.get('retrieval_fraction', 0.5):.0%} retrieval examples, no distillation. Now: the "
+        "settings above."
+        + (
+            " Before, the fine-tuned models had been trained on passkey, kv-retrieval and LongChat-Lines examples, "
+            "so their retrieval figures in the first column show a taught format, not an extended window."
+            if before_settings.get("retrieval_fraction", 0.5) > 0
+            else ""
+        )
+        + " SharedLLM trains with its own recipe (`sharedllm-toy-2048`), which the toy recipe's change did not touch;"
+        " its rows moved with the code changes between the two records, among them the LM stage no longer steering"
+        " its trees by the window's last token (issue #19). Every claim of both records:\n\n"
+        "| claim | before | now | |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 PAPERS = """
