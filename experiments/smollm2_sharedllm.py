@@ -514,9 +514,9 @@ in `tree-probe-sft/`): are the key's digit tokens kept, attended, answered?
 
 The same model and prompts with a finer tree at test time (`--kv-per-node 128`: the two 128-token leaves keep
 every token, the 256- and 512-token nodes every 2nd and 4th; record in `tree-probe-sft-p128/`): where the
-search puts a leaf on the key, its digits are in the trees whole, so a miss there is the reading's, not the subsampling's. The
-cross-attention weights were trained with 32 KVs per node; at 128 they read 4 times as many keys per node,
-a shift they never saw, so this separates the search from the reading only roughly.
+search puts a leaf on the key, its digits are in the trees whole, so a miss there is the reading's, not the
+subsampling's. The cross-attention weights were trained with 32 KVs per node; at 128 they read 4 times as
+many keys per node, a shift they never saw, so this separates the search from the reading only roughly.
 
 {tree_probe_summary("tree-probe-sft-p128")}
 
