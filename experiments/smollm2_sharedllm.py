@@ -344,9 +344,10 @@ def verdicts() -> list[str]:
         )
     for name in ("sharedllm", "sharedllm-sft"):
         rows = _cells(name, "passkey")
-        for n in PASSKEY["passkey"][0]:
+        lengths, depths, samples = PASSKEY["passkey"]
+        for n in lengths:
             at = [r for r in rows if r["length"] == n]
-            if len(at) == 2 * len(DEPTHS):
+            if len(at) == samples * len(depths):
                 hits = sum(r["score"] for r in at)
                 low, high = wilson(hits, len(at))
                 out.append(
@@ -365,14 +366,14 @@ def verdicts() -> list[str]:
         if pairs:
             out.append(f"- **Retention, passkey inside the base's window ({name} vs the base):** {'; '.join(pairs)}.")
         local = [r for r in rows if r["length"] == 2048 and float(r["position"]) == 75.0]  # key in the local window
-        numbers = [m.group() for r in local if (m := re.search(r"\d+", r["output"]))]
         if local:
-            near = sum(len(n) == len(str(r["answer"])) and n != str(r["answer"]) for n, r in zip(numbers, local))
+            answered = sum(bool(n) for n in _first_numbers(local))
             out.append(
-                f"- **{name}, key in its own local window (2K, depth 75 %):** answers a number in {len(numbers)} of "
+                f"- **{name}, key in its own local window (2K, depth 75 %):** answers a number in {answered} of "
                 f"{len(local)} cells, the right one in {sum(r['score'] for r in local):.0f}, a wrong number of the "
-                f"key's length in {near}: where the base copies the key, the trained stacked model gets digits wrong "
-                "there (with 1K tokens of filler in its trees; the same model on 1K-token prompts: below)."
+                f"key's length in {_wrong_numbers(local)}: where the base copies the key, the trained stacked model "
+                "gets digits wrong there (with 1K tokens of filler in its trees; the same model on 1K-token prompts: "
+                "below)."
             )
     out += _local_verdicts()
     bench = {(r["method"], r["length"]): r for r in _bench_rows()}
@@ -400,6 +401,18 @@ def verdicts() -> list[str]:
     return out
 
 
+def _first_numbers(rows: list[dict[str, Any]]) -> list[str]:
+    """The first run of digits in each cell's output ("" where there is none), in the order of `rows`."""
+    return [m.group() if (m := re.search(r"\d+", r["output"])) else "" for r in rows]
+
+
+def _wrong_numbers(rows: list[dict[str, Any]]) -> int:
+    """Cells answered with a number of the key's length that is not the key (a misread, not a refusal)."""
+    return sum(
+        len(got) == len(str(r["answer"])) and got != str(r["answer"]) for got, r in zip(_first_numbers(rows), rows)
+    )
+
+
 def _local_verdicts() -> list[str]:
     """The upper model alone (1,024-token prompts, no trees) against the base: in-window retention."""
     base = _cells("base", "local")
@@ -412,24 +425,20 @@ def _local_verdicts() -> list[str]:
             continue
         hits, base_hits = sum(r["score"] for r in rows), sum(r["score"] for r in base)
         (low, high), (b_low, b_high) = wilson(hits, len(rows)), wilson(base_hits, len(base))
-        answers = [(m.group() if (m := re.search(r"\d+", r["output"])) else "", str(r["answer"])) for r in rows]
-        near = sum(len(got) == len(want) and got != want for got, want in answers)
+        missed = sorted({r["position"] for r in rows if not r["score"]}, key=float)
+        if b_low > high:
+            reading = (
+                "The upper model alone lost what the base reads in the same window: the loss comes from training "
+                "its layers, not from the trees."
+            )
+        else:
+            where = f" (misses at depth {', '.join(missed)} %)" if missed else ""
+            reading = f"The intervals overlap: no loss measurable at this sample size{where}."
         out.append(
             f"- **Retention inside the local window, no trees ({name} vs the base, 1K prompts):** "
             f"{hits:.0f}/{len(rows)} ({low:.0f}–{high:.0f} %) vs {base_hits:.0f}/{len(base)} "
             f"({b_low:.0f}–{b_high:.0f} %); "
-            f"{near} answers are a wrong number of the key's length. "
-            + (
-                "The upper model alone lost what the base reads in the same window: the loss comes from training "
-                "its layers, not from the trees."
-                if b_low > high
-                else "The intervals overlap: no loss measurable at this sample size"
-                + (
-                    f" (misses at depth {', '.join(sorted(missed, key=float))} %)."
-                    if (missed := {r["position"] for r in rows if not r["score"]})
-                    else "."
-                )
-            )
+            f"{_wrong_numbers(rows)} answers are a wrong number of the key's length. {reading}"
         )
     return out
 

@@ -312,20 +312,20 @@ def _layout_verdict(rope: str) -> str:
     rows = {n: r[TARGET][0] for n in (f"cream-{rope}", f"pose-{rope}") if TARGET in (r := _ppl_by_length(n))}
     inside = [n for n, v in rows.items() if low <= v <= high]
     compared = "; ".join(f"{n} {v:.2f} ({100 * (v / contiguous[TARGET][0] - 1):+.1f} %)" for n, v in rows.items())
-    verdict = (
-        "every one within the contiguous row's per-document range at 16K "
-        f"({low:.1f}–{high:.1f}), so at s = 2 and this budget the layouts add nothing measurable beyond what "
-        "fine-tuning on the same text with the same RoPE gives"
-        + (
-            " (with YaRN, which extends the base without training, that is adaptation to the training sources: "
-            "the held-out documents are other documents of the same corpora)"
-            if rope == "yarn"
-            else " (with PI, that is repairing part of the damage its compressed positions do inside the window)"
+    gain = {
+        "yarn": "with YaRN, which extends the base without training, that is adaptation to the training sources: "
+        "the held-out documents are other documents of the same corpora",
+        "linear": "with PI, that is repairing part of the damage its compressed positions do inside the window",
+    }[rope]
+    if rows and len(inside) == len(rows):
+        verdict = (
+            f"every one within the contiguous row's per-document range at 16K ({low:.1f}–{high:.1f}), so at s = 2 "
+            f"and this budget the layouts add nothing measurable beyond what fine-tuning on the same text with the "
+            f"same RoPE gives ({gain})"
         )
-        if rows and len(inside) == len(rows)
-        else f"outside its per-document range at 16K ({low:.1f}–{high:.1f}): "
-        + ", ".join(n for n in rows if n not in inside)
-    )
+    else:
+        outside = ", ".join(n for n in rows if n not in inside)
+        verdict = f"outside its per-document range at 16K ({low:.1f}–{high:.1f}): {outside}"
     return (
         f"- **Same text, contiguous positions (`contiguous-{rope}`):** "
         + ", ".join(f"{contiguous[n][0]:.2f} at {n // 1024}K" for n in LENGTHS if n in contiguous)
@@ -481,11 +481,9 @@ def _word_share(name: str, length: int) -> float:
 
 def _chat_pilot_note() -> str:
     """What the base scores at depths 0 and 100 % at 8K with its chat template (a pilot beside the study)."""
-    folder = RESULTS / "base" / "passkey-chat-pilot"
-    if not (folder / "cells.jsonl").is_file():
+    at8k = [r["score"] for r in _rows("base", "passkey-chat-pilot") if r["length"] == NATIVE]
+    if not at8k:
         return ""
-    rows = [json.loads(line) for line in (folder / "cells.jsonl").read_text().splitlines()]
-    at8k = [r["score"] for r in rows if r["length"] == NATIVE]
     return (
         f"; with the prompt inside its chat template the base still finds {sum(at8k):.0f} of {len(at8k)} keys "
         "at depths 0 and 100 % of 8K (`benchmarks/results/smollm2/base/passkey-chat-pilot/`)"

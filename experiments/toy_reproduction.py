@@ -445,9 +445,9 @@ def _claim_parts(text: str) -> dict[str, str]:
 def changed_claims(summary: dict[str, Any]) -> str:
     """Each claim under the recipe before issue #17 beside the same claim now, where the two records differ."""
     path = PREVIOUS / "summary.json"
-    if not path.is_file() or summary == json.loads(path.read_text()):
+    previous = json.loads(path.read_text()) if path.is_file() else summary
+    if previous == summary:
         return ""
-    previous = json.loads(path.read_text())
     settings = (PREVIOUS / "COMMAND.md").read_text().splitlines()[-1].removeprefix("Settings: ")
     before_settings = json.loads(settings)
     rows = []
