@@ -193,6 +193,13 @@ def induction_note() -> str:
     )
 
 
+def sharedllm_trained_on() -> list[str]:
+    """The evaluated tasks whose format the SharedLLM toy recipe's retrieval mix holds."""
+    from longwin.jobs.demo import trained_on
+
+    return trained_on({"extend_config": load_yaml(resolve_recipe("sharedllm-toy-2048"))}, [*TASKS, "lines"])
+
+
 def recipe_settings() -> dict[str, float]:
     """The toy recipe's learning rate and distillation weight, with which every toy method trains now."""
     recipe = load_yaml(resolve_recipe("cream-toy-2048"))
@@ -281,6 +288,12 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         if "sharedllm" in rows:
             shared = [m for m in ["base", "truncation", "yarn", "sharedllm", "sharedllm-no-context"] if m in rows]
             out.append("\n\n### SharedLLM vs full attention vs truncation\n")
+            taught = sharedllm_trained_on()
+            if taught:
+                out.append(
+                    f"**Trained-on tasks:** `sharedllm-toy-2048` trains on {', '.join(taught)} examples (its retrieval "
+                    "mix), so its rows for those tasks show a taught format, not reading from an extended window.\n"
+                )
             out.append(
                 "`yarn` (full attention over the whole prompt, fine-tuned YaRN), `truncation` (the base "
                 "sees its last 256 tokens), `sharedllm` (256-token local window + context trees, trained "
