@@ -673,7 +673,10 @@ The papers' setting is far larger (CREAM base models: Llama-2-7B, 4K -> 32K, 1,0
 about 131M tokens; here 100 steps of 1K tokens, 0.1M tokens, at s = 2). The CREAM paper reports CREAM-YaRN
 ahead of PoSE-YaRN by more than 20 points on average on lost-in-the-middle retrieval (Llama-2-7B, s = 8,
 kv-retrieval by gold position); the comparison here (passkey at the middle depths, s = 2) is the
-"CREAM vs PoSE in the middle" verdict above.
+"CREAM vs PoSE in the middle" verdict above. Neither of the paper's lost-in-the-middle tasks is within this
+model's reach inside its own 2K window: kv-retrieval with 8- or 4-hex-digit keys 0 of 13, the answer being the
+object's first key or JSON (`benchmarks/results/smollm2/base/kv-retrieval-pilot/`), LongChat-Lines 0 of 5, no number
+written (`benchmarks/results/smollm2/base/lines-pilot/`).
 """
 
 

@@ -39,6 +39,7 @@ SHARED_METHODS = ["sharedllm", "sharedllm-no-context", "truncation"]
 # lines runs from 512 tokens (its smallest prompt has 266); copy (random words planted in prose, a format no
 # recipe trains on) is the retention check inside the window and the held-out lookup beyond it
 TASKS = ["passkey", "kv-retrieval", "copy", "ppl"]
+Claim = tuple[str, str]  # (the claim, its verdict with the figures behind it)
 
 
 def lengths_for(scale: int) -> list[int]:
@@ -255,7 +256,7 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
         )
     out.append(induction_note())
     for scale in sorted(summary, key=lambda s: int(s[1:])):
-        out.append(claims(summary[scale], int(scale[1:])))
+        out.append(claims_section(summary[scale], int(scale[1:])))
     out.append(changed_claims(summary))
     for scale in sorted(summary, key=lambda s: int(s[1:])):
         rows = summary[scale]
@@ -330,129 +331,146 @@ def _verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("**holds**" if ok else "**does not hold**")
 
 
-def claims(rows: dict[str, Any], s: int) -> str:
+def claims(rows: dict[str, Any], s: int) -> list[Claim]:
     """The papers' claims and the issue's toy targets, each checked against the means above."""
     top = str(256 * s)
     lens = [str(n) for n in lengths_for(s)]
-    lines = [f"\n## Claims checked at s = {s} (means over seeds)\n"]
+    out: list[Claim] = []
     depths = [_mean(rows, "cream", f"passkey/at-longest/{d}") for d in ("0", "25", "50", "75", "100")]
     by_len = [_mean(rows, "cream", f"passkey/accuracy/{n}") for n in lens]
     if all(v is not None for v in depths + by_len):
         worst = min(depths + by_len)
-        lines.append(
-            f"- Target: CREAM passkey ≥ 95 % at every depth up to {top} tokens — {_verdict(worst >= 95)}: "
-            f"by length {' / '.join(f'{v:.0f}' for v in by_len)} % at {' / '.join(lens)} tokens; "
-            f"worst cell {worst:.0f} %."
+        out.append(
+            (
+                f"Target: CREAM passkey ≥ 95 % at every depth up to {top} tokens",
+                f"{_verdict(worst >= 95)}: by length {' / '.join(f'{v:.0f}' for v in by_len)} % at "
+                f"{' / '.join(lens)} tokens; worst cell {worst:.0f} %.",
+            )
         )
     cream_mid, pose_mid = _middle(rows, "cream", ["25", "50", "75"]), _middle(rows, "pose", ["25", "50", "75"])
     if cream_mid is not None and pose_mid is not None:
-        lines.append(
-            f"- Paper: CREAM beats PoSE at middle positions of kv retrieval — "
-            f"{_verdict(cream_mid > pose_mid)}: {cream_mid:.1f} vs {pose_mid:.1f} % (gold at 25–75 %)"
-            + (
-                " — both are 0: the toy cannot copy 36-character UUIDs even inside its window, so this "
-                "probe says nothing at this scale."
-                if cream_mid == pose_mid == 0
-                else "."
+        out.append(
+            (
+                "Paper: CREAM beats PoSE at middle positions of kv retrieval",
+                f"{_verdict(cream_mid > pose_mid)}: {cream_mid:.1f} vs {pose_mid:.1f} % (gold at 25–75 %)"
+                + (
+                    " — both are 0: the toy cannot copy 36-character UUIDs even inside its window, so this "
+                    "probe says nothing at this scale."
+                    if cream_mid == pose_mid == 0
+                    else "."
+                ),
             )
         )
     mid_pk = {m: _mean(rows, m, "passkey/at-longest/50") for m in ("cream", "pose")}
     if None not in mid_pk.values():
-        lines.append(
-            f"- Same claim on passkey at depth 50 % and {top} tokens: CREAM {mid_pk['cream']:.0f} vs PoSE "
-            f"{mid_pk['pose']:.0f} %."
+        out.append(
+            (
+                f"Same claim on passkey at depth 50 % and {top} tokens",
+                f"CREAM {mid_pk['cream']:.0f} vs PoSE {mid_pk['pose']:.0f} %.",
+            )
         )
     cream_l, base_n = rows.get("cream", {}).get(f"ppl/sliding/{top}"), rows.get("base", {}).get("ppl/sliding/256")
     if cream_l and base_n and cream_l["n"] == base_n["n"]:
         ratios = [c / b for c, b in zip(cream_l["values"], base_n["values"])]
         mean = statistics.fmean(ratios)
-        lines.append(
-            f"- Target: CREAM perplexity at {top} within 10 % of the base's at 256 — {_verdict(mean <= 1.1)}: "
-            f"{cream_l['mean']:.1f} vs {base_n['mean']:.1f}, ratio {mean:.3f} "
-            f"(per seed {min(ratios):.3f}–{max(ratios):.3f}; each seed holds out its own documents)."
+        out.append(
+            (
+                f"Target: CREAM perplexity at {top} within 10 % of the base's at 256",
+                f"{_verdict(mean <= 1.1)}: {cream_l['mean']:.1f} vs {base_n['mean']:.1f}, ratio {mean:.3f} "
+                f"(per seed {min(ratios):.3f}–{max(ratios):.3f}; each seed holds out its own documents).",
+            )
         )
     long = {
         m: [_mean(rows, m, f"passkey/accuracy/{n}") for n in lens[1:]] for m in ("cream", "pose", "randpos", "yarn")
     }
     if all(None not in v for v in long.values()):
         a = {m: statistics.fmean(v) for m, v in long.items()}
-        lines.append(
-            f"- Paper: CREAM retrieves better than PoSE beyond the training window — "
-            f"{_verdict(a['cream'] > a['pose'])}: passkey averaged over {lens[1]}–{top} tokens, CREAM "
-            f"{a['cream']:.0f} %, PoSE {a['pose']:.0f} % (fine-tuned YaRN with contiguous positions: "
-            f"{a['yarn']:.0f} %)."
+        out.append(
+            (
+                "Paper: CREAM retrieves better than PoSE beyond the training window",
+                f"{_verdict(a['cream'] > a['pose'])}: passkey averaged over {lens[1]}–{top} tokens, CREAM "
+                f"{a['cream']:.0f} %, PoSE {a['pose']:.0f} % (fine-tuned YaRN with contiguous positions: "
+                f"{a['yarn']:.0f} %).",
+            )
         )
-        lines.append(
-            f"- Paper: RandPos fails (0 on LongChat-Lines) — {_verdict(a['randpos'] < 5)}: RandPos passkey "
-            f"{a['randpos']:.0f} % over {lens[1]}–{top} tokens."
+        out.append(
+            (
+                "Paper: RandPos fails (0 on LongChat-Lines)",
+                f"{_verdict(a['randpos'] < 5)}: RandPos passkey {a['randpos']:.0f} % over {lens[1]}–{top} tokens.",
+            )
         )
     avg = {m: [_mean(rows, m, f"lines/accuracy/{n}") for n in lens[1:]] for m in ("cream", "pose", "randpos")}
     if all(None not in v for v in avg.values()):
         a = {m: statistics.fmean(v) for m, v in avg.items()}
-        lines.append(
-            f"- Paper: LongChat-Lines CREAM > PoSE (69.9 vs 54.0) and RandPos 0 — ours, averaged over "
-            f"{lens[1]}–{top}: CREAM {a['cream']:.1f}, PoSE {a['pose']:.1f}, RandPos {a['randpos']:.1f}"
-            + (
-                " — all 0: the toy cannot do this task (its prompt is longer than its window), so this "
-                "probe says nothing at this scale."
-                if not any(a.values())
-                else "."
+        out.append(
+            (
+                "Paper: LongChat-Lines CREAM > PoSE (69.9 vs 54.0) and RandPos 0",
+                f"ours, averaged over {lens[1]}–{top}: CREAM {a['cream']:.1f}, PoSE {a['pose']:.1f}, RandPos "
+                f"{a['randpos']:.1f}"
+                + (
+                    " — all 0: the toy cannot do this task (its prompt is longer than its window), so this "
+                    "probe says nothing at this scale."
+                    if not any(a.values())
+                    else "."
+                ),
             )
         )
     copy_in = {m: _mean(rows, m, "copy/accuracy/256") for m in ("base", "cream")}
     copy_far = {m: _mean(rows, m, f"copy/accuracy/{top}") for m in ("cream", "yarn-free")}
     if None not in copy_in.values():
-        lines.append(
-            f"- Target: CREAM copies inside the window within 10 points of the base (a task no recipe trains on) — "
-            f"{_verdict(copy_in['cream'] >= copy_in['base'] - 10)}: {copy_in['cream']:.1f} vs {copy_in['base']:.1f} % "
-            "of the span copied at 256 tokens."
+        out.append(
+            (
+                "Target: CREAM copies inside the window within 10 points of the base (a task no recipe trains on)",
+                f"{_verdict(copy_in['cream'] >= copy_in['base'] - 10)}: {copy_in['cream']:.1f} vs "
+                f"{copy_in['base']:.1f} % of the span copied at 256 tokens.",
+            )
         )
     if None not in copy_far.values():
-        lines.append(
-            f"- Target: CREAM copies at {top} tokens better than training-free YaRN — "
-            f"{_verdict(copy_far['cream'] > copy_far['yarn-free'])}: {copy_far['cream']:.1f} vs "
-            f"{copy_far['yarn-free']:.1f} %."
+        out.append(
+            (
+                f"Target: CREAM copies at {top} tokens better than training-free YaRN",
+                f"{_verdict(copy_far['cream'] > copy_far['yarn-free'])}: {copy_far['cream']:.1f} vs "
+                f"{copy_far['yarn-free']:.1f} %.",
+            )
         )
     key = f"ppl/sliding/{top}"
     gain = _paired(rows, "truncation", "sharedllm", key)  # per seed: truncated base minus SharedLLM
     trees = _paired(rows, "sharedllm-no-context", "sharedllm", key)
     if gain:
         wins = sum(d > 0 for d in gain)
-        lines.append(
-            f"- Target: SharedLLM perplexity at {top} below the truncated base — {_verdict(wins == len(gain))}: "
-            f"{_mean(rows, 'sharedllm', key):.2f} vs {_mean(rows, 'truncation', key):.2f}, lower in "
-            f"{wins} of {len(gain)} seeds (paired difference {statistics.fmean(gain):+.2f})"
-            + (
-                f"; the trees' own share (the same model without them, minus with them): "
-                f"{statistics.fmean(trees):+.2f}."
-                if trees
-                else "."
+        out.append(
+            (
+                f"Target: SharedLLM perplexity at {top} below the truncated base",
+                f"{_verdict(wins == len(gain))}: {_mean(rows, 'sharedllm', key):.2f} vs "
+                f"{_mean(rows, 'truncation', key):.2f}, lower in {wins} of {len(gain)} seeds (paired difference "
+                f"{statistics.fmean(gain):+.2f})"
+                + (
+                    f"; the trees' own share (the same model without them, minus with them): "
+                    f"{statistics.fmean(trees):+.2f}."
+                    if trees
+                    else "."
+                ),
             )
         )
-    if gain:
         deep = [_mean(rows, "sharedllm", f"passkey/at-longest/{d}") for d in ("0", "25", "50", "75")]
         if None not in deep:
-            lines.append(
-                f"- Target: SharedLLM retrieves pass keys in the compressed context — "
-                f"{_verdict(min(deep) >= 50)}: {' / '.join(f'{v:.0f}' for v in deep)} % at depths "
-                f"0 / 25 / 50 / 75 % of {top} tokens (depth 100 % lies in the local window)."
+            out.append(
+                (
+                    "Target: SharedLLM retrieves pass keys in the compressed context",
+                    f"{_verdict(min(deep) >= 50)}: {' / '.join(f'{v:.0f}' for v in deep)} % at depths "
+                    f"0 / 25 / 50 / 75 % of {top} tokens (depth 100 % lies in the local window).",
+                )
             )
-    return "\n".join(lines)
+    return out
+
+
+def claims_section(rows: dict[str, Any], s: int) -> str:
+    """The claims at one scale as a report section, one bullet each."""
+    items = "\n".join(f"- {claim} — {verdict}" for claim, verdict in claims(rows, s))
+    return f"\n## Claims checked at s = {s} (means over seeds)\n\n{items}"
 
 
 PREVIOUS = RESULTS / "before-distill"  # the record of the recipe before issue #17 (its summary and COMMAND.md)
-
-
-def _claim_parts(text: str) -> dict[str, str]:
-    """Claim lines of `claims()` as {claim: verdict and figures} (split at the first ' — ', else ': ')."""
-    parts = {}
-    for line in text.splitlines():
-        if line.startswith("- "):
-            head, sep, rest = line[2:].partition(" — ")
-            if not sep:
-                head, _, rest = line[2:].partition(": ")
-            parts[head] = rest
-    return parts
 
 
 def changed_claims(summary: dict[str, Any]) -> str:
@@ -466,7 +484,7 @@ def changed_claims(summary: dict[str, Any]) -> str:
     rows = []
     for scale in sorted(set(summary) & set(previous), key=lambda s: int(s[1:])):
         s = int(scale[1:])
-        old, new = _claim_parts(claims(previous[scale], s)), _claim_parts(claims(summary[scale], s))
+        old, new = dict(claims(previous[scale], s)), dict(claims(summary[scale], s))
         for claim in new:
             if claim in old:
                 mark = "same" if old[claim] == new[claim] else "**changed**"
