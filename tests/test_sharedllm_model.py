@@ -54,6 +54,23 @@ def test_zero_initialised_cross_attention_reproduces_the_base_model(attn):
     assert not torch.allclose(model(input_ids=x, context_input_ids=context).logits, expected, atol=1e-3)
 
 
+def test_cross_attention_starts_with_each_layers_own_queries():
+    """Its keys are the same layer's (the lower model's), so q·k means something only with the layer's own
+    queries: its input norm too, whose gains in a trained model are far from 1 (SmolLM2's layer 0: ~0.001)."""
+    base = make_tiny_llama(layers=3)
+    with torch.no_grad():
+        for layer in base.model.layers:
+            layer.input_layernorm.weight.uniform_(0.01, 0.5)
+    model = SharedLLMForCausalLM.from_base(base, **OPTS, cross_attn_init_scale=0.5)
+    h = torch.randn(1, 5, base.config.hidden_size)
+    with torch.no_grad():
+        for block, layer in zip(model.cross_attn, model.model.layers):
+            torch.testing.assert_close(block.q_proj(block.norm(h)), layer.self_attn.q_proj(layer.input_layernorm(h)))
+            torch.testing.assert_close(block.o_proj.weight, 0.5 * layer.self_attn.o_proj.weight)
+    with pytest.raises(LongwinError, match="cross_attn_init_scale"):
+        SharedLLMForCausalLM.from_base(make_tiny_llama(layers=3), **OPTS, cross_attn_init_scale=-1.0)
+
+
 @pytest.mark.parametrize("family", ["mistral", "qwen2"])
 def test_other_llama_family_models(family):
     kw = dict(

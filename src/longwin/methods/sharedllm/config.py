@@ -28,6 +28,9 @@ class SharedLLMConfig(PretrainedConfig):
                       and queries to n = the sample's chunk count (Eq. 2); False: keys keep only
                       their local RoPE and queries sit at position 0, so chunk order is invisible
     split_noise       sigma of the split-point noise as a fraction of the node length, training only [0.2]
+    cross_attn_init_scale  the cross-attention's o_proj starts as this multiple of the layer's self-attention
+                      o_proj; 0 = zero, so the model equals the base before training [0: the paper does not
+                      say; its code draws it at random]
     share_lower       the lower model reuses the upper model's frozen bottom layers (no copy)
     encode_batch_tokens  most tokens the lower model encodes per pass (bounds memory on long contexts);
                       0 encodes all chunks of a tree level at once, as the paper does [0]
@@ -46,6 +49,7 @@ class SharedLLMConfig(PretrainedConfig):
         query_aware: bool = True,
         chunk_positions: bool = True,
         split_noise: float = 0.2,
+        cross_attn_init_scale: float = 0.0,
         share_lower: bool = True,
         encode_batch_tokens: int = 0,
         **kwargs: Any,
@@ -61,6 +65,7 @@ class SharedLLMConfig(PretrainedConfig):
         self.query_aware = query_aware
         self.chunk_positions = chunk_positions
         self.split_noise = split_noise
+        self.cross_attn_init_scale = cross_attn_init_scale
         self.share_lower = share_lower
         self.encode_batch_tokens = encode_batch_tokens
         if base_config is not None:

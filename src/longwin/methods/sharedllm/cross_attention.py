@@ -80,14 +80,16 @@ class TreeCrossAttention(nn.Module):
         return block.to(device=q_proj.weight.device, dtype=q_proj.weight.dtype)
 
     @torch.no_grad()
-    def init_from(self, layer: nn.Module) -> None:
-        """q_proj := the layer's self-attention q_proj (so q·k is meaningful at step 0); o_proj := 0; norm := 1."""
-        attn: Any = cast(Any, layer).self_attn  # the decoder layer's own attention module
-        self.q_proj.weight.copy_(attn.q_proj.weight)
+    def init_from(self, layer: nn.Module, output_scale: float = 0.0) -> None:
+        """norm := the layer's input_layernorm and q_proj := its self-attention q_proj, so the block's queries
+        are the layer's own and q·k over the lower model's keys (the same layer's) is meaningful at step 0;
+        o_proj := output_scale × the self-attention o_proj (0: the model equals the base at step 0)."""
+        decoder: Any = cast(Any, layer)  # a transformers decoder layer: input_layernorm, self_attn
+        self.norm.weight.copy_(decoder.input_layernorm.weight)
+        self.q_proj.weight.copy_(decoder.self_attn.q_proj.weight)
         if self.q_proj.bias is not None:
-            self.q_proj.bias.copy_(attn.q_proj.bias)
-        self.o_proj.weight.zero_()
-        self.norm.weight.fill_(1.0)
+            self.q_proj.bias.copy_(decoder.self_attn.q_proj.bias)
+        self.o_proj.weight.copy_(output_scale * decoder.self_attn.o_proj.weight)
 
     def queries_keys_values(
         self, hidden_states: torch.Tensor, tree: TreeKV, layer: int

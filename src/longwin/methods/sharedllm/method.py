@@ -38,7 +38,7 @@ def _check_request(config: TrainConfig) -> None:
 def _model(config: TrainConfig) -> tuple[SharedLLMForCausalLM, Any]:
     """(model, tokenizer): the base wrapped by `from_base`, or a saved SharedLLM trained further. Options given
     explicitly apply to both; a new model takes `SharedLLMConfig`'s defaults for the rest, a saved one keeps its
-    own, except for its shape, which training cannot change."""
+    own, except for its shape and initialisation, which training further cannot change."""
     from longwin.models import load_model
 
     common, opts = config.common, config.get(SharedLLMOptions)
@@ -51,7 +51,7 @@ def _model(config: TrainConfig) -> tuple[SharedLLMForCausalLM, Any]:
     if clash:
         raise LongwinError(
             f"{common.model} is a SharedLLM whose {', '.join(clash)} differ from the options given; training "
-            f"further cannot change its shape"
+            f"further cannot change how it was built"
         )
     for key, value in given.items():
         setattr(model.config, key, value)
@@ -102,6 +102,7 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
         "query_aware",
         "chunk_positions",
         "split_noise",
+        "cross_attn_init_scale",
     )
     card = {
         "stage": opts.stage,

@@ -83,6 +83,8 @@ def check_options(config: SharedLLMConfig) -> None:
     check_tree_shape(config.chunk_size, config.tree_height, config.kv_per_node)
     if config.split_noise < 0:
         raise LongwinError(f"split_noise must be >= 0, got {config.split_noise}")
+    if config.cross_attn_init_scale < 0:
+        raise LongwinError(f"cross_attn_init_scale must be >= 0, got {config.cross_attn_init_scale}")
     if config.encode_batch_tokens < 0:
         raise LongwinError(f"encode_batch_tokens must be >= 0, got {config.encode_batch_tokens}")
 
@@ -129,8 +131,9 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         are `SharedLLMConfig` keywords (num_lower_layers, chunk_size, ...), whose defaults it alone holds.
 
         The base model's modules are adopted, not copied: training the result changes `base` too.
-        Cross-attention starts with q_proj = the self-attention q_proj and o_proj = 0, so before
-        training the output equals the base model's on the local window.
+        Cross-attention starts with the layer's own query (its input norm and q_proj) and o_proj = 0, so
+        before training the output equals the base model's on the local window (`cross_attn_init_scale`
+        copies a scaled self-attention o_proj instead: the trees are read from step 0).
         """
         if isinstance(base, (str, os.PathLike)):
             base, _ = load_model(str(base))
@@ -151,7 +154,7 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
             for i in range(self.config.num_lower_layers)
         )
         for block, layer in zip(cast("list[TreeCrossAttention]", self.cross_attn), self.model.layers):
-            block.init_from(layer)
+            block.init_from(layer, self.config.cross_attn_init_scale)
         self.generation_config = copy.deepcopy(base.generation_config)
         self._connect()
         self.train(base.training)

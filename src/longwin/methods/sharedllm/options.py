@@ -19,6 +19,7 @@ MODEL_OPTIONS = {
     "query_aware": "query_aware",
     "split_noise": "split_noise",
     "chunk_positions": "chunk_positions",
+    "cross_attn_init_scale": "cross_attn_init_scale",
 }
 
 
@@ -49,6 +50,14 @@ class SharedLLMOptions:
         metadata={
             "help": "rotate context keys by their chunk id and queries to the chunk count; false hides chunk order, "
             "the paper's ablation"
+        },
+    )
+    cross_attn_init_scale: float | None = field(
+        default=None,
+        metadata={
+            "min": 0,
+            "help": "the cross-attention's o_proj starts as this multiple of the layer's self-attention o_proj "
+            "(0: zero, the model equals the base at step 0; a saved SharedLLM keeps its trained weights)",
         },
     )
     trainable: str = field(
