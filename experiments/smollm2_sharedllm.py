@@ -595,6 +595,15 @@ hundred times a uniform head's share, yet neither answer was right: the trees ar
 the key is found, attended but not read into the answer. What would test the method here, not run: more
 tokens than a CPU session trains.
 
+Two ways to make the trees readable sooner, measured. (1) The cross-attention's norm had started at 1 while
+the layer's own input norm, whose output q_proj was trained on, has gains far below 1 in SmolLM2; with the
+fix (`sharedllm-normfix`, the same 300 steps) the cross-attention's output projection ends at about the same
+share of the self-attention's, the repeated passage still costs as much with the trees as without, and
+perplexity moves by under 0.3 % (verdicts below): the fix is right, and not what is missing. (2) Starting
+o_proj from the self-attention's, so the trees are read at step 0 the way the layer reads its own context,
+makes every probe worse before any training, the more so the larger the copy (the untrained rows): the
+separate softmax over 512 tree KVs adds a second attention output the upper layers never saw.
+
 ## Verdicts
 
 {chr(10).join(verdicts())}
