@@ -504,7 +504,8 @@ def changed_claims(summary: dict[str, Any]) -> str:
         )
         + " SharedLLM trains with its own recipe (`sharedllm-toy-2048`), which the toy recipe's change did not touch;"
         " its rows moved with the code changes between the two records, among them the LM stage no longer steering"
-        " its trees by the window's last token (issue #19). Every claim of both records:\n\n"
+        " its trees by the window's last token and the cross-attention's norm starting as its layer's input norm"
+        " (both issue #19). Every claim of both records:\n\n"
         "| claim | before | now | |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 
