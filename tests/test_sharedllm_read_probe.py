@@ -38,3 +38,9 @@ def test_an_untrained_stack_scores_the_same_with_and_without_trees_and_a_trained
             block.o_proj.weight.copy_(layer.self_attn.o_proj.weight)
     assert abs(probe._loss(model, batch, True)[0] - without[0]) > 1e-4
     assert all(n["cross_o_proj"] > 0 for n in probe.norms(model))
+
+
+def test_untrained_wraps_the_base_as_the_lm_recipe_does_with_a_scaled_copy_of_o_proj():
+    model = probe.untrained(make_tiny_llama(layers=5), 0.25)
+    assert (model.config.num_lower_layers, model.config.chunk_size, model.config.kv_per_node) == (4, 1024, 32)
+    assert [round(n["cross_o_proj"] / n["self_o_proj"], 6) for n in probe.norms(model)] == [0.25] * 4
