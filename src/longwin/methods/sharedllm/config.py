@@ -30,7 +30,8 @@ class SharedLLMConfig(PretrainedConfig):
     split_noise       sigma of the split-point noise as a fraction of the node length, training only [0.2]
     cross_attn_init_scale  the cross-attention's o_proj starts as this multiple of the layer's self-attention
                       o_proj; 0 = zero, so the model equals the base before training [0: the paper does not
-                      say; its code draws it at random]
+                      say; its code draws it at random; on SmolLM2 every copy tried (0.25-1) made the
+                      untrained stack worse with its trees than without: docs/results-sharedllm.md]
     share_lower       the lower model reuses the upper model's frozen bottom layers (no copy)
     encode_batch_tokens  most tokens the lower model encodes per pass (bounds memory on long contexts);
                       0 encodes all chunks of a tree level at once, as the paper does [0]
