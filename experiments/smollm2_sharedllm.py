@@ -84,9 +84,10 @@ CONFIGS: dict[str, tuple[str, list[str], list[int]]] = {
     "sharedllm-normfix": ("lm-normfix", ["--adapter-options", f"local_window={LOCAL}"], PPL_LENGTHS),
     "sharedllm-normfix-local": ("lm-normfix", ["--adapter-options", f"local_window={LOCAL},trees=false"], PPL_LENGTHS),
 }
-# models whose trees the perplexity verdict weighs against the same model without them (name + "-local")
-WITH_TREES = ("sharedllm", "sharedllm-normfix")
-STACKED = ("sharedllm", "sharedllm-sft", "sharedllm-normfix")  # the trained SharedLLMs, in the order trained
+# the trained SharedLLMs read with their trees, in the order trained; those with a "-local" twin (the same model
+# without its trees) get the verdicts that weigh what the trees add
+STACKED = tuple(n for n, (stage, _, _) in CONFIGS.items() if stage and not n.endswith("-local"))
+WITH_TREES = tuple(n for n in STACKED if f"{n}-local" in CONFIGS)
 STAGES = [
     "bench:short",
     "bench:long",
@@ -349,20 +350,18 @@ def tree_probe_summary(record: str = "tree-probe-sft") -> str:
 
 def verdicts() -> list[str]:
     out = []
-    for name in WITH_TREES:
-        with_trees, without = _ppl(name), _ppl(f"{name}-local")
-        if 32768 in with_trees and 32768 in without:
-            better = sum(a < b for a, b in zip(with_trees[32768], without[32768]))
-            out.append(
-                f"- **Trees help at 32K, {name} (acceptance: below the same model without them on every document):** "
-                f"{better} of {len(with_trees[32768])} documents; mean {_mean(with_trees[32768]):.2f} with trees vs "
-                f"{_mean(without[32768]):.2f} without" + _second_token_set(name)
-            )
     base = _ppl("base")
     for name in WITH_TREES:
-        mine = _ppl(name)
+        mine, without = _ppl(name), _ppl(f"{name}-local")
         if 32768 not in mine:
             continue
+        if 32768 in without:
+            better = sum(a < b for a, b in zip(mine[32768], without[32768]))
+            out.append(
+                f"- **Trees help at 32K, {name} (acceptance: below the same model without them on every document):** "
+                f"{better} of {len(mine[32768])} documents; mean {_mean(mine[32768]):.2f} with trees vs "
+                f"{_mean(without[32768]):.2f} without" + _second_token_set(name)
+            )
         lengths = [n for n in PPL_LENGTHS if n in mine]
         trend = [f"{_mean(mine[n]):.2f} at {n // 1024}K" for n in lengths]
         per_doc = list(zip(*(mine[n] for n in lengths)))  # each document's perplexity from the shortest length up

@@ -87,6 +87,8 @@ STAGES = (
     ]
     + ["ppl:cream-yarn-distill", "copy:cream-yarn-distill", "passkey:cream-yarn-distill"]
 )
+# the extended models with the task grid at the target, in the order of their stages
+GRID = tuple(s.removeprefix("passkey:") for s in STAGES if s.startswith("passkey:") and s != "passkey:base")
 BY_DEPTH = ["--samples", "2", "--depths", "0,25,50,75,100"]  # passkey and copy: 10 cells per length
 # where a stage skips a length: the base's copy at 16K (18 CPU minutes) would only repeat what its perplexity
 # (about 1,000) and passkey (0/10) at 16K already measured; its copy rows are the retention reference inside 8K
@@ -494,8 +496,7 @@ def _task_verdicts() -> list[str]:
     """Passkey and copy at the target by depth, retention inside the window, and CREAM vs PoSE in the middle."""
     out = []
     for task in ("passkey", "copy"):
-        names = ("yarn-free", "cream-yarn", "pose-yarn", "cream-yarn-distill")
-        out += [line for name in names if (line := _depth_verdict(name, task))]
+        out += [line for name in GRID if (line := _depth_verdict(name, task))]
     last = [r for name in METHODS for r in _rows(name, "passkey") if float(r["position"]) == 100.0]
     if last:
         inside = [r for r in last if r["length"] <= NATIVE]
@@ -526,9 +527,7 @@ def _task_verdicts() -> list[str]:
                 else f"{'CREAM' if cream[0] / cream[1] > pose[0] / pose[1] else 'PoSE'} ahead, intervals apart."
             )
         )
-    middle = {
-        n: _hits(n, "passkey", TARGET, MIDDLE) for n in ("yarn-free", "cream-yarn", "pose-yarn", "cream-yarn-distill")
-    }
+    middle = {n: _hits(n, "passkey", TARGET, MIDDLE) for n in GRID}
     if all(total >= 6 for _, total in middle.values()):
         out.append(
             "- **Every model's pass keys in the middle (depths 25–75 %, 16K):** "
