@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +47,42 @@ LENGTHS = [2048, 8192, 16384]
 TRAIN = {  # one budget for every fine-tuned method (recipe: smollm2-135m-16k-cpu)
     "config": "smollm2-135m-16k-cpu",
 }
-# name -> how the model is made: ("free", rope) rescales the base's RoPE without training;
-# ("train", scheme, rope) fine-tunes it with the recipe; ("base",) is the model as shipped
-METHODS: dict[str, tuple[str, ...]] = {
-    "base": ("base",),
-    "yarn-free": ("free", "yarn"),
-    "cream-yarn": ("train", "cream", "yarn"),
-    "pose-yarn": ("train", "pose", "yarn"),
-    "linear-free": ("free", "linear"),
-    "ntk-free": ("free", "ntk"),
-    "dynamic-free": ("free", "dynamic"),
-    "revised-yarn-free": ("free", "revised-yarn"),
-    "cream-linear": ("train", "cream", "linear"),
-    "pose-linear": ("train", "pose", "linear"),
-    "contiguous-yarn": ("train", "none", "yarn"),
-    "contiguous-linear": ("train", "none", "linear"),
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a model of the study is made: the base as shipped (`base`), its RoPE rescaled without training
+    (`free`), or fine-tuned with the recipe (`train`) on position `scheme`; `rope_options` are
+    `--rope-options` (e.g. YaRN's attention factor), `distill` a `--distill-weight`."""
+
+    make: str
+    scheme: str = ""
+    rope: str = ""
+    rope_options: str = ""
+    distill: str = ""
+
+
+# YaRN's attention temperature sqrt(t) = 0.1 ln s + 1 set to 1 (logits unscaled): at 2K, inside the window,
+# training-free YaRN with it misses every pass key at depth 100 % that the base finds and finds them all
+# without it (`benchmarks/results/smollm2/yarn-af1-free/` and `yarn-free/`)
+AF1 = "attention_factor=1.0"
+METHODS: dict[str, Method] = {
+    "base": Method("base"),
+    "yarn-free": Method("free", rope="yarn"),
+    "cream-yarn": Method("train", "cream", "yarn"),
+    "pose-yarn": Method("train", "pose", "yarn"),
+    "linear-free": Method("free", rope="linear"),
+    "ntk-free": Method("free", rope="ntk"),
+    "dynamic-free": Method("free", rope="dynamic"),
+    "revised-yarn-free": Method("free", rope="revised-yarn"),
+    "cream-linear": Method("train", "cream", "linear"),
+    "pose-linear": Method("train", "pose", "linear"),
+    "contiguous-yarn": Method("train", "none", "yarn"),
+    "contiguous-linear": Method("train", "none", "linear"),
     # + positional self-distillation from the base (weight 100, as the toy recipe: docs/toy-model.md)
-    "cream-yarn-distill": ("train", "cream", "yarn", "100"),
+    "cream-yarn-distill": Method("train", "cream", "yarn", distill="100"),
+    "yarn-af1-free": Method("free", rope="yarn", rope_options=AF1),
+    "cream-yarn-af1": Method("train", "cream", "yarn", rope_options=AF1),
 }
 # stages in priority order: the perplexity rows first (cheap; contiguous fine-tuning among them, since it
 # separates what the training text teaches from what the position layout does), then the task grid for the
@@ -86,6 +106,8 @@ STAGES = (
         for m in ["linear-free", "ntk-free", "dynamic-free", "cream-linear", "pose-linear", "contiguous-linear"]
     ]
     + ["ppl:cream-yarn-distill", "copy:cream-yarn-distill", "passkey:cream-yarn-distill"]
+    # YaRN without its attention temperature, training-free and under CREAM (the in-window depth-100 % miss)
+    + ["ppl:yarn-af1-free", "ppl:cream-yarn-af1", "passkey:cream-yarn-af1", "passkey:yarn-af1-free"]
 )
 # the extended models with the task grid at the target, in the order of their stages
 GRID = tuple(s.removeprefix("passkey:") for s in STAGES if s.startswith("passkey:") and s != "passkey:base")
@@ -136,11 +158,12 @@ def heldout_corpus(work: Path) -> Path:
 
 def model_ref(name: str, work: Path) -> list[str]:
     """`longwin eval` flags that load method `name` (training it first when needed)."""
-    kind = METHODS[name]
-    if kind[0] == "base":
+    method = METHODS[name]
+    rope_options = ["--rope-options", method.rope_options] if method.rope_options else []
+    if method.make == "base":
         return ["--model", MODEL]
-    if kind[0] == "free":
-        return ["--model", MODEL, "--rope", kind[1], "--target-length", str(TARGET)]
+    if method.make == "free":
+        return ["--model", MODEL, "--rope", method.rope, "--target-length", str(TARGET), *rope_options]
     folder = work / "models" / name
     if not (folder / "longwin_training.json").is_file():
         resume = (
@@ -154,10 +177,11 @@ def model_ref(name: str, work: Path) -> list[str]:
                 "--config",
                 TRAIN["config"],
                 "--scheme",
-                kind[1],
+                method.scheme,
                 "--rope",
-                kind[2],
-                *(["--distill-weight", kind[3]] if len(kind) > 3 else []),
+                method.rope,
+                *rope_options,
+                *(["--distill-weight", method.distill] if method.distill else []),
                 "--output-dir",
                 str(folder),
                 *resume,
@@ -304,6 +328,19 @@ def _ppl_by_length(name: str) -> dict[int, tuple[float, tuple[float, float]]]:
     return out
 
 
+def _contiguous_twin(name: str) -> str:
+    """The study's contiguous fine-tuning with the same RoPE and RoPE options as `name`, or ''."""
+    mine = METHODS[name]
+    return next(
+        (
+            n
+            for n, m in METHODS.items()
+            if m.make == "train" and m.scheme == "none" and (m.rope, m.rope_options) == (mine.rope, mine.rope_options)
+        ),
+        "",
+    )
+
+
 def _layout_verdict(rope: str) -> str:
     """What CREAM's and PoSE's position layouts add over contiguous fine-tuning with the same RoPE, at 16K:
     each one's pooled perplexity against the contiguous row's per-document range."""
@@ -399,20 +436,22 @@ def _verdicts() -> list[str]:
             f"- **Training-free scalings at 16K (lowest first; the bar a fine-tuned method must clear is the "
             f"lowest):** {listed}."
         )
-    for name in ("cream-yarn", "pose-yarn", "cream-linear", "pose-linear", "cream-yarn-distill"):
+    for name in (n for n, m in METHODS.items() if m.make == "train" and m.scheme != "none"):
         mine = _ppl_by_length(name)
         if not ({NATIVE, TARGET, 2048} <= set(mine) and {TARGET} <= set(free)):
             continue
         ratio = mine[TARGET][0] / mine[NATIVE][0]
         loss2, loss8 = (100 * (mine[n][0] / base[n][0] - 1) for n in (2048, NATIVE))
         retention = "within" if max(loss2, loss8) <= 5 else "outside"
-        same_rope = "contiguous-" + METHODS[name][2]  # contiguous fine-tuning with the same interpolation
-        contiguous = _ppl_by_length(same_rope)
+        same_rope = _contiguous_twin(name)  # contiguous fine-tuning with the same interpolation
+        contiguous = _ppl_by_length(same_rope) if same_rope else {}
         versus = (
             f"; against contiguous fine-tuning on the same text and RoPE ({same_rope}) "
             f"{100 * (mine[TARGET][0] / contiguous[TARGET][0] - 1):+.1f} % at 16K"
             if TARGET in contiguous
             else f"; `{same_rope}` (contiguous fine-tuning with the same RoPE) not run yet"
+            if same_rope
+            else ""
         )
         out.append(
             f"- **{name}:** 16K / 8K perplexity {ratio:.3f} ({'meets' if ratio <= 1.15 else 'misses'} the "
