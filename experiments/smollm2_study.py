@@ -64,7 +64,7 @@ class Method:
 
 # YaRN's attention temperature sqrt(t) = 0.1 ln s + 1 set to 1 (logits unscaled): at 2K, inside the window,
 # training-free YaRN with it misses every pass key at depth 100 % that the base finds and finds them all
-# without it (`benchmarks/results/smollm2/yarn-af1-free/` and `yarn-free/`)
+# without it (pilot: `benchmarks/results/smollm2/pilot-attention-factor/`)
 AF1 = "attention_factor=1.0"
 METHODS: dict[str, Method] = {
     "base": Method("base"),
