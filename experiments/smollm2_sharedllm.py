@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from staged_study import ROOT, run_longwin, study_main
+from staged_study import ROOT, depth_row, hit_count, run_longwin, study_main
 
 from longwin.eval.metrics import wilson
 
@@ -248,15 +248,7 @@ def passkey_table(kind: str = "passkey", names: tuple[str, ...] = STACKED) -> st
             at = [r for r in rows if r["length"] == n]
             if not at:
                 continue
-            cells = []
-            for d in depths:
-                hits = [r["score"] for r in at if float(r["position"]) == d]
-                cells.append(f"{sum(hits):.0f}/{len(hits)}" if hits else "–")
-            low, high = wilson(sum(r["score"] for r in at), len(at))
-            share = 100 * sum(r["score"] for r in at) / len(at)
-            lines.append(
-                f"| {name} | {n // 1024}K | " + " | ".join(cells) + f" | {share:.0f} % ({low:.0f}–{high:.0f}) |"
-            )
+            lines.append(depth_row(f"{name} | {n // 1024}K", at, depths, hit_count, lambda r: r["score"]))
     return "\n".join(lines) if len(lines) > 2 else "Not measured yet."
 
 

@@ -10,8 +10,8 @@ Methods (same data, steps, learning rate and seed for every fine-tuned one; natu
 the base; training-free PI (linear), NTK, dynamic NTK, YaRN and revised YaRN; CREAM and PoSE with YaRN
 and with linear interpolation; contiguous fine-tuning (`scheme none`) with PI and with YaRN; CREAM-YaRN with
 positional self-distillation from the base (`--distill-weight 100`, the toy recipe's fix for the content
-copying fine-tuning erases there). Fine-tuning runs at 1,024 tokens a window (the CPU budget), positions
-spanning 16,384 (CREAM, PoSE).
+copying fine-tuning erases there); YaRN with its attention temperature off, training-free and under CREAM.
+Fine-tuning runs at 1,024 tokens a window (the CPU budget), positions spanning 16,384 (CREAM, PoSE).
 
 The work is a list of stages in priority order. Each stage is resumable on its own (an evaluation reuses
 its finished cells, a training resumes from its newest complete checkpoint) and skipped once done, so
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from staged_study import ROOT, run_longwin, study_main
+from staged_study import ROOT, depth_row, hit_count, mean_share, run_longwin, study_main
 
 from longwin.eval.metrics import wilson
 
@@ -388,23 +388,12 @@ def depth_table(task: str) -> str:
             at = [r for r in rows if r["length"] == n]
             if not at:
                 continue
-            cells = []
-            for d in depths:
-                hits = [r["score"] for r in at if float(r["position"]) == d]
-                if not hits:
-                    cells.append("–")
-                elif task == "passkey":
-                    cells.append(f"{sum(hits):.0f}/{len(hits)}")
-                else:
-                    cells.append(f"{100 * sum(hits) / len(hits):.0f} %")
-            whole = [r["score"] if task == "passkey" else r["whole"] for r in at]
-            low, high = wilson(sum(whole), len(whole))
-            label = "" if task == "passkey" else " whole"
-            lines.append(
-                f"| {name} | {n // 1024}K | "
-                + " | ".join(cells)
-                + f" | {100 * sum(whole) / len(whole):.0f} %{label} ({low:.0f}–{high:.0f}) |"
-            )
+            if task == "passkey":
+                lines.append(depth_row(f"{name} | {n // 1024}K", at, depths, hit_count, lambda r: r["score"]))
+            else:
+                lines.append(
+                    depth_row(f"{name} | {n // 1024}K", at, depths, mean_share, lambda r: r["whole"], " whole")
+                )
     return "\n".join(lines)
 
 
@@ -577,12 +566,48 @@ def _task_verdicts() -> list[str]:
                 else "; not every interval overlaps."
             )
         )
+    out += _temperature_verdict()
     if not out:
         out.append(
             "- **CREAM vs PoSE in the middle of the context (CREAM's central claim): not measured yet** "
             "(stages `passkey:cream-yarn`, `passkey:pose-yarn`, `copy:*`). kv-retrieval cannot carry it at this "
             "size: inside its own window (2K tokens, 8-hex-digit keys) the base answers 0 of 3 "
             "(`benchmarks/results/smollm2/base/kv-retrieval-pilot/`)."
+        )
+    return out
+
+
+def _temperature_verdict() -> list[str]:
+    """YaRN with and without its attention temperature: the in-window pass key at depth 100 % and perplexity."""
+    pairs = [("yarn-free", "yarn-af1-free"), ("cream-yarn", "cream-yarn-af1")]
+    out = []
+    for with_t, without_t in pairs:
+        keys = {n: _hits(n, "passkey", 2048, (100.0,)) for n in (with_t, without_t)}
+        ppl = {n: _ppl_by_length(n) for n in (with_t, without_t)}
+        if not all(total for _, total in keys.values()) or not all(set(LENGTHS) <= set(p) for p in ppl.values()):
+            continue
+        ratios = ", ".join(
+            f"{100 * (ppl[without_t][n][0] / ppl[with_t][n][0] - 1):+.1f} % at {n // 1024}K" for n in LENGTHS
+        )
+        out.append(
+            f"- **YaRN's attention temperature ({with_t} vs {without_t}, the factor at 1):** pass keys at depth "
+            f"100 % of 2K {keys[with_t][0]:.0f}/{keys[with_t][1]} with it, {keys[without_t][0]:.0f}/"
+            f"{keys[without_t][1]} without (the base {_hits('base', 'passkey', 2048, (100.0,))[0]:.0f}/"
+            f"{_hits('base', 'passkey', 2048, (100.0,))[1]}); perplexity without it {ratios} against with it."
+        )
+    base2k = _hits("base", "passkey", 2048)
+    kept = [n for n in METHODS if n != "base" and _hits(n, "passkey", 2048)[1] and _hits(n, "passkey", 2048) == base2k]
+    lost = [n for n in METHODS if n != "base" and _hits(n, "passkey", 2048)[1] and n not in kept]
+    if base2k[1] and (kept or lost):
+        out.append(
+            f"- **In-window retrieval (passkey at 2K, every depth; the base {base2k[0]:.0f}/{base2k[1]}):** kept by "
+            + (", ".join(kept) or "no extended model")
+            + "; lost by "
+            + (
+                ", ".join(f"{n} ({_hits(n, 'passkey', 2048)[0]:.0f}/{_hits(n, 'passkey', 2048)[1]})" for n in lost)
+                or "none"
+            )
+            + "."
         )
     return out
 
@@ -688,6 +713,10 @@ fine-tuned model, `training.json`, the card of the model that record evaluated).
 - Perplexity: `last-k` (loss on the last 1,024 tokens of a window of 2K, 8K or 16K tokens, the same tokens
   at every length) on the first 16K tokens of the {PPL_DOCS} longest held-out documents (never trained on).
   The cells give one perplexity per document; the table shows the pooled value and the per-document range.
+- `yarn-af1-free` and `cream-yarn-af1`: YaRN with its attention temperature off (`--rope-options
+  attention_factor=1.0`; transformers' default scales every logit by (0.1 ln s + 1)^2 = 1.14 at s = 2). Why:
+  inside 2K that temperature alone makes the base miss every pass key at depth 100 % (0/4 vs 4/4 without it;
+  `benchmarks/results/smollm2/pilot-attention-factor/`).
 - Passkey and content copy: depths 0/25/50/75/100 %, 2 samples a depth, Wilson 95 % intervals.
   The base's content copy is measured at 2K and 8K only: at 16K its perplexity (about 1,000) and passkey
   (0/10) already show it failing.

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from longwin.eval.metrics import wilson
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +19,33 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_longwin(argv: list[str]) -> None:
     print("+ longwin " + " ".join(argv), flush=True)
     subprocess.run([sys.executable, "-m", "longwin", *argv], check=True, cwd=ROOT)
+
+
+def hit_count(scores: list[float]) -> str:
+    """A by-depth cell of pass/fail scores: hits / cells."""
+    return f"{sum(scores):.0f}/{len(scores)}"
+
+
+def mean_share(scores: list[float]) -> str:
+    """A by-depth cell of fractional scores: their mean, in percent."""
+    return f"{100 * sum(scores) / len(scores):.0f} %"
+
+
+def depth_row(
+    label: str,
+    cells: list[dict[str, Any]],
+    depths: Sequence[float],
+    shown: Callable[[list[float]], str],
+    success: Callable[[dict[str, Any]], float],
+    what: str = "",
+) -> str:
+    """One Markdown row of a by-depth table: `shown(scores)` per depth ('–' where none), then the share of
+    cells that succeeded (`success`) over every depth, with its Wilson 95 % interval."""
+    by_depth = [[r["score"] for r in cells if float(r["position"]) == d] for d in depths]
+    wins = [success(r) for r in cells]
+    low, high = wilson(sum(wins), len(wins))
+    share = f"{100 * sum(wins) / len(wins):.0f} %{what} ({low:.0f}–{high:.0f})"
+    return f"| {label} | " + " | ".join(shown(s) if s else "–" for s in by_depth) + f" | {share} |"
 
 
 def study_main(
