@@ -23,6 +23,8 @@ WORK=${WORK:-/root/w}
 CARRY=${CARRY:-.gpu}
 TARGET=${TARGET:-32768}
 ROPE=${ROPE:-yarn}
+ROPE_OPTIONS=${ROPE_OPTIONS:-}  # e.g. attention_factor=1.0: YaRN without its temperature (docs/rope.md)
+RO=(); [[ -n $ROPE_OPTIONS ]] && RO=(--rope-options "$ROPE_OPTIONS")
 LENGTHS=${LENGTHS:-2048,8192,16384,$TARGET}
 SAMPLES=${SAMPLES:-3}
 TRAIN_S=${TRAIN_S:-60}  # per method; with setup (~40 s) and four evaluations (~60-80 s each) one call stays under 10 min
@@ -112,7 +114,7 @@ all)  # device call 2: join the model, train CREAM and PoSE, evaluate, pack
   echo "step ${STEP_S}s -> $STEPS steps of $BATCH x $TRAIN_LEN tokens per method (setup $((SECONDS - T0)) s)"
   for M in cream pose; do
     T=$SECONDS
-    timeout $((TRAIN_S + 120)) python3 -m longwin.cli train --config cream-smollm2-135m-32k --scheme "$M" --rope "$ROPE" --target-length "$TARGET" \
+    timeout $((TRAIN_S + 120)) python3 -m longwin.cli train --config cream-smollm2-135m-32k --scheme "$M" --rope "$ROPE" ${RO[@]+"${RO[@]}"} --target-length "$TARGET" \
       --data "$WORK/train.jsonl" --train-length "$TRAIN_LEN" --max-steps "$STEPS" --dtype float32 --bf16 "$([[ $DT == bfloat16 ]] && echo true || echo false)" \
       --per-device-train-batch-size "$BATCH" --gradient-accumulation-steps 1 --gradient-checkpointing false \
       --learning-rate 5e-5 --warmup-steps 5 --lr-scheduler-type cosine --logging-steps 5 --save-steps 100000 \
@@ -129,7 +131,7 @@ all)  # device call 2: join the model, train CREAM and PoSE, evaluate, pack
     T=$SECONDS
     case $R in
       base) REF=(--model smollm2-135m) ;;
-      yarn-free) REF=(--model smollm2-135m --rope "$ROPE" --target-length "$TARGET") ;;
+      yarn-free) REF=(--model smollm2-135m --rope "$ROPE" ${RO[@]+"${RO[@]}"} --target-length "$TARGET") ;;
       *) [[ -f $WORK/models/$R/config.json ]] || continue; REF=(--model "$WORK/models/$R") ;;
     esac
     lw eval "${REF[@]}" "${EV[@]}" --out "$E/$R" > "$WORK/logs/eval-$R.log" 2>&1 || { echo "eval $R failed"; tail -5 "$WORK/logs/eval-$R.log"; }
