@@ -108,6 +108,7 @@ STAGES = (
     + ["ppl:cream-yarn-distill", "copy:cream-yarn-distill", "passkey:cream-yarn-distill"]
     # YaRN without its attention temperature, training-free and under CREAM (the in-window depth-100 % miss)
     + ["ppl:yarn-af1-free", "ppl:cream-yarn-af1", "passkey:cream-yarn-af1", "passkey:yarn-af1-free"]
+    + ["copy:cream-yarn-af1"]
 )
 # the extended models with the task grid at the target, in the order of their stages
 GRID = tuple(s.removeprefix("passkey:") for s in STAGES if s.startswith("passkey:") and s != "passkey:base")
