@@ -581,7 +581,8 @@ def _task_verdicts() -> list[str]:
 def _temperature_verdict() -> list[str]:
     """YaRN with and without its attention temperature: the in-window pass key at depth 100 % and perplexity."""
     pairs = [("yarn-free", "yarn-af1-free"), ("cream-yarn", "cream-yarn-af1")]
-    out = []
+    out: list[str] = []
+    trade = True
     for with_t, without_t in pairs:
         keys = {n: _hits(n, "passkey", 2048, (100.0,)) for n in (with_t, without_t)}
         ppl = {n: _ppl_by_length(n) for n in (with_t, without_t)}
@@ -590,11 +591,24 @@ def _temperature_verdict() -> list[str]:
         ratios = ", ".join(
             f"{100 * (ppl[without_t][n][0] / ppl[with_t][n][0] - 1):+.1f} % at {n // 1024}K" for n in LENGTHS
         )
+        far = {n: _hits(n, "passkey", TARGET) for n in (with_t, without_t)}
+        far_note = (
+            f"; at 16K {_share(far[with_t])} with it, {_share(far[without_t])} without"
+            if all(total for _, total in far.values())
+            else ""
+        )
         out.append(
             f"- **YaRN's attention temperature ({with_t} vs {without_t}, the factor at 1):** pass keys at depth "
             f"100 % of 2K {keys[with_t][0]:.0f}/{keys[with_t][1]} with it, {keys[without_t][0]:.0f}/"
             f"{keys[without_t][1]} without (the base {_hits('base', 'passkey', 2048, (100.0,))[0]:.0f}/"
-            f"{_hits('base', 'passkey', 2048, (100.0,))[1]}); perplexity without it {ratios} against with it."
+            f"{_hits('base', 'passkey', 2048, (100.0,))[1]}){far_note}; perplexity without it {ratios} against "
+            "with it."
+        )
+        trade &= keys[with_t][0] < keys[without_t][0] and all(ppl[without_t][n][0] > ppl[with_t][n][0] for n in LENGTHS)
+    if out and trade:
+        out.append(
+            "- **So on this model YaRN's temperature is a trade:** with it, perplexity is lower at every length, "
+            "and the pass key right before the question, inside the window, is lost."
         )
     base2k = _hits("base", "passkey", 2048)
     kept = [n for n in METHODS if n != "base" and _hits(n, "passkey", 2048)[1] and _hits(n, "passkey", 2048) == base2k]
