@@ -602,13 +602,22 @@ def _temperature_verdict() -> list[str]:
             f"100 % of 2K {keys[with_t][0]:.0f}/{keys[with_t][1]} with it, {keys[without_t][0]:.0f}/"
             f"{keys[without_t][1]} without (the base {_hits('base', 'passkey', 2048, (100.0,))[0]:.0f}/"
             f"{_hits('base', 'passkey', 2048, (100.0,))[1]}){far_note}; perplexity without it {ratios} against "
-            "with it."
+            f"with it{_copy_note(with_t, without_t)}."
         )
         trade &= keys[with_t][0] < keys[without_t][0] and all(ppl[without_t][n][0] > ppl[with_t][n][0] for n in LENGTHS)
     if out and trade:
         out.append(
-            "- **So on this model YaRN's temperature is a trade:** with it, perplexity is lower at every length, "
-            "and the pass key right before the question, inside the window, is lost."
+            "- **So on this model YaRN's temperature is a trade, not a mistake:** with it, perplexity is lower at "
+            "every length and the pass key right before the question, inside the window, is lost"
+            + "".join(
+                f"; {with_t} copies at least as many words as {without_t} at every length, more at "
+                + ", ".join(f"{n // 1024}K" for n in more)
+                for with_t, without_t in pairs
+                if all(_rows(n, "copy") for n in (with_t, without_t))
+                and all(_word_share(with_t, n) >= _word_share(without_t, n) for n in LENGTHS)
+                and (more := [n for n in LENGTHS if _word_share(with_t, n) > _word_share(without_t, n)])
+            )
+            + "."
         )
     base2k = _hits("base", "passkey", 2048)
     kept = [n for n in METHODS if n != "base" and _hits(n, "passkey", 2048)[1] and _hits(n, "passkey", 2048) == base2k]
@@ -625,6 +634,16 @@ def _temperature_verdict() -> list[str]:
             + "."
         )
     return out
+
+
+def _copy_note(with_t: str, without_t: str) -> str:
+    """Words copied by length with and without YaRN's temperature, where both copy records exist."""
+    if not all(_rows(n, "copy") for n in (with_t, without_t)):
+        return ""
+    shares = "; ".join(
+        f"{_word_share(with_t, n):.0f} / {_word_share(without_t, n):.0f} % at {n // 1024}K" for n in LENGTHS
+    )
+    return f"; words copied with / without it {shares}"
 
 
 def _all_overlap(counts: list[tuple[float, int]]) -> bool:
