@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,6 +376,10 @@ def _layout_verdict(rope: str) -> str:
     )
 
 
+# what counts as a success in a by-depth cell: the key found (passkey), the span copied whole (copy)
+SUCCESS: dict[str, Callable[[dict[str, Any]], float]] = {"passkey": lambda r: r["score"], "copy": lambda r: r["whole"]}
+
+
 def depth_table(task: str) -> str:
     """Per model and length: hits per depth (passkey) or mean words copied per depth (copy), then all cells
     (passkey with a Wilson 95 % interval; copy with the share of spans copied whole and its interval)."""
@@ -389,12 +394,8 @@ def depth_table(task: str) -> str:
             at = [r for r in rows if r["length"] == n]
             if not at:
                 continue
-            if task == "passkey":
-                lines.append(depth_row(f"{name} | {n // 1024}K", at, depths, hit_count, lambda r: r["score"]))
-            else:
-                lines.append(
-                    depth_row(f"{name} | {n // 1024}K", at, depths, mean_share, lambda r: r["whole"], " whole")
-                )
+            shown, what = (hit_count, "") if task == "passkey" else (mean_share, " whole")
+            lines.append(depth_row(f"{name} | {n // 1024}K", at, depths, shown, SUCCESS[task], what))
     return "\n".join(lines)
 
 
@@ -470,7 +471,7 @@ def _hits(name: str, task: str, length: int, depths: tuple[float, ...] | None = 
     rows = [r for r in _rows(name, task) if r["length"] == length]
     if depths is not None:
         rows = [r for r in rows if float(r["position"]) in depths]
-    return sum(r["score"] if task == "passkey" else r["whole"] for r in rows), len(rows)
+    return sum(SUCCESS[task](r) for r in rows), len(rows)
 
 
 def _share(hits: tuple[float, int]) -> str:
@@ -567,7 +568,7 @@ def _task_verdicts() -> list[str]:
                 else "; not every interval overlaps."
             )
         )
-    out += _temperature_verdict()
+    out += _temperature_verdict() + _in_window_verdict()
     if not out:
         out.append(
             "- **CREAM vs PoSE in the middle of the context (CREAM's central claim): not measured yet** "
@@ -579,10 +580,12 @@ def _task_verdicts() -> list[str]:
 
 
 def _temperature_verdict() -> list[str]:
-    """YaRN with and without its attention temperature: the in-window pass key at depth 100 % and perplexity."""
+    """YaRN with and without its attention temperature: the in-window pass key at depth 100 %, pass keys at the
+    target, perplexity and (where recorded) words copied; then the trade, when every pair shows it."""
     pairs = [("yarn-free", "yarn-af1-free"), ("cream-yarn", "cream-yarn-af1")]
+    base_key = _hits("base", "passkey", 2048, (100.0,))
     out: list[str] = []
-    trade = True
+    trade, copies_more = True, []
     for with_t, without_t in pairs:
         keys = {n: _hits(n, "passkey", 2048, (100.0,)) for n in (with_t, without_t)}
         ppl = {n: _ppl_by_length(n) for n in (with_t, without_t)}
@@ -597,53 +600,55 @@ def _temperature_verdict() -> list[str]:
             if all(total for _, total in far.values())
             else ""
         )
+        copied = _copy_shares(with_t, without_t)
+        copy_note = (
+            "; words copied with / without it "
+            + "; ".join(f"{a:.0f} / {b:.0f} % at {n // 1024}K" for n, (a, b) in copied.items())
+            if copied
+            else ""
+        )
         out.append(
             f"- **YaRN's attention temperature ({with_t} vs {without_t}, the factor at 1):** pass keys at depth "
             f"100 % of 2K {keys[with_t][0]:.0f}/{keys[with_t][1]} with it, {keys[without_t][0]:.0f}/"
-            f"{keys[without_t][1]} without (the base {_hits('base', 'passkey', 2048, (100.0,))[0]:.0f}/"
-            f"{_hits('base', 'passkey', 2048, (100.0,))[1]}){far_note}; perplexity without it {ratios} against "
-            f"with it{_copy_note(with_t, without_t)}."
+            f"{keys[without_t][1]} without (the base {base_key[0]:.0f}/{base_key[1]}){far_note}; perplexity "
+            f"without it {ratios} against with it{copy_note}."
         )
         trade &= keys[with_t][0] < keys[without_t][0] and all(ppl[without_t][n][0] > ppl[with_t][n][0] for n in LENGTHS)
+        more = [f"{n // 1024}K" for n, (a, b) in copied.items() if a > b]
+        if copied and more and all(a >= b for a, b in copied.values()):
+            copies_more.append(
+                f"{with_t} copies at least as many words as {without_t} at every length, more at {', '.join(more)}"
+            )
     if out and trade:
         out.append(
             "- **So on this model YaRN's temperature is a trade, not a mistake:** with it, perplexity is lower at "
             "every length and the pass key right before the question, inside the window, is lost"
-            + "".join(
-                f"; {with_t} copies at least as many words as {without_t} at every length, more at "
-                + ", ".join(f"{n // 1024}K" for n in more)
-                for with_t, without_t in pairs
-                if all(_rows(n, "copy") for n in (with_t, without_t))
-                and all(_word_share(with_t, n) >= _word_share(without_t, n) for n in LENGTHS)
-                and (more := [n for n in LENGTHS if _word_share(with_t, n) > _word_share(without_t, n)])
-            )
-            + "."
-        )
-    base2k = _hits("base", "passkey", 2048)
-    kept = [n for n in METHODS if n != "base" and _hits(n, "passkey", 2048)[1] and _hits(n, "passkey", 2048) == base2k]
-    lost = [n for n in METHODS if n != "base" and _hits(n, "passkey", 2048)[1] and n not in kept]
-    if base2k[1] and (kept or lost):
-        out.append(
-            f"- **In-window retrieval (passkey at 2K, every depth; the base {base2k[0]:.0f}/{base2k[1]}):** kept by "
-            + (", ".join(kept) or "no extended model")
-            + "; lost by "
-            + (
-                ", ".join(f"{n} ({_hits(n, 'passkey', 2048)[0]:.0f}/{_hits(n, 'passkey', 2048)[1]})" for n in lost)
-                or "none"
-            )
+            + "".join(f"; {c}" for c in copies_more)
             + "."
         )
     return out
 
 
-def _copy_note(with_t: str, without_t: str) -> str:
-    """Words copied by length with and without YaRN's temperature, where both copy records exist."""
+def _copy_shares(with_t: str, without_t: str) -> dict[int, tuple[float, float]]:
+    """Length -> words copied (%) by the two models, or {} unless both have a copy record."""
     if not all(_rows(n, "copy") for n in (with_t, without_t)):
-        return ""
-    shares = "; ".join(
-        f"{_word_share(with_t, n):.0f} / {_word_share(without_t, n):.0f} % at {n // 1024}K" for n in LENGTHS
-    )
-    return f"; words copied with / without it {shares}"
+        return {}
+    return {n: (_word_share(with_t, n), _word_share(without_t, n)) for n in LENGTHS}
+
+
+def _in_window_verdict() -> list[str]:
+    """Which extended models find every pass key the base finds at 2K, inside its window."""
+    at2k = {n: _hits(n, "passkey", 2048) for n in METHODS}
+    base = at2k.pop("base")
+    measured = {n: hits for n, hits in at2k.items() if hits[1]}
+    if not base[1] or not measured:
+        return []
+    kept = [n for n, hits in measured.items() if hits == base]
+    lost = [f"{n} ({hits[0]:.0f}/{hits[1]})" for n, hits in measured.items() if hits != base]
+    return [
+        f"- **In-window retrieval (passkey at 2K, every depth; the base {base[0]:.0f}/{base[1]}):** kept by "
+        f"{', '.join(kept) or 'no extended model'}; lost by {', '.join(lost) or 'none'}."
+    ]
 
 
 def _all_overlap(counts: list[tuple[float, int]]) -> bool:
