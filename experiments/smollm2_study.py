@@ -574,7 +574,7 @@ def _task_verdicts() -> list[str]:
                 else "; not every interval overlaps."
             )
         )
-    out += _temperature_verdict() + _in_window_verdict()
+    out += _temperature_verdict() + _cream_temperature_verdict() + _in_window_verdict()
     if not out:
         out.append(
             "- **CREAM vs PoSE in the middle of the context (CREAM's central claim): not measured yet** "
@@ -633,6 +633,86 @@ def _temperature_verdict() -> list[str]:
             + "."
         )
     return out
+
+
+def logit_scale(method: Method) -> float:
+    """The factor YaRN multiplies every attention logit by: the square of its attention factor (transformers'
+    default 0.1 ln s + 1, or `attention_factor` from the method's RoPE options)."""
+    options = dict(kv.split("=") for kv in method.rope_options.split(",") if kv)
+    factor = float(options.get("attention_factor", 0.1 * math.log(TARGET / NATIVE) + 1))
+    return factor**2
+
+
+def temperature_table() -> str:
+    """YaRN's models side by side by the logit scale of their attention temperature: perplexity, the pass key
+    right before the question at 2K (the in-window miss), pass keys at the target, and words copied."""
+    yarn = [n for n, m in METHODS.items() if m.rope == "yarn" and m.scheme in ("", "cream") and not m.distill]
+    names = ["base", *sorted(yarn, key=lambda n: (METHODS[n].scheme, -logit_scale(METHODS[n])))]
+    header = (
+        "| model | logit scale | "
+        + " | ".join(f"ppl {n // 1024}K" for n in LENGTHS)
+        + " | key at depth 100 %, 2K | passkey 16K | "
+        + " | ".join(f"words copied {n // 1024}K" for n in LENGTHS)
+        + " |"
+    )
+    lines = [header, "|---|" + "---:|" * (2 * len(LENGTHS) + 3)]
+    for name in names:
+        ppl = _ppl_by_length(name)
+        key, far = _hits(name, "passkey", 2048, (100.0,)), _hits(name, "passkey", TARGET)
+        copied = [f"{_word_share(name, n):.0f} %" if _hits(name, "copy", n)[1] else "–" for n in LENGTHS]
+        scale = f"{logit_scale(METHODS[name]):.3f}" if METHODS[name].rope else "1 (no YaRN)"
+        lines.append(
+            f"| {name} | {scale} | "
+            + " | ".join(f"{ppl[n][0]:.2f}" if n in ppl else "–" for n in LENGTHS)
+            + (f" | {key[0]:.0f}/{key[1]}" if key[1] else " | –")
+            + f" | {_share(far) if far[1] else '–'} | "
+            + " | ".join(copied)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _cream_temperature_verdict() -> list[str]:
+    """CREAM-YaRN trained at each logit scale: what each keeps, and the cheapest scale that keeps the base's
+    in-window key at depth 100 %."""
+    names = sorted(
+        (n for n, m in METHODS.items() if m.scheme == "cream" and m.rope == "yarn" and not m.distill),
+        key=lambda n: -logit_scale(METHODS[n]),
+    )
+    ppl = {n: _ppl_by_length(n) for n in names}
+    keys = {n: _hits(n, "passkey", 2048, (100.0,)) for n in names}
+    base_key = _hits("base", "passkey", 2048, (100.0,))
+    if len(names) < 3 or not base_key[1] or not all(TARGET in ppl[n] and keys[n][1] for n in names):
+        return []
+    copied = {n: _word_share(n, NATIVE) for n in names if _hits(n, "copy", NATIVE)[1]}
+    copy_note = (
+        "; words copied at 8K "
+        + " / ".join(f"{copied[n]:.0f}" for n in names)
+        + f" % (the base {_word_share('base', NATIVE):.0f} %)"
+        if len(copied) == len(names)
+        else ""
+    )
+    kept = [n for n in names if keys[n] == base_key]
+    best = min(names, key=lambda n: ppl[n][TARGET][0])
+    if kept:
+        cheapest = min(kept, key=lambda n: ppl[n][TARGET][0])
+        cost = 100 * (ppl[cheapest][TARGET][0] / ppl[best][TARGET][0] - 1)
+        scale = logit_scale(METHODS[cheapest])
+        ending = (
+            f"the lowest 16K perplexity that keeps the base's key is {cheapest}'s (x {scale:.3f}), "
+            f"{cost:+.1f} % against the lowest of all ({best})"
+        )
+    else:
+        ending = "none keeps the base's key"
+    return [
+        "- **CREAM-YaRN by logit scale ("
+        + " / ".join(f"x {logit_scale(METHODS[n]):.3f}" for n in names)
+        + f": {', '.join(names)}):** perplexity at 16K "
+        + " / ".join(f"{ppl[n][TARGET][0]:.2f}" for n in names)
+        + "; key at depth 100 % of 2K "
+        + ", ".join(f"{keys[n][0]:.0f}/{keys[n][1]}" for n in names)
+        + f" (the base {base_key[0]:.0f}/{base_key[1]}){copy_note}; {ending}."
+    ]
 
 
 def _copy_shares(with_t: str, without_t: str) -> dict[int, tuple[float, float]]:
@@ -761,7 +841,9 @@ fine-tuned model, `training.json`, the card of the model that record evaluated).
 - `yarn-af1-free` and `cream-yarn-af1`: YaRN with its attention temperature off (`--rope-options
   attention_factor=1.0`; transformers' default scales every logit by (0.1 ln s + 1)^2 = 1.14 at s = 2). Why:
   inside 2K that temperature alone makes the base miss every pass key at depth 100 % (0/4 vs 4/4 without it;
-  `benchmarks/results/smollm2/pilot-attention-factor/`).
+  `benchmarks/results/smollm2/pilot-attention-factor/`). `cream-yarn-af1.035`: half the temperature's logit
+  scale (`attention_factor=1.035`, logits x 1.07), where training-free YaRN kept the default's perplexity and
+  half the keys in that pilot.
 - Passkey and content copy: depths 0/25/50/75/100 %, 2 samples a depth, Wilson 95 % intervals.
   The base's content copy is measured at 2K and 8K only: at 16K its perplexity (about 1,000) and passkey
   (0/10) already show it failing.
@@ -785,6 +867,14 @@ A span of 16 random single-token words planted at the depth, cued by its first 4
 copied whole.
 
 {depth_table("copy")}
+
+## YaRN's attention temperature
+
+transformers' YaRN scales cos and sin by an attention factor, so every logit by its square (the logit scale;
+default (0.1 ln s + 1)^2 = 1.143 at s = 2). The YaRN rows of the study (training-free and CREAM) by that
+scale; passkey with Wilson 95 % intervals.
+
+{temperature_table()}
 
 ## Plots
 
