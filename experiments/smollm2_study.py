@@ -673,8 +673,8 @@ def temperature_table() -> str:
 
 
 def _cream_temperature_verdict() -> list[str]:
-    """CREAM-YaRN trained at each logit scale: what each keeps, and the cheapest scale that keeps the base's
-    in-window key at depth 100 %."""
+    """CREAM-YaRN trained at each logit scale: what each keeps, and the lowest 16K perplexity among the settings
+    that keep the base's in-window key at depth 100 %."""
     names = sorted(
         (n for n, m in METHODS.items() if m.scheme == "cream" and m.rope == "yarn" and not m.distill),
         key=lambda n: -logit_scale(METHODS[n]),
@@ -695,11 +695,11 @@ def _cream_temperature_verdict() -> list[str]:
     kept = [n for n in names if keys[n] == base_key]
     best = min(names, key=lambda n: ppl[n][TARGET][0])
     if kept:
-        cheapest = min(kept, key=lambda n: ppl[n][TARGET][0])
-        cost = 100 * (ppl[cheapest][TARGET][0] / ppl[best][TARGET][0] - 1)
-        scale = logit_scale(METHODS[cheapest])
+        best_kept = min(kept, key=lambda n: ppl[n][TARGET][0])
+        cost = 100 * (ppl[best_kept][TARGET][0] / ppl[best][TARGET][0] - 1)
+        scale = logit_scale(METHODS[best_kept])
         ending = (
-            f"the lowest 16K perplexity that keeps the base's key is {cheapest}'s (x {scale:.3f}), "
+            f"the lowest 16K perplexity that keeps the base's key is {best_kept}'s (x {scale:.3f}), "
             f"{cost:+.1f} % against the lowest of all ({best})"
         )
     else:
@@ -872,7 +872,8 @@ copied whole.
 
 transformers' YaRN scales cos and sin by an attention factor, so every logit by its square (the logit scale;
 default (0.1 ln s + 1)^2 = 1.143 at s = 2). The YaRN rows of the study (training-free and CREAM) by that
-scale; passkey with Wilson 95 % intervals.
+scale; passkey with Wilson 95 % intervals. The 2K depth-100 % cell with 8 keys a model instead of 2:
+`benchmarks/results/smollm2/pilot-depth100/`.
 
 {temperature_table()}
 
