@@ -27,6 +27,7 @@ benchmarks/results/smollm2/<model>/ (commit them as they finish); models go unde
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import sys
@@ -589,11 +590,11 @@ def _temperature_verdict() -> list[str]:
     """YaRN with and without its attention temperature: the in-window pass key at depth 100 %, pass keys at the
     target, perplexity and (where recorded) words copied; then the trade, when every pair shows it."""
     pairs = [("yarn-free", "yarn-af1-free"), ("cream-yarn", "cream-yarn-af1")]
-    base_key = _hits("base", "passkey", 2048, (100.0,))
+    base_key = _last_key("base")
     out: list[str] = []
     trade, copies_more = True, []
     for with_t, without_t in pairs:
-        keys = {n: _hits(n, "passkey", 2048, (100.0,)) for n in (with_t, without_t)}
+        keys = {n: _last_key(n) for n in (with_t, without_t)}
         ppl = {n: _ppl_by_length(n) for n in (with_t, without_t)}
         if not all(total for _, total in keys.values()) or not all(set(LENGTHS) <= set(p) for p in ppl.values()):
             continue
@@ -635,12 +636,28 @@ def _temperature_verdict() -> list[str]:
     return out
 
 
+@functools.cache
 def logit_scale(method: Method) -> float:
-    """The factor YaRN multiplies every attention logit by: the square of its attention factor (transformers'
-    default 0.1 ln s + 1, or `attention_factor` from the method's RoPE options)."""
-    options = dict(kv.split("=") for kv in method.rope_options.split(",") if kv)
-    factor = float(options.get("attention_factor", 0.1 * math.log(TARGET / NATIVE) + 1))
-    return factor**2
+    """The factor every attention logit of a `yarn` row is multiplied by: the square of the attention scaling
+    transformers' own YaRN init computes for the scaled config (its default 0.1 ln s + 1, or the row's
+    `attention_factor`)."""
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from longwin.flags import parse_options
+    from longwin.models import model_path
+    from longwin.rope import scale_rope
+
+    config = scale_rope(
+        AutoConfig.from_pretrained(model_path(MODEL)), method.rope, TARGET, **parse_options(method.rope_options)
+    )
+    _, scaling = ROPE_INIT_FUNCTIONS["yarn"](config, "cpu")
+    return float(scaling) ** 2
+
+
+def _last_key(name: str) -> tuple[float, int]:
+    """(found, cells) of the pass key right before the question (depth 100 %) at 2K, inside the base's window."""
+    return _hits(name, "passkey", 2048, (100.0,))
 
 
 def temperature_table() -> str:
@@ -658,7 +675,7 @@ def temperature_table() -> str:
     lines = [header, "|---|" + "---:|" * (2 * len(LENGTHS) + 3)]
     for name in names:
         ppl = _ppl_by_length(name)
-        key, far = _hits(name, "passkey", 2048, (100.0,)), _hits(name, "passkey", TARGET)
+        key, far = _last_key(name), _hits(name, "passkey", TARGET)
         copied = [f"{_word_share(name, n):.0f} %" if _hits(name, "copy", n)[1] else "–" for n in LENGTHS]
         scale = f"{logit_scale(METHODS[name]):.3f}" if METHODS[name].rope else "1 (no YaRN)"
         lines.append(
@@ -680,8 +697,8 @@ def _cream_temperature_verdict() -> list[str]:
         key=lambda n: -logit_scale(METHODS[n]),
     )
     ppl = {n: _ppl_by_length(n) for n in names}
-    keys = {n: _hits(n, "passkey", 2048, (100.0,)) for n in names}
-    base_key = _hits("base", "passkey", 2048, (100.0,))
+    keys = {n: _last_key(n) for n in names}
+    base_key = _last_key("base")
     if len(names) < 3 or not base_key[1] or not all(TARGET in ppl[n] and keys[n][1] for n in names):
         return []
     copied = {n: _word_share(n, NATIVE) for n in names if _hits(n, "copy", NATIVE)[1]}
