@@ -142,17 +142,10 @@ def heldout_rows(tokens: int, count: int) -> list[dict[str, str]]:
     (count 0: all of them), longest first, as JSONL rows."""
     from transformers import AutoTokenizer
 
+    from longwin.data.heldout import heldout_rows as cut
     from longwin.models import model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path(MODEL))
-    rows = []
-    for doc in sorted(split_data()[1], key=lambda d: -len(d.text)):
-        ids = tokenizer(doc.text, add_special_tokens=False)["input_ids"]
-        if len(ids) >= tokens:
-            rows.append({"id": doc.id, "text": tokenizer.decode(ids[:tokens])})
-        if len(rows) == count:
-            break
-    return rows
+    return cut(split_data()[1], AutoTokenizer.from_pretrained(model_path(MODEL)), tokens, count)
 
 
 def heldout_corpus(work: Path) -> Path:

@@ -215,7 +215,7 @@ class Fixed:
         self.name, self.tokenizer, self.answer = name, tokenizer, answer
         self.identity = f"fixed:{answer}"
 
-    def memory_needed(self, tokens):
+    def memory_needed(self, tokens, cache=True):
         return tokens
 
     def generate(self, prompts, max_new_tokens):

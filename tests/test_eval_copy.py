@@ -77,7 +77,7 @@ class _Copier:
     def __init__(self, tokenizer, copies: bool) -> None:
         self.tokenizer, self.copies = tokenizer, copies
 
-    def memory_needed(self, tokens):
+    def memory_needed(self, tokens, cache=True):
         return tokens
 
     def generate(self, prompts, max_new_tokens):

@@ -62,7 +62,7 @@ class Answering:
     name, window, position_limit = "answering", 4096, None
     identity = "answering"
 
-    def memory_needed(self, tokens):
+    def memory_needed(self, tokens, cache=True):
         return tokens
 
     def __init__(self, tokenizer, answer):

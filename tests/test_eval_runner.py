@@ -130,7 +130,7 @@ class Recorder:
     window = 100
     position_limit = None
 
-    def memory_needed(self, tokens):
+    def memory_needed(self, tokens, cache=True):
         return tokens
 
     def __init__(self, tokenizer):

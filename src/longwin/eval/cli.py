@@ -89,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from longwin.eval.loading import check_fits_before_loading, load_for_eval
     from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
-    from longwin.eval.runner import check_request, evaluate
+    from longwin.eval.runner import check_request, evaluate, needs_cache
 
     if cfg.truncate and cfg.truncate < 2:
         raise LongwinError(f"--truncate must keep at least 2 tokens, got {cfg.truncate}")
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
-    check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # bad input fails before the model loads
+    tasks, _ = check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # fails before loading
     check_writable_folder(cfg.out, "--out")
     check_fits_before_loading(
         cfg.model,
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         truncate=cfg.truncate,
         batch_size=cfg.batch_size,
         batch_tokens=cfg.batch_tokens,
+        cache=needs_cache(tasks),
     )
     model: Any = load_for_eval(  # (model, tokenizer), or the truncating adapter around them below
         cfg.model,

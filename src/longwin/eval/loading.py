@@ -33,6 +33,7 @@ def check_fits_before_loading(
     truncate: int,
     batch_size: int,
     batch_tokens: int,
+    cache: bool = True,
 ) -> None:
     """The memory check of `longwin.eval.runner`, from the config alone: a length that cannot fit fails in one
     line before gigabytes of weights are loaded."""
@@ -49,11 +50,12 @@ def check_fits_before_loading(
     width = resolved.itemsize if isinstance(resolved, torch.dtype) else 4
     eager = attn_implementation == "eager"
     check_fits(
-        lambda n: forward_bytes(config, min(n, truncate or n), width, eager),
+        lambda n, cache: forward_bytes(config, min(n, truncate or n), width, eager, cache=cache),
         lengths,
         batch_size,
         batch_tokens,
         torch.device(pick_device(device)),
+        cache,
     )
 
 

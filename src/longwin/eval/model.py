@@ -45,8 +45,9 @@ class EvalModel(Protocol):
     position_limit: int | None  # hard limit: positions beyond it cannot be embedded at all
     identity: str  # what the model is (weights, config, adapter settings): keys the resume cache, not the name
 
-    def memory_needed(self, tokens: int) -> int:
-        """Bytes a forward pass over a `tokens`-token prompt needs beyond the weights (an estimate)."""
+    def memory_needed(self, tokens: int, cache: bool = True) -> int:
+        """Bytes a forward pass over a `tokens`-token prompt needs beyond the weights (an estimate); `cache`:
+        the pass keeps a KV cache for generation (perplexity keeps none)."""
         ...
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
@@ -82,9 +83,10 @@ class CausalLMAdapter:
         """Adapter settings that change what the harness measures (part of `identity`)."""
         return {}
 
-    def memory_needed(self, tokens: int) -> int:
+    def memory_needed(self, tokens: int, cache: bool = True) -> int:
         eager = getattr(self.model.config, "_attn_implementation", None) == "eager"
-        return forward_bytes(self.model.config, tokens, next(self.model.parameters()).element_size(), eager)
+        width = next(self.model.parameters()).element_size()
+        return forward_bytes(self.model.config, tokens, width, eager, cache=cache)
 
     @property
     def device(self) -> torch.device:
@@ -165,8 +167,8 @@ class TruncatingAdapter(CausalLMAdapter):
     def _settings(self) -> dict[str, Any]:
         return {"keep": self.keep}
 
-    def memory_needed(self, tokens: int) -> int:
-        return super().memory_needed(min(tokens, self.keep))
+    def memory_needed(self, tokens: int, cache: bool = True) -> int:
+        return super().memory_needed(min(tokens, self.keep), cache)
 
     def _head(self, ids: Sequence[int]) -> list[int]:
         bos = self.tokenizer.bos_token_id
@@ -209,9 +211,10 @@ def piecewise_nll(
     return total, count
 
 
-def forward_bytes(config: Any, tokens: int, width: int, eager: bool = False) -> int:
+def forward_bytes(config: Any, tokens: int, width: int, eager: bool = False, *, cache: bool = True) -> int:
     """Estimated bytes beyond the weights for a forward pass over `tokens` tokens: the KV cache of every
-    layer plus one layer's activations per token, and heads x tokens^2 scores for the `eager` kernel (the
+    layer (`cache`, for generation; without it one layer's keys and values at a time, as perplexity runs)
+    plus one layer's activations per token, and heads x tokens^2 scores for the `eager` kernel (the
     others never hold the whole score matrix). A SharedLLM costs about the same per token (trees and
     lower-model activations instead of a full KV cache)."""
     text = config.get_text_config()
@@ -220,23 +223,25 @@ def forward_bytes(config: Any, tokens: int, width: int, eager: bool = False) -> 
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or hidden // heads
     inner = getattr(text, "intermediate_size", None) or 4 * hidden
-    per_token = (2 * layers * kv_heads * head_dim + 4 * hidden + 3 * inner) * width
+    per_token = (2 * (layers if cache else 1) * kv_heads * head_dim + 4 * hidden + 3 * inner) * width
     scores = heads * tokens * tokens * 4 if eager else 0
     return per_token * tokens + scores
 
 
 def check_fits(
-    memory_needed: Callable[[int], int],
+    memory_needed: Callable[..., int],
     lengths: Sequence[int],
     batch_size: int,
     batch_tokens: int,
     device: torch.device,
+    cache: bool = True,
 ) -> None:
     """Refuse lengths whose forward pass cannot fit in the free memory of `device`, before any prompt is built
-    (a prompt of billions of tokens would otherwise grow until the machine stalls)."""
+    (a prompt of billions of tokens would otherwise grow until the machine stalls). `cache`: some task
+    generates (a KV cache of every layer); perplexity alone scores one window at a time, batch 1, no cache."""
     longest = max(lengths)
-    batch = max(1, min(batch_size, batch_tokens // longest))
-    need = memory_needed(longest) * batch
+    batch = max(1, min(batch_size, batch_tokens // longest)) if cache else 1
+    need = memory_needed(longest, cache=cache) * batch
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:

@@ -54,9 +54,14 @@ def evaluate(
     runner = _Run(resolve_model(model, tokenizer, name), opts, seed, out)
     for task in task_objs:
         runner.check_positions(task, grid)
-    runner.check_memory(grid)
+    runner.check_memory(grid, needs_cache(task_objs))
     with exclusive(out, "longwin eval"):
         return runner.run(task_objs, grid)
+
+
+def needs_cache(tasks: Sequence[Task]) -> bool:
+    """Whether any task generates (and so holds a KV cache of every layer); perplexity alone does not."""
+    return any(task.kind != "nll" for task in tasks)
 
 
 def check_request(
@@ -108,9 +113,10 @@ class _Run:
                 f"positions but {self.model.name} has only {limit} learned position embeddings"
             )
 
-    def check_memory(self, lengths: list[int]) -> None:
+    def check_memory(self, lengths: list[int], cache: bool) -> None:
         device = getattr(self.model, "device", torch.device("cpu"))
-        check_fits(self.model.memory_needed, lengths, self.options.batch_size, self.options.batch_tokens, device)
+        opts = self.options
+        check_fits(self.model.memory_needed, lengths, opts.batch_size, opts.batch_tokens, device, cache)
 
     def fingerprint(self, task: Task) -> str:
         identity = {

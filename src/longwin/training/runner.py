@@ -28,6 +28,7 @@ from longwin.methods import TrainConfig, TrainParts, get_method
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
 from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
+from longwin.training.final_save import gather_full_weights, preflight_save, saved_model_problem, zero3_problem
 
 CARD = "longwin_training.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -149,9 +150,14 @@ def save_final(
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
+    gather_full_weights(trainer)
     save_model(staging)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
+        problem = saved_model_problem(staging)
+        if problem:  # never a card over a folder without a model; the checkpoints keep the trained state
+            shutil.rmtree(staging, ignore_errors=True)
+            raise LongwinError(f"the final save wrote no loadable model ({problem}); {out} is not marked finished")
         save_extra(staging)
         (out / CARD).unlink(missing_ok=True)  # the old card must not vouch for half-moved new files
         move_into(staging, out)
@@ -177,6 +183,11 @@ def final_loss(trainer: Any) -> float | None:
     return losses[-1] if losses else None
 
 
+def train_runtime(trainer: Any) -> float | None:
+    """Seconds the Trainer's own loop took (no model loading or saving): what throughput is measured on."""
+    return next((h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h), None)
+
+
 def train(config: TrainConfig, targs: Any) -> Path:
     """The one training entry point: check the output folder (one writer; no silent restart over an earlier
     run; resume only from a complete checkpoint), let the method build its parts, fit them with the HF Trainer
@@ -195,7 +206,11 @@ def train(config: TrainConfig, targs: Any) -> Path:
         )
         set_seed(targs.seed)
         started = time.time()
+        problem = zero3_problem(targs)
+        if problem:
+            raise LongwinError(f"{problem}: set it in the DeepSpeed config")
         parts = method.build(config, targs)
+        preflight_save(parts.model, parts.tokenizer, out, targs.process_index)
         print(f"longwin train: {parts.pool.describe()}", file=sys.stderr)
         trainer_class, loss = _trainer_class(config, targs, parts, Trainer)
         parts.card["loss"] = loss
@@ -245,6 +260,7 @@ def run_card(config: TrainConfig, targs: Any, parts: TrainParts, trainer: Any, s
         "retrieval_fraction": common.retrieval_fraction,
         "steps": trainer.state.global_step,
         "final_loss": final_loss(trainer),
+        "train_runtime": train_runtime(trainer),
         "train_wall_seconds": round(seconds, 1),
         "extend_config": config.to_dict(),
         "training_arguments": {k: v for k, v in targs.to_dict().items() if not k.startswith("_")},
