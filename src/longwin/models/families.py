@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Features a family is checked for, with the column titles of the README table.
+# The RoPE methods are those of `longwin.rope.scale_rope`, each checked through a stock transformers reload.
 FEATURES: dict[str, str] = {
-    "rope": "RoPE scaling (yarn, linear) + stock reload",
+    "yarn": "YaRN",
+    "linear": "linear (PI)",
+    "revised-yarn": "revised YaRN",
     "chunked_loss": "chunked training loss (CREAM positions)",
     "eval_nll": "eval perplexity",
     "sharedllm": "SharedLLM",
@@ -38,6 +41,8 @@ class Family:
 
 
 _NOT_SHAREDLLM = ("sharedllm", "SharedLLM needs a Llama-family causal LM")
+_PER_LAYER_ROPE = tuple((method, "per-layer RoPE parameters") for method in ("yarn", "linear", "revised-yarn"))
+_NO_ROPE = tuple((method, "has no RoPE") for method in ("yarn", "linear", "revised-yarn"))
 
 FAMILIES: tuple[Family, ...] = (
     Family("Llama", "llama", "LlamaConfig", "LlamaForCausalLM"),
@@ -58,9 +63,17 @@ FAMILIES: tuple[Family, ...] = (
         "gemma3_text",
         "Gemma3TextConfig",
         "Gemma3ForCausalLM",
-        refused=(("rope", "per-layer RoPE parameters"), _NOT_SHAREDLLM),
+        logits="soft-capped if final_logit_softcapping is set",
+        refused=(*_PER_LAYER_ROPE, _NOT_SHAREDLLM),
     ),
-    Family("Phi-3", "phi3", "Phi3Config", "Phi3ForCausalLM", refused=(_NOT_SHAREDLLM,)),
+    Family(
+        "Phi-3",
+        "phi3",
+        "Phi3Config",
+        "Phi3ForCausalLM",
+        # transformers 5.x: Phi3Config takes only longrope (and would read a saved yarn as longrope)
+        refused=(("yarn", "must be one of ['longrope']"), ("linear", "must be one of ['longrope']"), _NOT_SHAREDLLM),
+    ),
     Family("GPT-NeoX", "gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM", refused=(_NOT_SHAREDLLM,)),
     Family(
         "Granite",
@@ -92,7 +105,7 @@ FAMILIES: tuple[Family, ...] = (
         "gpt2",
         "GPT2Config",
         "GPT2LMHeadModel",
-        refused=(("rope", "has no RoPE"), _NOT_SHAREDLLM),
+        refused=(*_NO_ROPE, _NOT_SHAREDLLM),
     ),
 )
 
