@@ -58,6 +58,52 @@ def make_tiny_llama(
     return LlamaForCausalLM(config).eval()
 
 
+# Tiny configs of every registered family (longwin.models.families): 2 layers, width 32, 4 heads of 8 (2 KV heads),
+# window 64, and logit scales far from 1 so that a loss which ignores them is visibly wrong.
+_TINY_COMMON = dict(
+    vocab_size=320,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    max_position_embeddings=64,
+    initializer_range=0.2,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+_TINY_EXTRA: dict[str, dict] = {
+    "gemma2": dict(final_logit_softcapping=2.0, query_pre_attn_scalar=8),
+    "gemma3_text": dict(final_logit_softcapping=2.0, query_pre_attn_scalar=8, sliding_window=16),
+    "phi3": dict(original_max_position_embeddings=64),
+    "granite": dict(logits_scaling=4.0, embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.2),
+    "cohere": dict(logit_scale=0.25),
+    "falcon_h1": dict(
+        lm_head_multiplier=3.0, mamba_d_ssm=32, mamba_n_heads=4, mamba_d_head=8, mamba_d_state=8, mamba_chunk_size=16
+    ),
+}
+_TINY_GPT2 = dict(vocab_size=320, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.2,
+                  bos_token_id=1, eos_token_id=2, pad_token_id=0)  # fmt: skip
+
+
+def tiny_family_config(family):
+    """A tiny config of a registered `longwin.models.families.Family`."""
+    import transformers
+
+    options = _TINY_GPT2 if family.model_type == "gpt2" else {**_TINY_COMMON, **_TINY_EXTRA.get(family.model_type, {})}
+    return getattr(transformers, family.config_class)(**options)
+
+
+def make_tiny_family(family, seed: int = 0, config=None):
+    """A randomly initialised tiny model of `family` (from `config`, default `tiny_family_config`), in eval mode."""
+    import transformers
+
+    torch.manual_seed(seed)
+    return getattr(transformers, family.model_class)(config or tiny_family_config(family)).eval()
+
+
 def bf16_step_dtypes(trainer_class: type, watched: LlamaForCausalLM, data: list, out: str, **trainer_kwargs) -> set:
     """Run one `trainer_class` step under `bf16=True` on the CPU and return the dtypes the first attention
     layer of `watched` (the trained model or a helper model such as a teacher) computed its queries in."""

@@ -463,3 +463,17 @@ def test_rescaling_a_revised_yarn_config_drops_its_factors():
     rope = again.rope_parameters if V5 else again.rope_scaling
     assert "short_factor" not in rope and "long_factor" not in rope and rope["original_max_position_embeddings"] == 64
     assert describe_rope(again)["method"] == "yarn" and describe_rope(again)["factor"] == 8.0
+
+
+def test_a_method_the_family_config_rejects_is_refused_at_once():
+    """transformers 5.x Phi-3 takes only longrope RoPE; a yarn config used to fail only at save_pretrained, after
+    the whole training run. revised-yarn (stored as longrope) is accepted."""
+    from transformers import Phi3Config
+
+    config = Phi3Config(
+        vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, original_max_position_embeddings=64, pad_token_id=0,
+    )  # fmt: skip
+    with pytest.raises(LongwinError, match=r"Phi3Config does not take yarn RoPE scaling: .*longrope"):
+        scale_rope(config, "yarn", 256)
+    assert scale_rope(config, "revised-yarn", 256).rope_parameters["rope_type"] == "longrope"

@@ -251,7 +251,21 @@ def scale_rope(
     if hasattr(scaled, "original_max_position_embeddings"):
         scaled.original_max_position_embeddings = native
     setattr(scaled, _RECORD, {"method": method, "factor": factor, "native_window": native, "native_rope_theta": theta})
+    _check_accepted(scaled, method)
     return scaled
+
+
+def _check_accepted(scaled: PretrainedConfig, method: str) -> None:
+    """Refuse what the family's own config validator rejects (transformers 5.x: Phi-3 takes only longrope), which
+    transformers otherwise reports only when the model is saved, after training."""
+    validate = getattr(scaled, "validate_rope", None)
+    if not callable(validate):
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as error:
+        reason = " ".join(str(error).split())
+        raise LongwinError(f"{type(scaled).__name__} does not take {method} RoPE scaling: {reason}") from error
 
 
 def describe_rope(config: PretrainedConfig) -> dict[str, Any]:

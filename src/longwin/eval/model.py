@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from longwin.data.batching import left_pad
 from longwin.errors import LongwinError
+from longwin.models.loss import logit_transform
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -74,7 +75,6 @@ class CausalLMAdapter:
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
-        self._softcap = getattr(config, "final_logit_softcapping", None)
         self.identity = json_digest(
             {"adapter": type(self).__name__, "model": model_digest(model), "vocab": len(tokenizer), **self._settings()}
         )
@@ -125,14 +125,13 @@ class CausalLMAdapter:
         if not 1 <= score_from < len(ids):
             raise ValueError(f"score_from must be in [1, {len(ids)}), got {score_from}")
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        transform = logit_transform(self.model.config)  # refuses a scaling longwin does not know, before the work
         hidden = self._decoder()(input_ids=x, use_cache=False)[0][0]
         head = self.model.get_output_embeddings()
         states, targets = hidden[score_from - 1 : -1], x[0, score_from:]
         total = 0.0
         for a in range(0, len(targets), self.logits_chunk):
-            logits = head(states[a : a + self.logits_chunk]).float()
-            if self._softcap:
-                logits = torch.tanh(logits / self._softcap) * self._softcap
+            logits = transform.apply(head(states[a : a + self.logits_chunk]).float())
             total += F.cross_entropy(logits, targets[a : a + self.logits_chunk], reduction="sum").item()
         return total, len(targets)
 
