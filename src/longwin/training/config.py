@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +21,7 @@ from longwin.flags import add_config_arguments, build_config, checked_values, lo
 from longwin.methods import sections
 from longwin.methods.base import CommonOptions, TrainConfig, section_flags
 from longwin.models.compat import non_reentrant_checkpointing
+from longwin.training.preflight import check_launch
 
 # Defaults we prefer over TrainingArguments' own (a recipe or flag still overrides them).
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -153,6 +155,7 @@ def training_arguments(values: dict[str, Any]) -> Any:
     from transformers import TrainingArguments
 
     values = checked_values(TrainingArguments, values, TRAINER_MINIMUMS)
+    check_launch(values, os.environ)
     non_reentrant_checkpointing(values, _trainer_names())
     try:
         return TrainingArguments(**values)

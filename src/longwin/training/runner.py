@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pickle
 import re
 import shutil
@@ -28,6 +29,7 @@ from longwin.methods import TrainConfig, TrainParts, get_method
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
 from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
+from longwin.training.preflight import check_model, check_run
 
 CARD = "longwin_training.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -187,6 +189,7 @@ def train(config: TrainConfig, targs: Any) -> Path:
     from transformers import Trainer, set_seed
 
     method = get_method(config.common.method)
+    check_run(config, targs, os.environ)
     out = check_writable_folder(targs.output_dir, "--output-dir")
     main = targs.process_index == 0
     with exclusive(out, "longwin train") if main else contextlib.nullcontext():
@@ -196,6 +199,7 @@ def train(config: TrainConfig, targs: Any) -> Path:
         set_seed(targs.seed)
         started = time.time()
         parts = method.build(config, targs)
+        check_model(parts.model, targs, os.environ)
         print(f"longwin train: {parts.pool.describe()}", file=sys.stderr)
         trainer_class, loss = _trainer_class(config, targs, parts, Trainer)
         parts.card["loss"] = loss
