@@ -1,5 +1,5 @@
 """GPU-path pre-flight (issue #31): what would fail after the model loads is refused before, in one line; the
-packaged recipes and launch presets agree with each other."""
+packaged recipes and launch presets agree with each other; the global batch is the recipe's, not the GPU count's."""
 
 from __future__ import annotations
 
@@ -114,6 +114,57 @@ def test_flash_attention_without_flash_attn_is_refused_before_loading(tiny_setup
     model_dir, corpus = tiny_setup
     argv = _train_args(model_dir, corpus, tmp_path / "out", "--attn-implementation", "flash_attention_2")
     assert "flash-attn" in _refused(argv, capsys)
+
+
+# --- 5: the global batch is stated, and accumulation derived from the world size -------------------------------
+
+
+@pytest.mark.parametrize(("world", "per_device", "accumulation"), [(1, 16, 2), (2, 16, 1), (8, 4, 1), (8, 2, 2)])
+def test_global_batch_size_derives_accumulation_from_the_world_size(monkeypatch, world, per_device, accumulation):
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: world))
+    _, targs = _recipe_configs("cream-llama2-7b-32k-linear", "--per-device-train-batch-size", str(per_device))
+    assert targs.gradient_accumulation_steps == accumulation
+    assert targs.per_device_train_batch_size * targs.gradient_accumulation_steps * world == 32
+
+
+def test_the_derived_accumulation_is_there_while_the_arguments_are_built(monkeypatch):
+    """DeepSpeed's "auto" batch sizes are filled in TrainingArguments.__post_init__, so setting the accumulation
+    on finished arguments would leave its config at the old value."""
+    seen = []
+    post_init = TrainingArguments.__post_init__
+
+    def record(self):
+        seen.append(self.gradient_accumulation_steps)
+        post_init(self)
+
+    monkeypatch.setattr(TrainingArguments, "__post_init__", record)
+    _recipe_configs("cream-llama2-7b-32k-linear", "--per-device-train-batch-size", "8")
+    assert seen[-1] == 4
+
+
+def test_a_global_batch_the_processes_cannot_split_is_one_line(monkeypatch):
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: 8))
+    with pytest.raises(LongwinError, match="--per-device-train-batch-size 4"):
+        _recipe_configs("cream-llama2-7b-32k-linear")  # 16 per device x 8 GPUs is 128, not the paper's 32
+    with pytest.raises(LongwinError, match="--global-batch-size 36"):
+        _recipe_configs("cream-llama2-7b-32k-linear", "--global-batch-size", "36")
+
+
+def test_accumulation_given_with_a_global_batch_must_agree(monkeypatch):
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: 2))
+    with pytest.raises(LongwinError, match="--gradient-accumulation-steps"):
+        _recipe_configs("cream-llama2-7b-32k-linear", "--gradient-accumulation-steps", "4")
+    off = ["--global-batch-size", "0", "--gradient-accumulation-steps", "4"]
+    _, targs = _recipe_configs("cream-llama2-7b-32k-linear", *off)
+    assert targs.gradient_accumulation_steps == 4
+
+
+def test_the_run_card_records_the_global_batch(tiny_setup, tmp_path):
+    model_dir, corpus = tiny_setup
+    out = tmp_path / "out"
+    assert main(_train_args(model_dir, corpus, out, "--global-batch-size", "4", "--max-steps", "1")) == 0
+    card = json.loads((out / "longwin_training.json").read_text())
+    assert card["global_batch"] == 4 and card["training_arguments"]["gradient_accumulation_steps"] == 2
 
 
 # --- 7: FSDP / DeepSpeed need a launcher ------------------------------------------------------------------------

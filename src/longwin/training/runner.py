@@ -26,6 +26,7 @@ from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.methods import TrainConfig, TrainParts, get_method
+from longwin.methods.base import global_batch
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
 from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
@@ -248,6 +249,7 @@ def run_card(config: TrainConfig, targs: Any, parts: TrainParts, trainer: Any, s
         "data": parts.pool.describe(),
         "retrieval_fraction": common.retrieval_fraction,
         "steps": trainer.state.global_step,
+        "global_batch": global_batch(targs),
         "final_loss": final_loss(trainer),
         "train_wall_seconds": round(seconds, 1),
         "extend_config": config.to_dict(),
