@@ -202,6 +202,13 @@ CASES = [
         "CREAM cannot reach a target 1562.5 times its 64-token training window",
     ),
     Case("train-target-not-above-native", [*TRAIN, "--target-length", "64"], "must be above the native window"),
+    Case("train-fsdp-without-launcher", [*TRAIN, "--fsdp", "full_shard"], "started by a launcher: accelerate launch"),
+    Case("train-global-batch-indivisible", [*TRAIN, "--global-batch-size", "3"], "--per-device-train-batch-size 1"),
+    Case(
+        "train-global-batch-contradicted",
+        [*TRAIN, "--global-batch-size", "4", "--gradient-accumulation-steps", "3"],
+        "contradicts --global-batch-size 4",
+    ),
     Case(
         "train-batch-size-zero",
         [*TRAIN, "--per-device-train-batch-size", "0"],

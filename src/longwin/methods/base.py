@@ -52,6 +52,14 @@ class CommonOptions:
     val_fraction: float = field(
         default=0.1, metadata={"min": 0, "max": 0.9, "help": "documents held out from training (by id)"}
     )
+    global_batch_size: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "examples per optimizer step over all processes, as a paper states it: gradient accumulation "
+            "is derived from the per-device batch and the process count (0: use --gradient-accumulation-steps)",
+        },
+    )
     dtype: str = field(default="auto", metadata={"help": "weights dtype when loading: auto, float32, bfloat16"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2"})
     chunked_loss: bool = field(

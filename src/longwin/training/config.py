@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +21,7 @@ from longwin.flags import add_config_arguments, build_config, checked_values, lo
 from longwin.methods import sections
 from longwin.methods.base import CommonOptions, TrainConfig, section_flags
 from longwin.models.compat import non_reentrant_checkpointing
+from longwin.training.preflight import check_launch
 
 # Defaults we prefer over TrainingArguments' own (a recipe or flag still overrides them).
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -125,7 +127,8 @@ def _pick(values: dict[str, Any], names: set[str]) -> dict[str, Any]:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, Any]:
-    """(TrainConfig, TrainingArguments) from TRAINER_DEFAULTS < YAML recipe < explicit flags."""
+    """(TrainConfig, TrainingArguments) from TRAINER_DEFAULTS < YAML recipe < explicit flags; a global batch size
+    sets the gradient accumulation for the process count."""
     yaml_values = load_yaml(resolve_recipe(args.config)) if getattr(args, "config", None) else {}
     given = vars(args)
     ta_values = {**TRAINER_DEFAULTS, **pop_trainer_values(yaml_values)}
@@ -133,7 +136,34 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, Any]:
     if config.common.target_length == 0:
         raise LongwinError("--target-length is required (the context window to extend to)")
     ta_values.update({k: v for k, v in given.items() if k in _trainer_names()})
-    return config, training_arguments(ta_values)
+    targs = training_arguments(ta_values)
+    if config.common.global_batch_size:
+        steps = accumulation_steps(config.common.global_batch_size, targs.per_device_train_batch_size, targs.world_size)
+        stated = ta_values.get("gradient_accumulation_steps", steps)
+        if stated != steps:
+            raise LongwinError(
+                f"--gradient-accumulation-steps {stated} contradicts --global-batch-size "
+                f"{config.common.global_batch_size}, which makes it {steps} here: give one (--global-batch-size 0 "
+                f"turns it off)"
+            )
+        if steps != targs.gradient_accumulation_steps:  # built anew: DeepSpeed fills its "auto" batch while built
+            targs = training_arguments({**ta_values, "gradient_accumulation_steps": steps})
+    return config, targs
+
+
+def accumulation_steps(global_batch_size: int, per_device: int, world_size: int) -> int:
+    """Gradient accumulation that makes `global_batch_size` examples a step from `per_device` examples on each
+    of `world_size` processes, so that a recipe keeps its paper's batch on any number of GPUs."""
+    if global_batch_size % world_size:
+        raise LongwinError(f"--global-batch-size {global_batch_size} does not split over {world_size} processes")
+    per_process = global_batch_size // world_size
+    if per_process % per_device:
+        fits = max(d for d in range(1, min(per_device, per_process) + 1) if per_process % d == 0)
+        raise LongwinError(
+            f"--global-batch-size {global_batch_size} is not a multiple of {per_device} per device x {world_size} "
+            f"processes: use --per-device-train-batch-size {fits}"
+        )
+    return per_process // per_device
 
 
 def _trainer_names() -> set[str]:
@@ -153,6 +183,7 @@ def training_arguments(values: dict[str, Any]) -> Any:
     from transformers import TrainingArguments
 
     values = checked_values(TrainingArguments, values, TRAINER_MINIMUMS)
+    check_launch(values, os.environ)
     non_reentrant_checkpointing(values, _trainer_names())
     try:
         return TrainingArguments(**values)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pickle
 import re
 import shutil
@@ -25,10 +26,12 @@ from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.methods import TrainConfig, TrainParts, get_method
+from longwin.methods.base import global_batch
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
 from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
-from longwin.training.final_save import gather_full_weights, preflight_save, saved_model_problem, zero3_problem
+from longwin.training.final_save import gather_full_weights, preflight_save, saved_model_problem
+from longwin.training.preflight import check_model, check_run
 
 CARD = "longwin_training.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -198,6 +201,7 @@ def train(config: TrainConfig, targs: Any) -> Path:
     from transformers import Trainer, set_seed
 
     method = get_method(config.common.method)
+    check_run(config, targs, os.environ)
     out = check_writable_folder(targs.output_dir, "--output-dir")
     main = targs.process_index == 0
     with exclusive(out, "longwin train") if main else contextlib.nullcontext():
@@ -206,10 +210,8 @@ def train(config: TrainConfig, targs: Any) -> Path:
         )
         set_seed(targs.seed)
         started = time.time()
-        problem = zero3_problem(targs)
-        if problem:
-            raise LongwinError(f"{problem}: set it in the DeepSpeed config")
         parts = method.build(config, targs)
+        check_model(parts.model, targs, os.environ)
         preflight_save(parts.model, parts.tokenizer, out, targs.process_index)
         print(f"longwin train: {parts.pool.describe()}", file=sys.stderr)
         trainer_class, loss = _trainer_class(config, targs, parts, Trainer)
@@ -259,6 +261,7 @@ def run_card(config: TrainConfig, targs: Any, parts: TrainParts, trainer: Any, s
         "data": parts.pool.describe(),
         "retrieval_fraction": common.retrieval_fraction,
         "steps": trainer.state.global_step,
+        "global_batch": global_batch(targs),
         "final_loss": final_loss(trainer),
         "train_runtime": train_runtime(trainer),
         "train_wall_seconds": round(seconds, 1),

@@ -65,14 +65,15 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
         def after_fit() -> None:  # back to the requested attention kernel before saving
             getattr(model, "get_base_model", lambda: model)().set_attn_implementation(common.attn_implementation)
 
-    pool = build_pool(
-        common.data,
-        tokenizer,
-        min_tokens=train_len,
-        val_fraction=common.val_fraction,
-        seed=targs.seed,
-        text_field=common.text_field,
-    )
+    with targs.main_process_first(desc="tokenizing the corpus"):  # the others then read rank 0's token cache
+        pool = build_pool(
+            common.data,
+            tokenizer,
+            min_tokens=train_len,
+            val_fraction=common.val_fraction,
+            seed=targs.seed,
+            text_field=common.text_field,
+        )
     dataset = PositionSchemeDataset(
         pool,
         opts.scheme,

@@ -70,14 +70,15 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     native = native_window(model.config.get_text_config())
     layout = make_layout(common, opts, model.config.chunk_size, native)
     params = trainable_parameters(model, opts.trainable)
-    pool = build_pool(
-        common.data,
-        tokenizer,
-        min_tokens=layout.local + layout.chunk,
-        val_fraction=common.val_fraction,
-        seed=targs.seed,
-        text_field=common.text_field,
-    )
+    with targs.main_process_first(desc="tokenizing the corpus"):  # the others then read rank 0's token cache
+        pool = build_pool(
+            common.data,
+            tokenizer,
+            min_tokens=layout.local + layout.chunk,
+            val_fraction=common.val_fraction,
+            seed=targs.seed,
+            text_field=common.text_field,
+        )
     dataset = SharedLLMDataset(
         pool,
         tokenizer,
