@@ -131,7 +131,8 @@ def test_eval_nll_equals_the_loss_from_the_full_logits(family, tiny_tokenizer, o
 
     model = make_tiny_family(family)
     ids = torch.randint(3, 320, (30,), generator=torch.Generator().manual_seed(2))
-    total, count = CausalLMAdapter(model, tiny_tokenizer, logits_chunk=7).nll(ids.tolist(), 5)
+    losses = CausalLMAdapter(model, tiny_tokenizer, logits_chunk=7).token_nll(ids.tolist(), 5)
+    total, count = float(losses.sum()), len(losses)
     with torch.no_grad():
         logits = model(input_ids=ids[None]).logits[0].float()
     ref = torch.nn.functional.cross_entropy(logits[4:-1], ids[5:], reduction="sum")
@@ -150,7 +151,7 @@ def test_an_unknown_logit_scale_is_refused_in_one_line(tiny_tokenizer):
     model.config.logits_scaling = 8.0
     assert "minicpm3" in chunked.chunked_loss_problem(model) and "logits_scaling" in chunked.chunked_loss_problem(model)
     with pytest.raises(LongwinError, match="logits_scaling") as caught:
-        CausalLMAdapter(model, tiny_tokenizer).nll([5, 6, 7, 8], 1)
+        CausalLMAdapter(model, tiny_tokenizer).token_nll([5, 6, 7, 8], 1)
     assert "\n" not in str(caught.value)
 
 

@@ -81,16 +81,18 @@ def test_truncation_baseline_sees_only_the_last_tokens(tmp_path, model_dir, tiny
     ids = list(range(3, 103))
     prompt = Prompt(ids, 90)
     assert cut.generate([prompt], 4) == full.generate([Prompt(ids[-16:], 6)], 4)
-    total, count = cut.nll(ids, 50)
+    total, count = _summed(cut.token_nll(ids, 50))
     assert count == 50
     pieces = [(92, 100), (84, 92), (76, 84), (68, 76), (60, 68), (52, 60), (50, 52)]  # (first, end), keep/2 = 8
-    expected = sum(full.nll(ids[max(0, e - 16) : e], f - max(0, e - 16))[0] for f, e in pieces)
+    expected = sum(_summed(full.token_nll(ids[max(0, e - 16) : e], f - max(0, e - 16)))[0] for f, e in pieces)
     assert total == pytest.approx(expected, rel=1e-5)
     bos = tokenizer.bos_token_id  # a sequence that starts with BOS keeps it in front of its last keep - 1 tokens
     assert cut.generate([Prompt([bos, *ids], 91)], 4) == full.generate([Prompt([bos, *ids[-15:]], 6)], 4)
-    total, count = cut.nll([bos, *ids], 51)
+    total, count = _summed(cut.token_nll([bos, *ids], 51))
     assert count == 50
-    expected = sum(full.nll([bos, *ids[max(0, e - 15) : e]], f - max(0, e - 15) + 1)[0] for f, e in pieces)
+    expected = sum(
+        _summed(full.token_nll([bos, *ids[max(0, e - 15) : e]], f - max(0, e - 15) + 1))[0] for f, e in pieces
+    )
     assert total == pytest.approx(expected, rel=1e-5)
     out = tmp_path / "trunc"
     assert (
@@ -221,8 +223,8 @@ class Fixed:
     def generate(self, prompts, max_new_tokens):
         return [self.tokenizer(self.answer, add_special_tokens=False)["input_ids"] for _ in prompts]
 
-    def nll(self, ids, score_from):
-        return 1.5 * (len(ids) - score_from), len(ids) - score_from
+    def token_nll(self, ids, score_from):
+        return torch.full((len(ids) - score_from,), 1.5)
 
 
 def test_compare_runs_side_by_side(tmp_path, tiny_tokenizer, capsys):
@@ -257,3 +259,7 @@ def test_compare_errors(tmp_path, capsys):
     assert "at least two" in error_line(capsys)
     assert main(["eval", "--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]) == 2
     assert "no results.json" in error_line(capsys)
+
+
+def _summed(losses):
+    return float(losses.sum()), len(losses)

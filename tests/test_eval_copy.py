@@ -89,7 +89,7 @@ class _Copier:
             outs.append(self.tokenizer(rest, add_special_tokens=False)["input_ids"])
         return outs
 
-    def nll(self, ids, score_from):
+    def token_nll(self, ids, score_from):
         raise AssertionError("not used")
 
 

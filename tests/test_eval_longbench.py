@@ -72,7 +72,7 @@ class Answering:
         self.prompts.extend(prompts)
         return [self.tokenizer(self.answer, add_special_tokens=False)["input_ids"] for _ in prompts]
 
-    def nll(self, ids, score_from):
+    def token_nll(self, ids, score_from):
         raise AssertionError("not used")
 
 

@@ -36,8 +36,8 @@ class Counting:
         self.prompts.extend(prompts)
         return self.inner.generate(prompts, max_new_tokens)
 
-    def nll(self, ids, score_from):
-        return self.inner.nll(ids, score_from)
+    def token_nll(self, ids, score_from):
+        return self.inner.token_nll(ids, score_from)
 
 
 @pytest.fixture
@@ -115,7 +115,8 @@ def test_batching_pads_on_the_left(adapter, tiny_tokenizer):
 def test_nll_matches_full_logits(adapter, tiny_tokenizer):
     ids = tiny_tokenizer("The grass is green. The sky is blue. " * 8)["input_ids"]
     adapter.logits_chunk = 7  # several lm_head chunks
-    nll, count = adapter.nll(ids, 5)
+    losses = adapter.token_nll(ids, 5)
+    nll, count = float(losses.sum()), len(losses)
     with torch.no_grad():
         logits = adapter.model(torch.tensor([ids])).logits[0]
     expected = torch.nn.functional.cross_entropy(logits[4:-1], torch.tensor(ids[5:]), reduction="sum")
@@ -142,9 +143,9 @@ class Recorder:
         self.prompts.extend(prompts)
         return [self.tokenizer("12345")["input_ids"][1:] for _ in prompts]
 
-    def nll(self, ids, score_from):
+    def token_nll(self, ids, score_from):
         self.calls.append((list(ids), score_from))
-        return 2.0 * (len(ids) - score_from), len(ids) - score_from
+        return torch.full((len(ids) - score_from,), 2.0)
 
 
 def test_ppl_conventions(tmp_path, tiny_tokenizer):
@@ -173,6 +174,21 @@ def test_ppl_with_tiny_model_is_finite(tmp_path, tiny_tokenizer):
     results = evaluate((make_tiny_llama(), tiny_tokenizer), "ppl", [128], tmp_path, samples=1, progress=False)
     for series in results["tasks"]["ppl"]["series"].values():
         assert 50 < series["128"] < 2000  # random weights: about the vocabulary size (320)
+
+
+def test_ppl_cells_keep_every_scored_tokens_loss(tmp_path, tiny_tokenizer):
+    from longwin.eval.tasks.ppl import decode_losses
+
+    model = (make_tiny_llama(), tiny_tokenizer)
+    evaluate(model, "ppl", [128], tmp_path, samples=2, last_k=16, conventions=["chunks", "last-k", "sliding"])
+    cells = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()]
+    for cell in cells:
+        losses = decode_losses(cell["token_nll"])
+        assert len(losses) == cell["tokens"] and float(losses.double().sum()) == pytest.approx(cell["nll"])
+    by = {(c["position"], c["sample"]): decode_losses(c["token_nll"]) for c in cells}
+    for sample in range(2):  # the same window: last-k's losses are the tail of chunks'
+        torch.testing.assert_close(by["chunks", sample][-16:], by["last-k", sample])
+    assert "token_nll" not in (tmp_path / "results.csv").read_text().splitlines()[0]
 
 
 def test_prompts_carry_the_context_split(tmp_path, tiny_tokenizer):

@@ -111,10 +111,11 @@ def test_eval_perplexity_nll_equals_the_models_own_loss(family, tiny_tokenizer):
     reason = family.refusal("eval_nll")
     if reason:
         with pytest.raises(LongwinError) as error:
-            adapter.nll(ids[0].tolist(), 10)
+            adapter.token_nll(ids[0].tolist(), 10)
         _one_line(error, reason)
         return
-    total, count = adapter.nll(ids[0].tolist(), 10)
+    losses = adapter.token_nll(ids[0].tolist(), 10)
+    total, count = float(losses.sum()), len(losses)
     labels = ids.clone()
     labels[0, :10] = -100
     with torch.no_grad():

@@ -55,8 +55,8 @@ class EvalModel(Protocol):
         """Greedy continuation ids for each prompt, stopped at EOS (EOS not included)."""
         ...
 
-    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
-        """Summed negative log-likelihood of `ids[score_from:]` given their prefix, and the count."""
+    def token_nll(self, ids: Sequence[int], score_from: int) -> torch.Tensor:
+        """Negative log-likelihood of each of `ids[score_from:]` given its prefix (1-D float32, on the CPU)."""
         ...
 
 
@@ -121,7 +121,7 @@ class CausalLMAdapter:
         return tokens
 
     @torch.inference_mode()
-    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
+    def token_nll(self, ids: Sequence[int], score_from: int) -> torch.Tensor:
         if not 1 <= score_from < len(ids):
             raise ValueError(f"score_from must be in [1, {len(ids)}), got {score_from}")
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
@@ -129,11 +129,11 @@ class CausalLMAdapter:
         hidden = self._decoder()(input_ids=x, use_cache=False)[0][0]
         head = self.model.get_output_embeddings()
         states, targets = hidden[score_from - 1 : -1], x[0, score_from:]
-        total = 0.0
+        losses = []
         for a in range(0, len(targets), self.logits_chunk):
             logits = transform.apply(head(states[a : a + self.logits_chunk]).float())
-            total += F.cross_entropy(logits, targets[a : a + self.logits_chunk], reduction="sum").item()
-        return total, len(targets)
+            losses.append(F.cross_entropy(logits, targets[a : a + self.logits_chunk], reduction="none"))
+        return torch.cat(losses).float().cpu()
 
     def _decoder(self) -> Any:
         """The transformer stack without the LM head (`get_decoder()`, else `.model`/`.transformer`)."""
@@ -181,33 +181,31 @@ class TruncatingAdapter(CausalLMAdapter):
             cut.append(Prompt(head + list(p.ids[start:]), len(head) + max(0, p.context_end - start)))
         return super().generate(cut, max_new_tokens)
 
-    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
+    def token_nll(self, ids: Sequence[int], score_from: int) -> torch.Tensor:
         head = self._head(ids)
 
-        def piece(end: int) -> tuple[int, float, int]:
+        def piece(end: int) -> tuple[int, torch.Tensor]:
             first = max(score_from, end - self.keep // 2)
             start = max(len(head), end - (self.keep - len(head)))
             window = head + list(ids[start:end])
-            return first, *CausalLMAdapter.nll(self, window, first - start + len(head))
+            return first, CausalLMAdapter.token_nll(self, window, first - start + len(head))
 
         return piecewise_nll(len(ids), score_from, piece)
 
 
-def piecewise_nll(
-    length: int, score_from: int, score_piece: Callable[[int], tuple[int, float, int]]
-) -> tuple[float, int]:
-    """Summed NLL and count of tokens [score_from, length), scored back to front in pieces.
+def piecewise_nll(length: int, score_from: int, score_piece: Callable[[int], tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """Per-token NLL of tokens [score_from, length), scored back to front in pieces.
 
-    `score_piece(end)` scores the piece that ends at `end` and returns (its first token, NLL, count);
+    `score_piece(end)` scores the piece that ends at `end` and returns (its first token, its per-token NLL);
     for adapters whose model sees a bounded window (truncation, SharedLLM's local window).
     """
     if not 1 <= score_from < length:
         raise ValueError(f"score_from must be in [1, {length}), got {score_from}")
-    total, count, end = 0.0, 0, length
+    pieces, end = [], length
     while end > score_from:
-        end, part, n = score_piece(end)
-        total, count = total + part, count + n
-    return total, count
+        end, part = score_piece(end)
+        pieces.append(part)
+    return torch.cat(pieces[::-1])
 
 
 def forward_bytes(config: Any, tokens: int, width: int, eager: bool = False, *, cache: bool = True) -> int:

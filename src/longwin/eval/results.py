@@ -28,7 +28,9 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """All rows with the union of their columns; lists and dicts as JSON text."""
+    """All rows with the union of their columns; lists and dicts as JSON text. Per-token losses stay in
+    `cells.jsonl` only (a spreadsheet has no use for them)."""
+    rows = [{k: v for k, v in row.items() if k != "token_nll"} for row in rows]
     columns = [c for c in _FIRST_COLUMNS if any(c in r for r in rows)]
     for row in rows:
         columns.extend(k for k in row if k not in columns)

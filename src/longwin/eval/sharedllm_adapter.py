@@ -97,16 +97,16 @@ class SharedLLMAdapter(CausalLMAdapter):
         return [self._until_eos(row) for row in out[:, local.shape[1] :].tolist()]
 
     @torch.inference_mode()
-    def nll(self, ids: Sequence[int], score_from: int) -> tuple[float, int]:
-        def piece(end: int) -> tuple[int, float, int]:
+    def token_nll(self, ids: Sequence[int], score_from: int) -> torch.Tensor:
+        def piece(end: int) -> tuple[int, torch.Tensor]:
             split = split_point(end, end, self.local_window, self.chunk, min_local=2)
             first = max(score_from, end - max(1, self.local_window // 2), split + 1)
-            return first, *self._score(ids, split, first, end)
+            return first, self._score(ids, split, first, end)
 
         return piecewise_nll(len(ids), score_from, piece)
 
-    def _score(self, ids: Sequence[int], split: int, first: int, end: int) -> tuple[float, int]:
-        """Summed NLL of ids[first:end], local window ids[split:end], trees over ids[:split]."""
+    def _score(self, ids: Sequence[int], split: int, first: int, end: int) -> torch.Tensor:
+        """Per-token NLL of ids[first:end], local window ids[split:end], trees over ids[:split]."""
         device = self.device
         local = torch.tensor([list(ids[split:end])], dtype=torch.long, device=device)
         context = torch.tensor([list(ids[:split])], dtype=torch.long, device=device) if split and self.trees else None
@@ -118,4 +118,4 @@ class SharedLLMAdapter(CausalLMAdapter):
             logits_to_keep=end - first + 1,
         )
         logits = out.logits[0, :-1].float()
-        return F.cross_entropy(logits, local[0, first - split :], reduction="sum").item(), end - first
+        return F.cross_entropy(logits, local[0, first - split :], reduction="none").float().cpu()

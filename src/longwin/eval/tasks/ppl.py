@@ -10,14 +10,20 @@ tokenizer has one) and is `length` tokens long.
 - `chunks`: one window of `length` tokens, every token scored (Landmark / LongLoRA convention).
 - `last-k`: one window of `length` tokens, only its last K tokens scored (CEPE / SharedLLM).
 PPL per length = exp(total NLL / total scored tokens) over the samples.
+
+Every cell keeps the loss of each token it scored (`token_nll`: little-endian float32, base64, in token
+order), so later measures (key tokens, paired intervals) run from the records with no forward pass.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from longwin.errors import LongwinError
 from longwin.eval.haystack import iter_texts
@@ -85,8 +91,8 @@ class PerplexityTask(NllTask):
         head = [bos] if bos is not None else []
         body = cell.length - len(head)
         segment = stream[end - (2 * body if cell.position == "sliding" else body) : end]
-        nll, count = 0.0, 0
         if cell.position == "sliding":
+            losses = []
             stride = self._stride(cell.length)
             starts = list(range(0, len(segment) - body + 1, stride))
             if starts[-1] != len(segment) - body:
@@ -95,16 +101,19 @@ class PerplexityTask(NllTask):
             for start in starts:
                 window = head + segment[start : start + body]
                 first_new = max(scored_to - start, 0) + len(head)
-                part, n = model.nll(window, max(first_new, 1))
-                nll, count, scored_to = nll + part, count + n, start + body
+                losses.append(model.token_nll(window, max(first_new, 1)))
+                scored_to = start + body
+            scored = torch.cat(losses)
         else:
             window = head + segment
             score_from = 1 if cell.position == "chunks" else len(window) - self._last_k(cell.length)
-            nll, count = model.nll(window, score_from)
+            scored = model.token_nll(window, score_from)
+        nll, count = float(scored.double().sum()), len(scored)
         return {
             "nll": nll,
             "tokens": count,
             "ppl": math.exp(nll / count),
+            "token_nll": encode_losses(scored),
             "window_tokens": cell.length,
             "convention": self._describe(cell.position, cell.length),
         }
@@ -157,3 +166,15 @@ class PerplexityTask(NllTask):
             ylabel="Perplexity",
         )
         return ["ppl_vs_length.png"]
+
+
+def encode_losses(losses: torch.Tensor) -> str:
+    """Per-token losses as compact text for a JSON record: little-endian float32, base64."""
+    return base64.b64encode(losses.detach().to(torch.float32).cpu().numpy().astype("<f4").tobytes()).decode()
+
+
+def decode_losses(text: str) -> torch.Tensor:
+    """The per-token losses `encode_losses` wrote."""
+    import numpy as np
+
+    return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype="<f4").copy())
