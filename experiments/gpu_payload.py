@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LIMIT = 64 << 20  # bytes a device call carries, the working tree included
-MARGIN = 2 << 20  # files that appear in the tree before the call (logs, caches) and rounding
+MARGIN = 4 << 20  # files that appear in the tree before the call (logs, caches) and rounding
 MANIFEST = "manifest.json"
 
 
@@ -50,7 +51,6 @@ class Plan:
     max_steps: int = 2000
     probe_steps: int = 12
     setup_s: float = 30.0
-    probe_lengths: tuple[int, ...] = field(default=())
 
 
 PLANS = {
@@ -179,6 +179,20 @@ def carry(plan: Plan, dest: Path, root: Path) -> int:
     return 0
 
 
+def verify(dest: Path, root: Path) -> int:
+    """Each call's payload (its part plus today's tree) against the limit, right before the calls are sent."""
+    tree = tree_bytes(root)
+    parts = sorted(dest.glob("[0-9]*"))
+    if not parts:
+        raise SystemExit(f"gpu plan: nothing carried under {dest}: run `carry` first")
+    for folder in parts:
+        size = tree + sum(p.stat().st_size for p in folder.iterdir())
+        print(f"call {folder.name}: carry {folder} -> {size / 2**20:.1f} MiB of {LIMIT >> 20} MiB")
+        if size > LIMIT - (1 << 20):
+            raise SystemExit(f"gpu plan: call {folder.name} would carry {size / 2**20:.1f} MiB, over the limit")
+    return 0
+
+
 def _piece(name: str, offset: int) -> str:
     return f"{name.replace('/', '__')}.{offset}"
 
@@ -263,13 +277,13 @@ def probe_measure(plan: Plan, work: Path, env: dict[str, str], train_argv: Calla
     config = AutoConfig.from_pretrained(folder) if folder else AutoConfig.from_pretrained(_toy())
     model_ref = plan.model
     if folder:
-        twin = work / "probe-model"
-        if not (twin / "config.json").is_file():
-            shutil.copytree(folder, twin, dirs_exist_ok=True)
-            AutoModelForCausalLM.from_config(config).save_pretrained(twin)
-        model_ref = str(twin)
-    with torch.device("meta"):
-        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+        saved = work / "probe-model"
+        if not (saved / "config.json").is_file():
+            shutil.copytree(folder, saved, dirs_exist_ok=True)
+            AutoModelForCausalLM.from_config(config).save_pretrained(saved)
+        model_ref = str(saved)
+    twin = AutoModelForCausalLM.from_config(config)  # the model's shape; random weights time the same
+    params = sum(p.numel() for p in twin.parameters())
     tied = getattr(config, "tie_word_embeddings", False)
     matmul = params - (0 if tied else config.vocab_size * config.hidden_size)
     start = time.perf_counter()
@@ -290,20 +304,37 @@ def probe_measure(plan: Plan, work: Path, env: dict[str, str], train_argv: Calla
         "width": config.hidden_size,
         "step_s": round(step_s, 4),
         "load_s": round(wall - card["train_runtime"], 1),
-        "eval_s": round(_eval_estimate(plan, wall - card["train_runtime"], step_s), 1),
+        "eval_s": round(_eval_estimate(plan, twin, device, wall - card["train_runtime"]), 1),
     }
     (work / "probe.json").write_text(json.dumps(probe, indent=2) + "\n")
     print(json.dumps(probe), flush=True)
 
 
-def _eval_estimate(plan: Plan, load_s: float, step_s: float) -> float:
-    """Seconds one model's evaluation takes: a forward at length n costs about a third of a training step
-    scaled by n / (batch x train length), and a generation cell adds 40 decoding steps."""
-    per_token = step_s / 3 / (plan.batch * plan.train_length)
-    cells = 2 * len(plan.depths) * plan.samples
-    forwards = sum(n * per_token * (2 * plan.samples + cells) for n in plan.lengths)
-    decode = len(plan.lengths) * cells / plan.eval_batch * 40 * 0.015
-    return load_s + forwards + decode
+def _eval_estimate(plan: Plan, model: Any, device: str, load_s: float) -> float:
+    """Seconds one model's evaluation takes, from timed forwards of `model` (bf16, SDPA, batch 1) at every
+    evaluated length and 40 timed decoding steps: each length's perplexity windows and generation cells."""
+    import torch
+
+    model = model.to(device=device, dtype=torch.bfloat16).eval()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    cells = 2 * len(plan.depths) * plan.samples  # passkey and copy
+    total = load_s
+    with torch.inference_mode():
+        for n in plan.lengths:
+            ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+            sync()
+            start = time.perf_counter()
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            sync()
+            forward = time.perf_counter() - start
+            step, cache = ids[:, -1:], out.past_key_values
+            start = time.perf_counter()
+            for _ in range(40):
+                cache = model(input_ids=step, past_key_values=cache, use_cache=True).past_key_values
+            sync()
+            decode = time.perf_counter() - start
+            total += forward * (2 * plan.samples + cells) + decode * cells / plan.eval_batch
+    return total
 
 
 def _toy() -> Path:

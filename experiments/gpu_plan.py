@@ -9,6 +9,7 @@ The device gets at most 64 MiB a call, the working tree included, and the model'
 `carry` splits the payload into parts that each fit beside the tree (checked here, before anything is sent):
 
   here:                python experiments/gpu_plan.py carry            # .gpu/1 .gpu/2 .gpu/3 + sizes
+  here, just before:   python experiments/gpu_plan.py verify           # each call's part + today's tree
   call 1 (carry .gpu/1)  python3 experiments/gpu_plan.py probe         # machine, matmul peak, timed steps
   call 2 (carry .gpu/2)  python3 experiments/gpu_plan.py unpack
   call 3 (carry .gpu/3)  python3 experiments/gpu_plan.py run --deadline 500
@@ -33,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_jobs import Job, pack, run_jobs, status  # noqa: E402
-from gpu_payload import PLANS, Plan, carry, gather_parts, join_model, probe_measure  # noqa: E402
+from gpu_payload import PLANS, Plan, carry, gather_parts, join_model, probe_measure, verify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKED = ["plan.json", "probe.json", "logs", "eval", "models/*/longwin_training.json", "throughput.json"]
@@ -156,7 +157,7 @@ def run(plan: Plan, carried: Path, work: Path, out: Path, deadline_s: float) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["carry", "probe", "unpack", "run"])
+    parser.add_argument("stage", choices=["carry", "verify", "probe", "unpack", "run"])
     parser.add_argument("--plan", choices=sorted(PLANS), default="smollm2")
     parser.add_argument("--carried", type=Path, default=ROOT / ".gpu", help="where the carried parts are")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("GPU_WORK", "/root/gpu-plan")))
@@ -169,6 +170,8 @@ def main() -> int:
         plan.rope_options = args.rope_options
     if args.stage == "carry":
         return carry(plan, args.carried, ROOT)
+    if args.stage == "verify":
+        return verify(args.carried, ROOT)
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "run":

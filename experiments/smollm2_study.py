@@ -768,10 +768,10 @@ def speed_section() -> str:
 
 
 def gpu_section() -> str:
-    """The GPU runs' tables (`experiments/smollm2_gpu.sh`, summarised by `experiments/smollm2_gpu_summary.py`)."""
+    """The GPU runs' tables (`experiments/gpu_plan.py`, summarised by `experiments/smollm2_gpu_summary.py`)."""
     runs = sorted(p.parent for p in (ROOT / "benchmarks" / "results" / "smollm2_gpu").glob("*/summary.md"))
     if not runs:
-        return "No GPU run recorded yet: `experiments/smollm2_gpu.sh` (its header says how)."
+        return "No GPU run recorded yet: `experiments/gpu_plan.py` (its header says how)."
     parts = []
     for run in runs:
         body = (run / "summary.md").read_text().split("\n", 3)[3].strip().replace("## ", "#### ")
