@@ -129,12 +129,12 @@ def test_bf16_training_runs_flash_eligible_then_reloads_and_evaluates(
 
 
 def test_eval_nll_and_generate_prefill_are_flash_eligible(tiny_tokenizer, sdpa_calls):
-    """`CausalLMAdapter.nll` and the prefill of a batch-1 `generate` in bf16: no mask, is_causal=True, bf16.
+    """`CausalLMAdapter.token_nll` and the prefill of a batch-1 `generate` in bf16: no mask, is_causal=True, bf16.
     Decoding steps after the prefill (q_len 1) run without is_causal, as flash-decoding does; not checked."""
     adapter = CausalLMAdapter(make_tiny_llama(max_position_embeddings=256).to(torch.bfloat16), tiny_tokenizer)
     ids = torch.randint(3, 320, (200,), generator=torch.Generator().manual_seed(0)).tolist()
-    total, count = adapter.nll(ids, 100)
-    assert math.isfinite(total) and count == 100
+    losses = adapter.token_nll(ids, 100)
+    assert math.isfinite(float(losses.sum())) and len(losses) == 100
     assert len(sdpa_calls) == 2 and all(c.flash_eligible and c.q_len == 200 for c in sdpa_calls), sdpa_calls
 
     sdpa_calls.clear()
