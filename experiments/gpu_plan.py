@@ -34,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_jobs import Job, pack, run_jobs, status  # noqa: E402
-from gpu_payload import PLANS, Plan, carry, gather_parts, join_model, probe_measure, verify  # noqa: E402
+from gpu_payload import PLANS, Plan, carry, gather_parts, join_model, verify  # noqa: E402
+from gpu_probe import probe_measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKED = ["plan.json", "probe.json", "logs", "eval", "models/*/longwin_training.json", "throughput.json"]
