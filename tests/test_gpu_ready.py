@@ -42,7 +42,7 @@ class _FsdpTrainer:
 
     def __init__(self, model) -> None:
         self.model = model
-        self.args = SimpleNamespace(push_to_hub=False)
+        self.args = SimpleNamespace(push_to_hub=False, should_save=True)  # read by transformers 5.17
         self.accelerator = SimpleNamespace(
             state=SimpleNamespace(fsdp_plugin=_Plugin()),
             wait_for_everyone=lambda: None,
