@@ -235,3 +235,15 @@ def test_deepspeed_presets_parse_and_leave_the_batch_to_the_trainer(preset):
     assert ds["zero_optimization"]["stage"] in (1, 2, 3)
     batch = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
     assert all(ds[key] == "auto" for key in batch)
+
+
+def test_fsdp_asked_for_but_dropped_by_accelerate_is_refused_before_training():
+    from types import SimpleNamespace
+
+    from longwin.training.preflight import check_trainer
+
+    targs = SimpleNamespace(fsdp="full_shard auto_wrap", fsdp_config={})
+    with pytest.raises(LongwinError, match="FSDP was asked for"):
+        check_trainer(SimpleNamespace(is_fsdp_enabled=False), targs, {})
+    check_trainer(SimpleNamespace(is_fsdp_enabled=True), targs, {})
+    check_trainer(SimpleNamespace(is_fsdp_enabled=False), SimpleNamespace(fsdp="", fsdp_config={}), {})

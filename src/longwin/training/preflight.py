@@ -116,3 +116,13 @@ def check_model(model: Any, targs: Any, env: Mapping[str, str]) -> None:
             f"FSDP is told to wrap {', '.join(absent)}, which {type(model).__name__} has no module of (its "
             f"layers: {own or 'none declared'}): drop fsdp_transformer_layer_cls_to_wrap to wrap the model's own"
         )
+
+
+def check_trainer(trainer: Any, targs: Any, env: Mapping[str, str]) -> None:
+    """FSDP asked for but not running: accelerate drops its FSDP plugin on CPU process groups (`--use-cpu`),
+    and the run would silently train as plain DDP with every weight on every rank."""
+    if fsdp_settings(targs, env) and not getattr(trainer, "is_fsdp_enabled", False):
+        raise LongwinError(
+            "FSDP was asked for but the Trainer runs without it (accelerate enables FSDP only on GPU process "
+            "groups, not with --use-cpu): run on GPUs, or drop --fsdp / the FSDP accelerate config"
+        )

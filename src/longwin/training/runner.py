@@ -31,7 +31,7 @@ from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
 from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
 from longwin.training.final_save import gather_full_weights, preflight_save, saved_model_problem
-from longwin.training.preflight import check_model, check_run
+from longwin.training.preflight import check_model, check_run, check_trainer
 
 CARD = "longwin_training.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -219,6 +219,7 @@ def train(config: TrainConfig, targs: Any) -> Path:
         trainer = trainer_class(
             model=parts.model, args=targs, train_dataset=parts.dataset, data_collator=parts.collator
         )
+        check_trainer(trainer, targs, os.environ)
         fit(trainer, targs)
         if parts.after_fit is not None:
             parts.after_fit()
