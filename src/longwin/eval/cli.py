@@ -77,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
                 "--compare reads finished result folders: --model, --task and --lengths do not "
                 "apply (evaluate first, then compare)"
             )
-        print(compare_runs(args.compare, cfg.out))
+        from longwin.eval.options import make_options
+
+        print(
+            compare_runs(
+                args.compare, cfg.out, make_options({f.name: getattr(cfg, f.name) for f in fields(EvalOptions)})
+            )
+        )
         print(f"\nwritten: {cfg.out}/compare.csv and compare_<task>.png")
         return 0
     if not cfg.model:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from longwin.errors import LongwinError
+from longwin.eval.options import EvalOptions
 from longwin.eval.plots import save_lines
 from longwin.eval.results import format_value, load_results, markdown_table
 from longwin.outputs import check_writable_folder, write_text
@@ -42,8 +43,9 @@ def comparison_rows(runs: Sequence[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
-def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path) -> str:
-    """Write compare.csv and compare_<task>.png into out_dir; return the markdown table."""
+def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path, options: EvalOptions | None = None) -> str:
+    """Write compare.csv, paired.md and compare_<task>.png into out_dir; return the markdown tables (the
+    side-by-side table, then every run against the first: `compare_paired`)."""
     if len(dirs) < 2:
         raise LongwinError("--compare needs at least two result folders")
     paths = [Path(d) for d in dirs]
@@ -72,4 +74,40 @@ def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path) -> str:
             logy=not present[0][1]["higher_is_better"],
             vline=windows.pop() if len(windows) == 1 else None,
         )
-    return markdown_table(header, rows)
+    text = markdown_table(header, rows) + "\n\n" + paired_tables(paths, runs, names, options or EvalOptions())
+    write_text(out / "compare.md", text + "\n")
+    return text
+
+
+def paired_tables(paths: Sequence[Path], runs: list[dict[str, Any]], names: list[str], options: EvalOptions) -> str:
+    """The paired comparisons against the first run, as markdown sections (empty ones left out)."""
+    from longwin.eval import compare_paired as cp
+    from longwin.eval.paired import KeyTokenRule, run_cells
+
+    cells = [run_cells(p) for p in paths]
+    rule = KeyTokenRule(options.key_alpha, options.key_beta)
+    sections = [
+        (
+            f"Perplexity relative to {names[0]} on the same tokens (paired 95 % interval)",
+            ["convention", "length", "run", "ratio [95 %]"],
+            cp.ppl_ratio_rows(cells, names),
+        ),
+        (
+            f"Key-token and rest-token perplexity (key: log p long - short > {rule.alpha}, log p long > {rule.beta};"
+            f" ratios to {names[0]}, paired, where it judges)",
+            ["evaluator", "length", "run", "key tokens", "key ppl", "rest ppl", "key ratio", "rest ratio"],
+            cp.key_token_rows(cells, names, runs[0].get("window"), rule),
+        ),
+        (
+            f"Score minus {names[0]}'s on the same prompts (points, paired 95 % interval)",
+            ["task", "length", "run", "difference [95 %]"],
+            cp.score_rows(cells, names),
+        ),
+        (
+            f"Effective length (longest length up to which every length keeps {100 * options.keep_share:.0f} % of "
+            f"{names[0]}'s in-window score; perplexity: at most {100 * options.ppl_tolerance:.0f} % above it)",
+            ["task", "series", "run", "effective length"],
+            cp.effective_length_rows(runs, names, options),
+        ),
+    ]
+    return "\n\n".join(f"### {title}\n\n{markdown_table(head, rows)}" for title, head, rows in sections if rows)

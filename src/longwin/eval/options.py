@@ -48,9 +48,18 @@ class EvalOptions:
         f"(default: '{NIAH_PREFIX}' for the default needle, else 'Answer:')",
     )
     corpus: str = _opt("", "perplexity corpus: name or path (default: Paul Graham essays)")
-    conventions: list[str] = _opt(["sliding", "chunks", "last-k"], "perplexity conventions: sliding, chunks, last-k")
+    conventions: list[str] = _opt(
+        ["sliding", "chunks", "last-k"],
+        "perplexity conventions: sliding, chunks, last-k, short (chunks' tokens with at most --short-context "
+        "tokens of context: the short side of key-token perplexity)",
+    )
     stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)", min=0)
     last_k: int = _opt(256, "last-k convention: tokens scored at the end of each window", min=1)
+    short_context: int = _opt(4096, "short convention: the most context a token is scored with (LongPPL: 4K)", min=2)
+    key_alpha: float = _opt(2.0, "--compare key tokens: log p(long) - log p(short) above this (nats; LongPPL)")
+    key_beta: float = _opt(-2.0, "--compare key tokens: log p(long) above this (LongPPL)")
+    keep_share: float = _opt(0.85, "--compare effective length: share of the first run's in-window score kept", min=0)
+    ppl_tolerance: float = _opt(0.10, "--compare effective length: perplexity at most (1 + this) x in-window", min=0)
     ruler_tasks: list[str] = _opt([], "RULER subtasks (default: all 11 offline ones)")
     threshold: float = _opt(85.6, "RULER effective-length threshold (average score, percent)", min=0, max=100)
     data_dir: str = _opt("", "folder of LongBench JSONL files (<task>.jsonl)")

@@ -9,6 +9,8 @@ tokenizer has one) and is `length` tokens long.
   window scores only tokens not scored before (PI / YaRN convention).
 - `chunks`: one window of `length` tokens, every token scored (Landmark / LongLoRA convention).
 - `last-k`: one window of `length` tokens, only its last K tokens scored (CEPE / SharedLLM).
+- `short`: the tokens `chunks` scores, each with at most `short_context` tokens of context (pieces back to
+  front, BOS kept in front): the short side of key-token perplexity (`longwin.eval.paired`).
 PPL per length = exp(total NLL / total scored tokens) over the samples.
 
 Every cell keeps the loss of each token it scored (`token_nll`: little-endian float32, base64, in token
@@ -18,6 +20,8 @@ order), so later measures (key tokens, paired intervals) run from the records wi
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +31,11 @@ import torch
 
 from longwin.errors import LongwinError
 from longwin.eval.haystack import iter_texts
-from longwin.eval.model import EvalModel
+from longwin.eval.model import EvalModel, piecewise_nll
 from longwin.eval.plots import save_lines
 from longwin.eval.tasks.base import Cell, NllTask
 
-CONVENTIONS = ("sliding", "chunks", "last-k")
+CONVENTIONS = ("sliding", "chunks", "last-k", "short")
 
 
 class PerplexityTask(NllTask):
@@ -47,6 +51,8 @@ class PerplexityTask(NllTask):
             raise LongwinError("--stride must be >= 0 and --last-k >= 1")
         self.conventions = list(dict.fromkeys(options.conventions))
         self.settings = {"corpus": options.corpus or "essays", "stride": options.stride, "last_k": options.last_k}
+        if "short" in self.conventions:  # part of the fingerprint only where it changes what is scored
+            self.settings["short_context"] = options.short_context
         self._stream: list[int] | None = None
         self._span = 0  # stream tokens reserved per sample (the largest need over the grid)
 
@@ -104,6 +110,8 @@ class PerplexityTask(NllTask):
                 losses.append(model.token_nll(window, max(first_new, 1)))
                 scored_to = start + body
             scored = torch.cat(losses)
+        elif cell.position == "short":
+            scored = self._short(model, head + segment, len(head))
         else:
             window = head + segment
             score_from = 1 if cell.position == "chunks" else len(window) - self._last_k(cell.length)
@@ -114,15 +122,31 @@ class PerplexityTask(NllTask):
             "tokens": count,
             "ppl": math.exp(nll / count),
             "token_nll": encode_losses(scored),
+            "tokens_sha": tokens_digest(head + segment, self._describe(cell.position, cell.length)),
             "window_tokens": cell.length,
             "convention": self._describe(cell.position, cell.length),
         }
+
+    def _short(self, model: EvalModel, window: list[int], head: int) -> torch.Tensor:
+        """`chunks`' tokens of `window`, each seen with at most `short_context` tokens before it."""
+        keep = self.options.short_context
+
+        def piece(end: int) -> tuple[int, torch.Tensor]:
+            first = 1 if end <= keep else max(1, end - keep // 2)
+            start = max(head, end - (keep - head))
+            return first, model.token_nll(window[:head] + window[start:end], first - start + head)
+
+        return piecewise_nll(len(window), 1, piece)
 
     def _describe(self, convention: str, length: int) -> str:
         if convention == "sliding":
             return f"sliding (window {length}, stride {self._stride(length)}, each token scored once)"
         if convention == "last-k":
             return f"last-k (loss on the last {self._last_k(length)} of {length} tokens)"
+        if convention == "short":
+            return (
+                f"short (the {length}-token window's tokens, each with at most {self.options.short_context} before it)"
+            )
         return f"chunks (one {length}-token window, all tokens scored)"
 
     def _explain(self, convention: str) -> str:
@@ -132,6 +156,8 @@ class PerplexityTask(NllTask):
             return f"windows of L tokens every {stride} tokens over a 2L span, each token scored once (PI/YaRN)"
         if convention == "last-k":
             return f"loss on the last min({self.options.last_k}, L/2) tokens of an L-token window (CEPE/SharedLLM)"
+        if convention == "short":
+            return f"chunks' tokens, each with at most {self.options.short_context} tokens of context (key tokens)"
         return "one L-token window, every token scored (Landmark/LongLoRA)"
 
     def summarize(self, rows: list[dict]) -> dict[str, Any]:
@@ -166,6 +192,12 @@ class PerplexityTask(NllTask):
             ylabel="Perplexity",
         )
         return ["ppl_vs_length.png"]
+
+
+def tokens_digest(ids: list[int], convention: str) -> str:
+    """Which tokens a cell scored, and how: two cells with the same digest scored the same tokens with the same
+    context, so their losses can be paired."""
+    return hashlib.sha256(json.dumps([convention, ids]).encode()).hexdigest()[:16]
 
 
 def encode_losses(losses: torch.Tensor) -> str:

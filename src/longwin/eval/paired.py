@@ -1,0 +1,128 @@
+"""Comparisons that compare like with like: paired intervals, key tokens and effective length.
+
+Two models scored on the same tokens (or the same prompts) differ far less in noise than their separate
+intervals suggest, so every interval here is paired: one bootstrap resample of token blocks (perplexity) or
+prompts (accuracy) is applied to both models at once. Cells that did not score the same tokens (their
+`tokens_sha` differ) are never paired.
+
+Key tokens (LongPPL, arXiv 2410.23771): a token is *key* when an evaluator's log-probability of it with the
+long context beats that with a short context by more than `alpha` nats, and the long-context
+log-probability itself is above `beta` (not negligible). Key-token perplexity measures context use;
+perplexity on the other tokens measures adaptation.
+
+Effective length: the longest evaluated length up to which a model keeps the bar at every length: for an
+accuracy, `share` of the reference's mean score inside its native window (NoLiMa's 85 %); for perplexity,
+at most `1 + tolerance` times the reference's in-window perplexity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from longwin.errors import LongwinError
+
+BLOCK = 128  # tokens a bootstrap block holds: neighbouring tokens' losses are correlated, blocks barely
+RESAMPLES = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class KeyTokenRule:
+    """LongPPL's two criteria, with the paper's defaults."""
+
+    alpha: float = 2.0  # log p_long - log p_short above this (nats)
+    beta: float = -2.0  # log p_long above this
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+
+def run_cells(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The cells a finished run's results were made from (its results.csv rows), read from cells.jsonl with
+    their per-token losses; a file's cells of another model fingerprint are left out."""
+    import csv
+
+    folder = Path(run_dir)
+    try:
+        with (folder / "results.csv").open(newline="", encoding="utf-8") as f:
+            wanted = {(r["key"], r["fingerprint"]) for r in csv.DictReader(f)}
+        lines = (folder / "cells.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, KeyError) as exc:
+        raise LongwinError(f"{run_dir}: cannot read its cells ({exc})") from None
+    cells = [json.loads(line) for line in lines if line.strip()]
+    return [c for c in cells if (c.get("key"), c.get("fingerprint")) in wanted]
+
+
+def _blocks(losses: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block loss sums and token counts of each sample's losses (blocks never straddle samples)."""
+    sums, counts = [], []
+    for loss in losses:
+        values = loss.double().numpy()
+        for start in range(0, len(values), BLOCK):
+            part = values[start : start + BLOCK]
+            sums.append(part.sum())
+            counts.append(len(part))
+    return np.asarray(sums), np.asarray(counts, dtype=float)
+
+
+def perplexity_ratio(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], seed: int = 0) -> Interval:
+    """Perplexity of A over perplexity of B on the same tokens, with a paired block-bootstrap interval."""
+    if [len(x) for x in a] != [len(x) for x in b] or not a:
+        raise LongwinError("a paired perplexity ratio needs both models' losses on the same tokens")
+    sa, counts = _blocks(a)
+    sb, _ = _blocks(b)
+    value = math.exp((sa.sum() - sb.sum()) / counts.sum())
+    picks = np.random.default_rng(seed).integers(0, len(sa), size=(RESAMPLES, len(sa)))
+    draws = np.exp((sa[picks].sum(1) - sb[picks].sum(1)) / counts[picks].sum(1))
+    low, high = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return Interval(value, float(low), float(high))
+
+
+def score_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Interval:
+    """Mean score of A minus that of B on the same prompts (in the scores' unit), paired bootstrap interval."""
+    if len(a) != len(b) or not a:
+        raise LongwinError("a paired difference needs both models' scores on the same prompts")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(RESAMPLES, len(diff)))
+    low, high = np.quantile(diff[picks].mean(1), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return Interval(float(diff.mean()), float(low), float(high))
+
+
+def key_tokens(long_nll: torch.Tensor, short_nll: torch.Tensor, rule: KeyTokenRule = KeyTokenRule()) -> torch.Tensor:
+    """Mask of the key tokens by an evaluator's losses with the long and with the short context."""
+    if long_nll.shape != short_nll.shape:
+        raise LongwinError("key tokens need the evaluator's long- and short-context losses on the same tokens")
+    return ((short_nll - long_nll) > rule.alpha) & (-long_nll > rule.beta)
+
+
+def effective_length(
+    series: dict[int, float], reference: float, higher_is_better: bool, share: float = 0.85, tolerance: float = 0.10
+) -> int | None:
+    """The longest length up to which every evaluated length keeps the bar (see the module docstring), or
+    None when the shortest already misses it."""
+    best = None
+    for length in sorted(series):
+        value = series[length]
+        kept = value >= share * reference if higher_is_better else value <= (1 + tolerance) * reference
+        if not kept or math.isnan(value):
+            break
+        best = length
+    return best
+
+
+def in_window_reference(series: dict[int, float], window: int | None) -> float | None:
+    """The reference's mean score over its lengths inside its native window (None if it has none there)."""
+    inside = [v for n, v in series.items() if window is None or n <= window]
+    return sum(inside) / len(inside) if inside else None
