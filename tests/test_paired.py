@@ -91,13 +91,29 @@ def test_the_second_occurrence_of_a_random_span_is_key_and_prose_is_not(tmp_path
     assert prose.float().mean() <= 0.15, prose  # an essay repeats some words of its own too
 
 
+def test_adding_a_length_never_moves_the_tokens_another_length_scores(tmp_path):
+    def cells(lengths: str) -> dict:
+        out = tmp_path / lengths.replace(",", "-")
+        args = ["--model", "toy", "--task", "ppl", "--lengths", lengths, "--samples", "2", "--corpus", "kjv"]
+        assert (
+            main(["eval", *args, "--conventions", "chunks,last-k,sliding", "--progress", "false", "--out", str(out)])
+            == 0
+        )
+        rows = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+        return {(c["length"], c["position"], c["sample"]): (c["tokens_sha"], c["nll"]) for c in rows}
+
+    short, long = cells("128,256"), cells("128,256,2048")
+    assert short and all(long[key] == value for key, value in short.items())
+
+
 def test_compare_pairs_same_tokens_and_marks_different_ones(tmp_path, capsys):
     common = ["--task", "ppl", "--conventions", "chunks,short", "--short-context", "64", "--samples", "2",
               "--progress", "false", "--corpus", "kjv"]  # fmt: skip
     runs = {
         "base": ["--model", "toy", "--lengths", "256,512"],
         "yarn": ["--model", "toy", "--rope", "yarn", "--target-length", "1024", "--lengths", "256,512"],
-        "grid": ["--model", "toy", "--lengths", "256,512,1024"],  # other sample offsets: other tokens
+        "grid": ["--model", "toy", "--lengths", "256,512,1024"],  # a longer grid: the same tokens at 256 and 512
+        "spaced": ["--model", "toy", "--lengths", "256,512", "--sample-spacing", "4096"],  # other tokens
     }
     for name, args in runs.items():
         assert main(["eval", *args, *common, "--out", str(tmp_path / name)]) == 0
@@ -108,5 +124,6 @@ def test_compare_pairs_same_tokens_and_marks_different_ones(tmp_path, capsys):
     text = (tmp_path / "cmp" / "compare.md").read_text()
     yarn_rows = [line for line in text.splitlines() if line.startswith("| chunks | 256 | yarn |")]
     assert yarn_rows and "[" in yarn_rows[0]
-    assert "| chunks | 256 | grid | different tokens: not paired |" in text
+    assert "| chunks | 256 | spaced | different tokens: not paired |" in text
+    assert "| chunks | 256 | grid | 1.000 [1.000, 1.000] |" in text
     assert "Key-token and rest-token perplexity" in text and "Effective length" in text

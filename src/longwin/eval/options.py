@@ -55,6 +55,13 @@ class EvalOptions:
     )
     stride: int = _opt(0, "sliding-window stride in tokens (0: half the window)", min=0)
     last_k: int = _opt(256, "last-k convention: tokens scored at the end of each window", min=1)
+    sample_spacing: int = _opt(
+        32768,
+        "perplexity: sample i ends at stream offset (i + 1) x this, whatever the lengths (so runs of different "
+        "length grids score the same tokens; a shorter corpus is shared evenly); at least the longest window "
+        "(2L for sliding)",
+        min=4,
+    )
     short_context: int = _opt(4096, "short convention: the most context a token is scored with (LongPPL: 4K)", min=2)
     key_alpha: float = _opt(2.0, "--compare key tokens: log p(long) - log p(short) above this (nats; LongPPL)")
     key_beta: float = _opt(-2.0, "--compare key tokens: log p(long) above this (LongPPL)")

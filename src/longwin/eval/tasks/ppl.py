@@ -54,7 +54,11 @@ class PerplexityTask(NllTask):
         if "short" in self.conventions:  # part of the fingerprint only where it changes what is scored
             self.settings["short_context"] = options.short_context
         self._stream: list[int] | None = None
-        self._span = 0  # stream tokens reserved per sample (the largest need over the grid)
+        # sample i ends at stream offset (i + 1) x spacing whatever the grid, so adding a length never moves
+        # the tokens another length scores (part of the fingerprint); a corpus shorter than samples x spacing
+        # is shared evenly instead, which depends on the corpus and tokenizer only
+        self._span = self.settings["span"] = options.sample_spacing
+        self._widest = 0
 
     def _stride(self, length: int) -> int:
         return self.options.stride or max(1, length // 2)
@@ -69,9 +73,12 @@ class PerplexityTask(NllTask):
     def cells(self, lengths: Sequence[int]) -> list[Cell]:
         if min(lengths) < 4:
             raise LongwinError("perplexity needs lengths of at least 4 tokens")
-        # samples sit at multiples of the largest need: part of the fingerprint, since a grid with a
-        # longer length moves every sample (cells from a shorter grid are then recomputed)
-        self._span = self.settings["span"] = max(self._need(c, n) for c in self.conventions for n in lengths)
+        need = self._widest = max(self._need(c, n) for c in self.conventions for n in lengths)
+        if need > self._span:
+            raise LongwinError(
+                f"perplexity windows need {need} tokens before a sample's end but samples are "
+                f"--sample-spacing {self._span} apart: use --sample-spacing {need} or more"
+            )
         return [Cell(self.name, n, c, s) for n in lengths for c in self.conventions for s in range(self.samples)]
 
     def _tokens(self, model: EvalModel) -> list[int]:
@@ -82,10 +89,13 @@ class PerplexityTask(NllTask):
                 stream.extend(model.tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"])
                 if len(stream) >= need:
                     break
-            if len(stream) < need:
+            if len(stream) < need:  # a short corpus: the samples share it evenly (still whatever the grid)
+                self._span = len(stream) // self.samples
+            if self._span < self._widest:
                 raise LongwinError(
-                    f"corpus {self.settings['corpus']!r} has {len(stream)} tokens; {self.samples} "
-                    f"samples at these lengths need {need} (use fewer --samples or a larger --corpus)"
+                    f"corpus {self.settings['corpus']!r} has {len(stream)} tokens; {self.samples} samples of "
+                    f"{self._widest}-token windows need {self.samples * self._widest} (use fewer --samples or a "
+                    "larger --corpus)"
                 )
             self._stream = stream
         return self._stream
