@@ -46,7 +46,7 @@ class EvalConfig(EvalOptions):
     adapter_options: str = field(
         default="",
         metadata={
-            "help": "options of the model's evaluation adapter as k=v,k=v (SharedLLM: local_window=N, trees=false "
+            "help": "options of the model's evaluation adapter as k=v,k=v (SharedLLM: local_length=N, trees=false "
             "to read the local window only)"
         },
     )

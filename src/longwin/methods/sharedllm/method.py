@@ -69,12 +69,13 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     model, tokenizer = _model(config)
     native = native_window(model.config.get_text_config())
     layout = make_layout(common, opts, model.config.chunk_size, native)
+    model.config.local_length = layout.local_length  # saved in config.json: evaluation splits prompts the same way
     params = trainable_parameters(model, opts.trainable)
     with targs.main_process_first(desc="tokenizing the corpus"):  # the others then read rank 0's token cache
         pool = build_pool(
             common.data,
             tokenizer,
-            min_tokens=layout.local + layout.chunk,
+            min_tokens=layout.local_length + layout.chunk,
             val_fraction=common.val_fraction,
             seed=targs.seed,
             text_field=common.text_field,
@@ -109,7 +110,7 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
         "stage": opts.stage,
         "load": LOAD_NOTE,
         "native_window": native,
-        "local_window": layout.local,
+        "local_length": layout.local_length,
         "context_chunks": [layout.min_chunks, layout.max_chunks],
         "tree": {key: getattr(model.config, key) for key in tree_keys},
         "trainable": opts.trainable,
