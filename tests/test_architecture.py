@@ -149,3 +149,51 @@ def test_checker_sees_a_cycle_and_an_upward_import(tmp_path):
 @pytest.mark.parametrize("name", ["longwin.methods.sharedllm.modeling", "longwin.eval.adapters"])
 def test_every_module_has_a_layer(name):
     assert name in modules() and layer(name) >= 0
+
+
+COMPAT = "longwin.models.compat"
+# attributes whose presence tells transformers versions apart: only compat may ask for them by name
+VERSION_MARKERS = {"rope_parameters", "rope_scaling", "rope_theta", "validate_rope", "layer_types", "key_cache"}
+
+
+def version_branches(name: str, path: Path) -> list[str]:
+    """Where `name` tells transformers versions apart: a `packaging` import, a comparison involving a
+    `__version__`, `Version(...)`, or `getattr`/`hasattr` of a version marker spelled out."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        where = f"{name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "packaging" for a in node.names):
+            found.append(f"{where} imports packaging")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "packaging":
+            found.append(f"{where} imports packaging")
+        elif isinstance(node, ast.Compare) and any(
+            isinstance(n, ast.Attribute) and n.attr == "__version__"
+            for part in [node.left, *node.comparators]
+            for n in ast.walk(part)
+        ):
+            found.append(f"{where} compares a __version__")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "Version":
+                found.append(f"{where} calls Version")
+            elif node.func.id in ("getattr", "hasattr") and len(node.args) >= 2:
+                attr = node.args[1]
+                if isinstance(attr, ast.Constant) and attr.value in VERSION_MARKERS:
+                    found.append(f"{where} sniffs {attr.value!r}")
+    return found
+
+
+def test_every_transformers_version_branch_is_in_models_compat():
+    """docs/architecture.md: every transformers-version branch lives in `models/compat.py`."""
+    outside = [hit for name, path in modules().items() if name != COMPAT for hit in version_branches(name, path)]
+    assert outside == []
+    assert version_branches(COMPAT, modules()[COMPAT])  # the check sees the branches where they are
+
+
+def test_the_version_check_sees_each_kind_of_branch(tmp_path):
+    planted = tmp_path / "m.py"
+    planted.write_text(
+        "import transformers\nfrom packaging.version import Version\n"
+        "a = transformers.__version__ >= '5'\nb = Version('5')\nc = hasattr(cfg, 'rope_parameters')\n"
+    )
+    kinds = " ".join(version_branches("m", planted))
+    assert all(k in kinds for k in ("imports packaging", "compares a __version__", "calls Version", "sniffs"))
