@@ -8,6 +8,7 @@ training/evaluation/benchmarks, jobs and the command line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,66 @@ def test_the_version_check_sees_each_kind_of_branch(tmp_path):
     )
     kinds = " ".join(version_branches("m", planted))
     assert all(k in kinds for k in ("imports packaging", "compares a __version__", "calls Version", "sniffs"))
+
+
+DOC = SRC.parents[1] / "docs" / "architecture.md"
+# the one job with a Trainer of its own: it pretrains from scratch (docs/architecture.md says why)
+OWN_TRAINER = "longwin.jobs.pretrain_toy"
+
+
+def test_the_layer_table_of_the_docs_is_the_one_checked_here():
+    rows = [line.split("|") for line in DOC.read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    documented = [{name.strip().strip("`") for name in row[2].split(",")} for row in rows]
+    checked = [{name.removeprefix("longwin.") for name in layer if name != "longwin"} for layer in LAYERS]
+    assert documented == checked
+
+
+def runner_names(path: Path) -> set[str]:
+    """What a module imports from `longwin.training.runner`."""
+    return {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == "longwin.training.runner"
+        for alias in node.names
+    }
+
+
+def builds_a_trainer(path: Path) -> bool:
+    """Whether a module imports transformers' `Trainer` (to build one itself)."""
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("transformers")
+        and any(alias.name == "Trainer" for alias in node.names)
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
+
+
+def test_jobs_train_through_the_one_runner():
+    """docs/architecture.md: the jobs call `longwin.training.runner.train`; pretrain-toy alone builds its own
+    Trainer and shares the runner's checkpoint logic (`plan_run`, `fit`)."""
+    jobs = {name: path for name, path in modules().items() if name.startswith(("longwin.jobs.", "longwin.studies."))}
+    trainers = {name for name, path in jobs.items() if builds_a_trainer(path)}
+    assert trainers == {OWN_TRAINER}
+    assert {"plan_run", "fit"} <= runner_names(jobs[OWN_TRAINER])
+    callers = {name for name, path in jobs.items() if "train" in runner_names(path)}
+    assert callers and OWN_TRAINER not in callers
+    assert "jobs/pretrain_toy.py" in DOC.read_text()
+
+
+def test_every_module_the_page_names_exists():
+    """Paths under src/longwin (or the repository); a bare file name (a folder's module the row names) anywhere."""
+    named = set(re.findall(r"`([\w/]+\.py)`", DOC.read_text()))
+    missing = [
+        p
+        for p in named
+        if not any((root / p).is_file() for root in (SRC, SRC.parents[1])) and ("/" in p or not any(SRC.rglob(p)))
+    ]
+    assert named and missing == []
+
+
+def test_each_registered_method_is_its_own_folder():
+    from longwin.methods import METHODS
+
+    for name, method in METHODS.items():
+        assert method.name == name and method.build.__module__ == f"longwin.methods.{name}.method"
+        assert (SRC / "methods" / name / "options.py").is_file()
