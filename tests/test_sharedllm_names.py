@@ -58,3 +58,14 @@ def test_the_trained_local_window_round_trips_through_the_config_and_the_adapter
     assert loaded.config.local_length == 40
     assert SharedLLMAdapter(loaded, tiny_tokenizer).local_length == 40
     assert SharedLLMAdapter(loaded, tiny_tokenizer, local_length=24).local_length == 24  # the option still wins
+
+
+def test_recording_the_local_window_keeps_the_cache_digest_of_older_folders():
+    """Folders saved before `local_length` was recorded keep their cached results; the window the adapter
+    uses is part of its own settings."""
+    from longwin.eval.model import model_digest
+
+    model = SharedLLMForCausalLM.from_base(make_tiny_llama(layers=3), **TINY)
+    before = model_digest(model)
+    model.config.local_length = 40
+    assert model_digest(model) == before
