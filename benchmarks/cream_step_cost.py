@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoConfig, default_data_collator
@@ -27,21 +28,13 @@ from longwin.rope import native_window, scale_rope
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="toy")
-    parser.add_argument("--target-length", type=int, default=2048)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = _arguments()
     torch.set_num_threads(args.threads)
 
     config = AutoConfig.from_pretrained(model_path(args.model))
     native = native_window(config)
     model, tok = load_model(args.model, config=scale_rope(config, "linear", args.target_length), dtype="float32")
     model.train()
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
     # (name, scheme, train window): CREAM and plain fine-tuning at N; full-length training at L
     methods = [("plain@N", "none", native), ("cream@N", "cream", native), ("full@L", "full", args.target_length)]
     pools = {n: build_pool("essays+kjv", tok, min_tokens=w, val_fraction=0.1, seed=0) for n, _, w in methods}
@@ -49,18 +42,7 @@ def main() -> None:
         n: PositionSchemeDataset(pools[n], s, train_len=w, target_len=args.target_length, num_samples=10**6, seed=0)
         for n, s, w in methods
     }
-    times: dict[str, list[float]] = {n: [] for n, _, _ in methods}
-    for r in range(args.rounds + 2):
-        for name, _, _ in methods:
-            start = time.perf_counter()
-            batch = default_data_collator([data[name][r * args.batch + i] for i in range(args.batch)])
-            loss = model(**batch).loss
-            loss.backward()
-            optim.step()
-            optim.zero_grad(set_to_none=True)
-            if r >= 2:  # two warm-up rounds
-                times[name].append(time.perf_counter() - start)
-    median = {n: statistics.median(t) for n, t in times.items()}
+    median = median_steps(model, data, args.batch, args.rounds)
     result = {
         "command": "python " + " ".join(sys.argv),
         "model": args.model,
@@ -74,13 +56,48 @@ def main() -> None:
         "cream_overhead_vs_plain": median["cream@N"] / median["plain@N"] - 1,
         "full_length_vs_cream": median["full@L"] / median["cream@N"],
     }
-    out = Path(args.out)
+    write(result, Path(args.out))
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="toy")
+    parser.add_argument("--target-length", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results")
+    return parser.parse_args()
+
+
+def median_steps(model: Any, data: dict[str, PositionSchemeDataset], batch: int, rounds: int) -> dict[str, float]:
+    """Median seconds of one step (batch building + forward + backward + AdamW) per method, over `rounds`
+    interleaved rounds after two warm-up rounds."""
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    times: dict[str, list[float]] = {n: [] for n in data}
+    for r in range(rounds + 2):
+        for name in data:
+            start = time.perf_counter()
+            examples = default_data_collator([data[name][r * batch + i] for i in range(batch)])
+            loss = model(**examples).loss
+            loss.backward()
+            optim.step()
+            optim.zero_grad(set_to_none=True)
+            if r >= 2:  # two warm-up rounds
+                times[name].append(time.perf_counter() - start)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    """cream_step_cost.json and .md in `out`; the Markdown is printed too."""
+    median = result["median_step_seconds"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "cream_step_cost.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "cream_step_cost.md").write_text(
         f"# CREAM per-step cost\n\nCommand: `{result['command']}`\n\n"
-        f"Model `{args.model}` (native {native}) → {args.target_length}, batch {args.batch}, {args.threads} thread(s), "
-        f"median of {args.rounds} interleaved rounds, torch {torch.__version__}.\n\n"
+        f"Model `{result['model']}` (native {result['native_window']}) → {result['target_length']}, "
+        f"batch {result['batch']}, {result['threads']} thread(s), "
+        f"median of {result['rounds']} interleaved rounds, torch {result['torch']}.\n\n"
         "| method | median step (s) |\n|---|---:|\n"
         + "".join(f"| {n} | {median[n]:.4f} |\n" for n in median)
         + f"\nCREAM overhead vs plain fine-tuning at N: {100 * result['cream_overhead_vs_plain']:+.2f}%\n"

@@ -91,14 +91,7 @@ def one_step(model: Any, optimizer: torch.optim.Optimizer, name: str, ids: torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--lengths", default="1024,2048")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=2, help="timed rounds after one warm-up round")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = _arguments()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     names = args.variants.split(",")
@@ -112,37 +105,7 @@ def main() -> None:
         [(max(lengths), d, ff), (max(lengths), ff, d), (max(lengths), d, d), (512, d, vocab), (2048, 2048, 2048)]
     )
     print(f"matmul peak: {max(peak.values()):.1f} GFLOP/s {peak}", file=sys.stderr)
-
-    rows = []
-    for tokens in lengths:
-        models = {name: make_variant(args.model, name) for name in names}
-        ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(tokens))
-        times: dict[str, list[float]] = {name: [] for name in names}
-        losses: dict[str, float] = {}
-        for round_ in range(args.rounds + 1):
-            for name in names:
-                model, optimizer = models[name]
-                seconds, loss = one_step(model, optimizer, name, ids)
-                if round_ == 0:
-                    losses[name] = loss  # the first step's loss: every variant starts from the same weights
-                else:
-                    times[name].append(seconds)
-                print(f"{tokens} {name}: {seconds:.1f} s (loss {loss:.4f})", file=sys.stderr)
-        for name in names:
-            step = statistics.median(times[name])
-            flops = step_flops(models[name][0], tokens, name.startswith("lora"))
-            rows.append(
-                {
-                    "tokens": tokens,
-                    "variant": name,
-                    "step_seconds": round(step, 2),
-                    "tokens_per_second": round(tokens / step, 1),
-                    "gflops": round(flops / step / 1e9, 1),
-                    "share_of_peak": round(flops / step / 1e9 / max(peak.values()), 3),
-                    "first_loss": round(losses[name], 5),
-                }
-            )
-        del models
+    rows = [row for tokens in lengths for row in measure_length(args, names, tokens, vocab, max(peak.values()))]
     report = {
         "command": "python " + shlex.join(sys.argv),
         "model": args.model,
@@ -156,6 +119,53 @@ def main() -> None:
     (out / "train_speed.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "train_speed.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--lengths", default="1024,2048")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds after one warm-up round")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results")
+    return parser.parse_args()
+
+
+def measure_length(
+    args: argparse.Namespace, names: list[str], tokens: int, vocab: int, peak: float
+) -> list[dict[str, Any]]:
+    """One row per variant at `tokens`: fresh models, one warm-up round (its losses recorded), then the
+    timed rounds, each timing every variant once."""
+    models = {name: make_variant(args.model, name) for name in names}
+    ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(tokens))
+    times: dict[str, list[float]] = {name: [] for name in names}
+    losses: dict[str, float] = {}
+    for round_ in range(args.rounds + 1):
+        for name in names:
+            model, optimizer = models[name]
+            seconds, loss = one_step(model, optimizer, name, ids)
+            if round_ == 0:
+                losses[name] = loss  # the first step's loss: every variant starts from the same weights
+            else:
+                times[name].append(seconds)
+            print(f"{tokens} {name}: {seconds:.1f} s (loss {loss:.4f})", file=sys.stderr)
+    rows = []
+    for name in names:
+        step = statistics.median(times[name])
+        flops = step_flops(models[name][0], tokens, name.startswith("lora"))
+        rows.append(
+            {
+                "tokens": tokens,
+                "variant": name,
+                "step_seconds": round(step, 2),
+                "tokens_per_second": round(tokens / step, 1),
+                "gflops": round(flops / step / 1e9, 1),
+                "share_of_peak": round(flops / step / 1e9 / peak, 3),
+                "first_loss": round(losses[name], 5),
+            }
+        )
+    return rows
 
 
 def markdown(report: dict[str, Any]) -> str:

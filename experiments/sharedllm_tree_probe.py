@@ -86,7 +86,7 @@ def probe(
     lengths: list[int],
     samples: int,
     seed: int,
-    local_window: int | None = None,
+    local_length: int | None = None,
     kv_per_node: int = 0,
 ) -> list[dict[str, Any]]:
     from longwin.eval.model import Prompt
@@ -101,7 +101,7 @@ def probe(
     model.eval()
     if kv_per_node:  # a finer tree at test time: the trained weights read more KVs per node
         model.config.kv_per_node = kv_per_node
-    adapter = SharedLLMAdapter(model, tokenizer, local_window=local_window)
+    adapter = SharedLLMAdapter(model, tokenizer, local_length=local_length)
     task, fmt = make_task("passkey", make_options({}), seed), PromptFormatter(tokenizer)
     rows = []
     for length in lengths:
@@ -169,7 +169,7 @@ def main() -> int:
         "--local-window",
         type=int,
         default=0,
-        help="tokens kept local, as `--adapter-options local_window` (default: native)",
+        help="tokens kept local, as `--adapter-options local_length` (default: as trained)",
     )
     parser.add_argument(
         "--kv-per-node",

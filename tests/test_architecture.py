@@ -8,6 +8,7 @@ training/evaluation/benchmarks, jobs and the command line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,114 @@ def test_checker_sees_a_cycle_and_an_upward_import(tmp_path):
 @pytest.mark.parametrize("name", ["longwin.methods.sharedllm.modeling", "longwin.eval.adapters"])
 def test_every_module_has_a_layer(name):
     assert name in modules() and layer(name) >= 0
+
+
+COMPAT = "longwin.models.compat"
+# attributes whose presence tells transformers versions apart: only compat may ask for them by name
+VERSION_MARKERS = {"rope_parameters", "rope_scaling", "rope_theta", "validate_rope", "layer_types", "key_cache"}
+
+
+def version_branches(name: str, path: Path) -> list[str]:
+    """Where `name` tells transformers versions apart: a `packaging` import, a comparison involving a
+    `__version__`, `Version(...)`, or `getattr`/`hasattr` of a version marker spelled out."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        where = f"{name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "packaging" for a in node.names):
+            found.append(f"{where} imports packaging")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "packaging":
+            found.append(f"{where} imports packaging")
+        elif isinstance(node, ast.Compare) and any(
+            isinstance(n, ast.Attribute) and n.attr == "__version__"
+            for part in [node.left, *node.comparators]
+            for n in ast.walk(part)
+        ):
+            found.append(f"{where} compares a __version__")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "Version":
+                found.append(f"{where} calls Version")
+            elif node.func.id in ("getattr", "hasattr") and len(node.args) >= 2:
+                attr = node.args[1]
+                if isinstance(attr, ast.Constant) and attr.value in VERSION_MARKERS:
+                    found.append(f"{where} sniffs {attr.value!r}")
+    return found
+
+
+def test_every_transformers_version_branch_is_in_models_compat():
+    """docs/architecture.md: every transformers-version branch lives in `models/compat.py`."""
+    outside = [hit for name, path in modules().items() if name != COMPAT for hit in version_branches(name, path)]
+    assert outside == []
+    assert version_branches(COMPAT, modules()[COMPAT])  # the check sees the branches where they are
+
+
+def test_the_version_check_sees_each_kind_of_branch(tmp_path):
+    planted = tmp_path / "m.py"
+    planted.write_text(
+        "import transformers\nfrom packaging.version import Version\n"
+        "a = transformers.__version__ >= '5'\nb = Version('5')\nc = hasattr(cfg, 'rope_parameters')\n"
+    )
+    kinds = " ".join(version_branches("m", planted))
+    assert all(k in kinds for k in ("imports packaging", "compares a __version__", "calls Version", "sniffs"))
+
+
+DOC = SRC.parents[1] / "docs" / "architecture.md"
+# the one job with a Trainer of its own: it pretrains from scratch (docs/architecture.md says why)
+OWN_TRAINER = "longwin.jobs.pretrain_toy"
+
+
+def test_the_layer_table_of_the_docs_is_the_one_checked_here():
+    rows = [line.split("|") for line in DOC.read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    documented = [{name.strip().strip("`") for name in row[2].split(",")} for row in rows]
+    checked = [{name.removeprefix("longwin.") for name in layer if name != "longwin"} for layer in LAYERS]
+    assert documented == checked
+
+
+def runner_names(path: Path) -> set[str]:
+    """What a module imports from `longwin.training.runner`."""
+    return {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == "longwin.training.runner"
+        for alias in node.names
+    }
+
+
+def builds_a_trainer(path: Path) -> bool:
+    """Whether a module imports transformers' `Trainer` (to build one itself)."""
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("transformers")
+        and any(alias.name == "Trainer" for alias in node.names)
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
+
+
+def test_jobs_train_through_the_one_runner():
+    """docs/architecture.md: the jobs call `longwin.training.runner.train`; pretrain-toy alone builds its own
+    Trainer and shares the runner's checkpoint logic (`plan_run`, `fit`)."""
+    jobs = {name: path for name, path in modules().items() if name.startswith(("longwin.jobs.", "longwin.studies."))}
+    trainers = {name for name, path in jobs.items() if builds_a_trainer(path)}
+    assert trainers == {OWN_TRAINER}
+    assert {"plan_run", "fit"} <= runner_names(jobs[OWN_TRAINER])
+    callers = {name for name, path in jobs.items() if "train" in runner_names(path)}
+    assert callers and OWN_TRAINER not in callers
+    assert "jobs/pretrain_toy.py" in DOC.read_text()
+
+
+def test_every_module_the_page_names_exists():
+    """Paths under src/longwin (or the repository); a bare file name (a folder's module the row names) anywhere."""
+    named = set(re.findall(r"`([\w/]+\.py)`", DOC.read_text()))
+    missing = [
+        p
+        for p in named
+        if not any((root / p).is_file() for root in (SRC, SRC.parents[1])) and ("/" in p or not any(SRC.rglob(p)))
+    ]
+    assert named and missing == []
+
+
+def test_each_registered_method_is_its_own_folder():
+    from longwin.methods import METHODS
+
+    for name, method in METHODS.items():
+        assert method.name == name and method.build.__module__ == f"longwin.methods.{name}.method"
+        assert (SRC / "methods" / name / "options.py").is_file()

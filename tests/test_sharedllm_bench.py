@@ -57,7 +57,7 @@ def test_report_ratios_and_a_command_that_reproduces_the_settings():
             "2048,4096",
             "--methods",
             "full,streaming,sharedllm",
-            "--chunk-size",
+            "--sharedllm-chunk-size",
             "256",
             "--output",
             "out dir",
@@ -77,8 +77,8 @@ def test_report_ratios_and_a_command_that_reproduces_the_settings():
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--methods", "full,beacon"], "unknown method"),
-        (["--lengths", "600", "--chunk-size", "512"], "no whole context chunk"),
+        (["--methods", "full,beacon"], "unknown prefill"),
+        (["--lengths", "600", "--sharedllm-chunk-size", "512"], "no whole context chunk"),
     ],
 )
 def test_bad_settings_exit_with_code_2(flags, message, capsys):
@@ -96,11 +96,11 @@ def test_a_small_benchmark_run_writes_json_and_markdown(tmp_path):
             "random",
             "--lengths",
             "1024",
-            "--local-window",
+            "--sharedllm-local-length",
             "128",
-            "--chunk-size",
+            "--sharedllm-chunk-size",
             "256",
-            "--kv-per-node",
+            "--sharedllm-kv-per-node",
             "8",
             "--output",
             str(tmp_path),
@@ -108,6 +108,6 @@ def test_a_small_benchmark_run_writes_json_and_markdown(tmp_path):
     )
     assert code == 0
     report = json.loads((tmp_path / "sharedllm_bench.json").read_text())
-    assert {r["method"] for r in report["results"]} == set(bench.METHODS)
+    assert {r["method"] for r in report["results"]} == set(bench.PREFILLS)
     assert all(r["time_s"] > 0 and r["prefill_mb"] >= 0 for r in report["results"])
     assert (tmp_path / "sharedllm_bench.md").read_text().startswith("# SharedLLM prefill benchmark")

@@ -58,13 +58,14 @@ def _args(model_dir, corpus, out, *extra):
 def test_train_saves_a_sharedllm_the_auto_classes_load_and_eval_runs_on_it(tiny_setup, tmp_path, capsys):
     model_dir, corpus = tiny_setup
     out = tmp_path / "shared"
-    assert main(_args(model_dir, corpus, out, "--retrieval-fraction", "0.5")) == 0
+    assert main(_args(model_dir, corpus, out, "--retrieval-fraction", "0.5", "--sharedllm-local-length", "48")) == 0
     card = json.loads((out / "longwin_training.json").read_text())
     assert card["method"] == "sharedllm" and card["steps"] == 3 and card["context_chunks"] == [1, 4]
     import longwin.methods.sharedllm  # noqa: F401  (registers the model type with the Auto classes)
 
     model = AutoModelForCausalLM.from_pretrained(out)
     assert type(model).__name__ == "SharedLLMForCausalLM" and model.config.chunk_size == 32
+    assert card["local_length"] == model.config.local_length == 48  # the eval adapter splits prompts as trained
     evaluated = tmp_path / "eval"
     assert (
         main(
@@ -135,7 +136,7 @@ def _pool(tokenizer, tmp_path) -> DocumentPool:
 
 def test_natural_examples_keep_chunks_whole_and_the_local_window_bounded(tiny_tokenizer, tmp_path):
     pool = _pool(tiny_tokenizer, tmp_path)
-    layout = ChunkedWindow(local=64, chunk=32, min_chunks=1, max_chunks=6)
+    layout = ChunkedWindow(local_length=64, chunk=32, min_chunks=1, max_chunks=6)
     data = SharedLLMDataset(pool, tiny_tokenizer, layout, num_samples=40, seed=0)
     for i in range(40):
         item = data[i]
@@ -152,7 +153,7 @@ def test_retrieval_evidence_lies_in_the_context_or_in_the_local_window(tiny_toke
 
     pool = _pool(tiny_tokenizer, tmp_path)
     retrieval = RetrievalExamples(tiny_tokenizer, pool.stream, pool.texts(tiny_tokenizer), ["passkey_grass"])
-    layout = ChunkedWindow(local=96, chunk=32, min_chunks=1, max_chunks=4)
+    layout = ChunkedWindow(local_length=96, chunk=32, min_chunks=1, max_chunks=4)
     data = SharedLLMDataset(
         pool,
         tiny_tokenizer,

@@ -30,6 +30,7 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 from longwin.errors import LongwinError
+from longwin.models.compat import rope_fields, rope_validator, set_rope_fields
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -53,15 +54,9 @@ _YARN_BETAS = (32.0, 1.0)  # YaRN's (and transformers') default beta_fast, beta_
 
 def _rope_fields(config: PretrainedConfig) -> dict[str, Any]:
     """The config's RoPE settings as one flat dict in the 5.x layout (rope_type, rope_theta, factor, ...)."""
-    params = getattr(config, "rope_parameters", None)
-    if isinstance(params, dict) and params:
-        if any(isinstance(value, dict) for value in params.values()):
-            raise LongwinError(
-                f"{type(config).__name__} has per-layer RoPE parameters, which scale_rope does not support"
-            )
-        rope = dict(params)
-    else:
-        rope = {**(getattr(config, "rope_scaling", None) or {}), "rope_theta": getattr(config, "rope_theta", None)}
+    rope = rope_fields(config)
+    if any(isinstance(value, dict) for value in rope.values()):
+        raise LongwinError(f"{type(config).__name__} has per-layer RoPE parameters, which scale_rope does not support")
     if rope.get("rope_theta") is None:
         raise LongwinError(
             f"{type(config).__name__} has no RoPE (no rope_theta or rope_parameters); "
@@ -240,13 +235,7 @@ def scale_rope(
     fields = _scaled_fields(method, factor, native, theta, _rotary_dim(config, rope), _method_options(method, options))
 
     scaled = copy.deepcopy(config)
-    if isinstance(getattr(config, "rope_parameters", None), dict):
-        if "partial_rotary_factor" in rope:
-            fields["partial_rotary_factor"] = rope["partial_rotary_factor"]
-        scaled.rope_parameters = fields
-    else:
-        scaled.rope_theta = fields.pop("rope_theta")
-        scaled.rope_scaling = fields if fields["rope_type"] != "default" else None
+    set_rope_fields(scaled, fields)
     scaled.max_position_embeddings = native if method == "dynamic" else target
     if hasattr(scaled, "original_max_position_embeddings"):
         scaled.original_max_position_embeddings = native
@@ -258,8 +247,8 @@ def scale_rope(
 def _check_accepted(scaled: PretrainedConfig, method: str) -> None:
     """Refuse what the family's own config validator rejects (transformers 5.x: Phi-3 takes only longrope), which
     transformers otherwise reports only when the model is saved, after training."""
-    validate = getattr(scaled, "validate_rope", None)
-    if not callable(validate):
+    validate = rope_validator(scaled)
+    if validate is None:
         return
     try:
         validate()

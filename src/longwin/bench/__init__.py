@@ -19,14 +19,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import cast
 
-from longwin.bench.config import METHODS, SharedLLMBench
+from longwin.bench.config import PREFILLS, SharedLLMBench
 from longwin.bench.process import measure_in_child
 from longwin.bench.report import build_report, markdown
 from longwin.errors import LongwinError
 from longwin.flags import add_config_arguments, config_from_args
 from longwin.outputs import check_writable_folder, write_text
 
-__all__ = ["METHODS", "SharedLLMBench", "add_arguments", "run", "with_model_defaults"]
+__all__ = ["PREFILLS", "SharedLLMBench", "add_arguments", "run", "with_model_defaults"]
+
+
+# the model-shape options the benchmark takes, as `SharedLLMOptions` names them (flags `--sharedllm-*`)
+SHAPE_OPTIONS = ("lower_layers", "chunk_size", "tree_height", "kv_per_node")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = with_model_defaults(config_from_args(SharedLLMBench, args))
-    unknown = sorted(set(cfg.methods) - set(METHODS))
+    unknown = sorted(set(cfg.methods) - set(PREFILLS))
     if unknown:
-        raise LongwinError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    chunk = cast(int, cfg.chunk_size)  # set by with_model_defaults
-    short = [n for n in cfg.lengths if n < cfg.local_window + chunk]
+        raise LongwinError(f"unknown prefill(s) {', '.join(unknown)}; choose from {', '.join(PREFILLS)}")
+    chunk = cast(int, cfg.sharedllm_chunk_size)  # set by with_model_defaults
+    short = [n for n in cfg.lengths if n < cfg.sharedllm_local_length + chunk]
     if short:
-        raise LongwinError(f"lengths {short} leave no whole context chunk: each must be >= local_window + chunk_size")
+        raise LongwinError(
+            f"lengths {short} leave no whole context chunk: each must be >= "
+            "--sharedllm-local-length + --sharedllm-chunk-size"
+        )
     check_writable_folder(cfg.output, "--output")
     model = _resolve_model(cfg.model)
     _preimport()
@@ -75,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
 def with_model_defaults(cfg: SharedLLMBench) -> SharedLLMBench:
     """`cfg` with every unset model-shape option taken from `SharedLLMConfig`."""
     from longwin.methods.sharedllm import SharedLLMConfig
+    from longwin.methods.sharedllm.options import MODEL_OPTIONS
 
     defaults = SharedLLMConfig()
-    for key in ("num_lower_layers", "chunk_size", "tree_height", "kv_per_node"):
-        if getattr(cfg, key) is None:
-            setattr(cfg, key, getattr(defaults, key))
+    for option in SHAPE_OPTIONS:
+        if getattr(cfg, f"sharedllm_{option}") is None:
+            setattr(cfg, f"sharedllm_{option}", getattr(defaults, MODEL_OPTIONS[option]))
     return cfg
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-METHODS = ("full", "streaming", "sharedllm", "sharedllm-bounded")
+# the prefills compared (not training methods: those are `longwin.methods.METHODS`)
+PREFILLS = ("full", "streaming", "sharedllm", "sharedllm-bounded")
 
 
 @dataclass
@@ -21,17 +22,21 @@ class SharedLLMBench:
         metadata={"min": 1, "help": "total input lengths (context + local window)"},
     )
     methods: list[str] = field(
-        default_factory=lambda: list(METHODS), metadata={"help": "subset of " + ",".join(METHODS)}
+        default_factory=lambda: list(PREFILLS),
+        metadata={"help": "prefills to measure, a subset of " + ",".join(PREFILLS)},
     )
-    local_window: int = field(
+    # SharedLLM options spelled as `longwin train` spells them (`--sharedllm-*`); the model's shape, when
+    # unset, takes SharedLLMConfig's defaults (the one home of them)
+    sharedllm_local_length: int = field(
         default=256, metadata={"min": 1, "help": "SharedLLM local window (the tail the upper model reads)"}
     )
-    # the model's shape: unset options take SharedLLMConfig's defaults (the one home of them)
-    num_lower_layers: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM M"})
-    chunk_size: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM chunk size"})
-    tree_height: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM tree height h"})
-    kv_per_node: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"})
-    bounded_batch_tokens: int = field(
+    sharedllm_lower_layers: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM M"})
+    sharedllm_chunk_size: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM chunk size"})
+    sharedllm_tree_height: int | None = field(default=None, metadata={"min": 1, "help": "SharedLLM tree height h"})
+    sharedllm_kv_per_node: int | None = field(
+        default=None, metadata={"min": 1, "help": "SharedLLM KVs per preserved node p"}
+    )
+    sharedllm_encode_batch_tokens: int = field(
         default=2048,
         metadata={
             "min": 1,

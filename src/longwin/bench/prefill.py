@@ -59,14 +59,14 @@ def make_prefill(spec: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
 
     shared = SharedLLMForCausalLM.from_base(
         model,
-        num_lower_layers=spec["num_lower_layers"],
-        chunk_size=spec["chunk_size"],
-        tree_height=spec["tree_height"],
-        kv_per_node=spec["kv_per_node"],
+        num_lower_layers=spec["sharedllm_lower_layers"],
+        chunk_size=spec["sharedllm_chunk_size"],
+        tree_height=spec["sharedllm_tree_height"],
+        kv_per_node=spec["sharedllm_kv_per_node"],
         query_aware=True,
-        encode_batch_tokens=spec["bounded_batch_tokens"] if method == "sharedllm-bounded" else 0,
+        encode_batch_tokens=spec["sharedllm_encode_batch_tokens"] if method == "sharedllm-bounded" else 0,
     )
-    window = spec["local_window"]
+    window = spec["sharedllm_local_length"]
 
     def sharedllm(ids: Any) -> Any:
         return shared(

@@ -70,7 +70,8 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(spec["length"])
     with torch.inference_mode():
         ids = torch.randint(3, vocab, (1, spec["length"]), generator=gen)
-        prefill(ids[:, -(spec["local_window"] + spec["chunk_size"]) :])  # warm-up on the shortest valid input
+        shortest = spec["sharedllm_local_length"] + spec["sharedllm_chunk_size"]
+        prefill(ids[:, -shortest:])  # warm-up on the shortest valid input
         times = []
         for _ in range(spec["repeats"]):
             start = time.perf_counter()

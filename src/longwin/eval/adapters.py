@@ -39,8 +39,10 @@ ADAPTERS: dict[str, type[CausalLMAdapter]] = {
 }
 # adapter -> the options `longwin eval --adapter-options` may pass it, each with its parser
 ADAPTER_OPTIONS: dict[type[CausalLMAdapter], dict[str, Any]] = {
-    SharedLLMAdapter: {"local_window": _positive, "trees": _flag},
+    SharedLLMAdapter: {"local_length": _positive, "trees": _flag},
 }
+# old spelling -> option: committed commands (docs/results-sharedllm.md, benchmarks/results) still pass them
+ADAPTER_OPTION_ALIASES: dict[str, str] = {"local_window": "local_length"}
 
 
 def resolve_model(
@@ -48,7 +50,7 @@ def resolve_model(
 ) -> EvalModel:
     """Accept an `EvalModel`, a (model, tokenizer) pair, a model plus `tokenizer=`, or a reference
     string/path for `longwin.models.load_model`. `name` labels the results; `options` go to the adapter
-    (e.g. SharedLLM's `local_window`, `trees`)."""
+    (e.g. SharedLLM's `local_length`, `trees`)."""
     if isinstance(model, EvalModel):
         return model
     if isinstance(model, tuple) and len(model) == 2:
@@ -68,11 +70,12 @@ def resolve_model(
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     adapter = ADAPTERS.get(str(model_type), CausalLMAdapter)
     accepted = ADAPTER_OPTIONS.get(adapter, {})
-    unknown = sorted(set(options or {}) - set(accepted))
+    options = {ADAPTER_OPTION_ALIASES.get(k, k): v for k, v in (options or {}).items()}
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise LongwinError(
             f"unknown adapter option(s) {', '.join(unknown)} for a {model_type} model "
             f"(accepted: {', '.join(accepted) or 'none'})"
         )
-    typed = {k: accepted[k](v) for k, v in (options or {}).items()}
+    typed = {k: accepted[k](v) for k, v in options.items()}
     return adapter(model, tokenizer, name=name, **typed)

@@ -46,7 +46,7 @@ class EvalConfig(EvalOptions):
     adapter_options: str = field(
         default="",
         metadata={
-            "help": "options of the model's evaluation adapter as k=v,k=v (SharedLLM: local_window=N, trees=false "
+            "help": "options of the model's evaluation adapter as k=v,k=v (SharedLLM: local_length=N, trees=false "
             "to read the local window only)"
         },
     )
@@ -70,29 +70,13 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.out:
         raise LongwinError("--out is required (the folder for results)")
     if args.compare:
-        from longwin.eval.compare import compare_runs
-
-        if cfg.model or cfg.task or cfg.lengths:
-            raise LongwinError(
-                "--compare reads finished result folders: --model, --task and --lengths do not "
-                "apply (evaluate first, then compare)"
-            )
-        from longwin.eval.options import make_options
-
-        print(
-            compare_runs(
-                args.compare, cfg.out, make_options({f.name: getattr(cfg, f.name) for f in fields(EvalOptions)})
-            )
-        )
-        print(f"\nwritten: {cfg.out}/compare.csv and compare_<task>.png")
-        return 0
+        return _compare(cfg, args.compare)
     if not cfg.model:
         raise LongwinError("--model is required")
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    from longwin.eval.loading import check_fits_before_loading, load_for_eval
     from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
     from longwin.eval.runner import check_request, evaluate, needs_cache
@@ -102,6 +86,38 @@ def run(args: argparse.Namespace) -> int:
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
     tasks, _ = check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # fails before loading
     check_writable_folder(cfg.out, "--out")
+    model, name = _load(cfg, cache=needs_cache(tasks))
+    results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, name=name, **options)
+    print(summary_table(results))
+    flagged = sum(t["exceeds_window"] for t in results["tasks"].values())
+    if flagged:
+        print(f"\n{flagged} cell(s) exceed the model's configured window of {results['window']} tokens")
+    print(f"\nresults: {cfg.out}/results.json, {cfg.out}/results.csv")
+    return 0
+
+
+def _compare(cfg: EvalConfig, folders: list[str]) -> int:
+    """`--compare`: tables and plots of finished result folders; evaluation options do not apply."""
+    from longwin.eval.compare import compare_runs
+
+    if cfg.model or cfg.task or cfg.lengths:
+        raise LongwinError(
+            "--compare reads finished result folders: --model, --task and --lengths do not "
+            "apply (evaluate first, then compare)"
+        )
+    from longwin.eval.options import make_options
+
+    options = make_options({f.name: getattr(cfg, f.name) for f in fields(EvalOptions)})
+    print(compare_runs(folders, cfg.out, options))
+    print(f"\nwritten: {cfg.out}/compare.md, compare.csv and compare_<task>.png")
+    return 0
+
+
+def _load(cfg: EvalConfig, *, cache: bool) -> tuple[Any, str]:
+    """(what `evaluate` reads, its name in the results): the model after a fit check that needs no weights,
+    wrapped by the truncation baseline or given its adapter's options when asked."""
+    from longwin.eval.loading import check_fits_before_loading, load_for_eval
+
     check_fits_before_loading(
         cfg.model,
         cfg.lengths,
@@ -111,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         truncate=cfg.truncate,
         batch_size=cfg.batch_size,
         batch_tokens=cfg.batch_tokens,
-        cache=needs_cache(tasks),
+        cache=cache,
     )
     model: Any = load_for_eval(  # (model, tokenizer), or the truncating adapter around them below
         cfg.model,
@@ -136,10 +152,4 @@ def run(args: argparse.Namespace) -> int:
 
         name = f"{name} ({cfg.adapter_options})"
         model = resolve_model(model[0], model[1], name, adapter_options)
-    results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, name=name, **options)
-    print(summary_table(results))
-    flagged = sum(t["exceeds_window"] for t in results["tasks"].values())
-    if flagged:
-        print(f"\n{flagged} cell(s) exceed the model's configured window of {results['window']} tokens")
-    print(f"\nresults: {cfg.out}/results.json, {cfg.out}/results.csv")
-    return 0
+    return model, name

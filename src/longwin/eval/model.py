@@ -257,10 +257,12 @@ def model_digest(model: PreTrainedModel) -> str:
     a few values. Any training step or rescaled RoPE changes it; it costs one pass over the weights on
     their own device (no copy to the CPU, no file hashing), so a 7B model on a GPU takes well under a second.
     """
+    # SharedLLM's `local_length` acts only through the adapter's local window, which the fingerprint holds on its
+    # own; left out, folders saved before it was recorded keep their cached results
     config = {
         k: v
         for k, v in model.config.to_dict().items()
-        if k not in ("_name_or_path", "transformers_version", "_attn_implementation_autoset")
+        if k not in ("_name_or_path", "transformers_version", "_attn_implementation_autoset", "local_length")
     }
     rows: list[Any] = [config]
     with torch.no_grad():

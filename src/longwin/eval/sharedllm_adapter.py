@@ -1,8 +1,9 @@
 """`EvalModel` for SharedLLM: the long part of a prompt goes into the context trees, the question stays local.
 
 Split (`split_point`): the context is whole chunks of the model's chunk size; the local window is
-the rest, at most `local_window` tokens (the base model's native window by default, as in
-training) but always everything after `Prompt.context_end` (the question). No token is dropped,
+the rest, at most `local_length` tokens (by default the window the model was trained with, saved in its
+config as `local_length`; the base model's native window for a model that did not record one) but always
+everything after `Prompt.context_end` (the question). No token is dropped,
 and the upper model's self-attention stays inside its pretraining window. A prompt without a
 context mark (context_end 0) keeps its last local-window tokens local.
 
@@ -14,7 +15,8 @@ as the `sliding` stride gives an ordinary model. So the `sliding`, `chunks` and 
 conventions all apply unchanged (`chunks` costs one tree per piece). The tree's query
 (query-aware models) is the token before each piece, so no scored token chooses its own context.
 
-Options (`longwin eval --adapter-options`): `local_window=N` sets W; `trees=false` drops everything before
+Options (`longwin eval --adapter-options`): `local_length=N` sets W (`local_window=N`, its old spelling, still
+works); `trees=false` drops everything before
 the local window, so the same trained model reads its local window only (the "without its trees"
 baseline).
 """
@@ -31,14 +33,14 @@ from longwin.data.batching import left_pad
 from longwin.eval.model import CausalLMAdapter, Prompt, piecewise_nll
 
 
-def split_point(length: int, context_end: int, local_window: int, chunk: int, min_local: int = 1) -> int:
+def split_point(length: int, context_end: int, local_length: int, chunk: int, min_local: int = 1) -> int:
     """Tokens of a `length`-token prompt that go to the trees (a multiple of `chunk`).
 
-    The fewest whole chunks that leave at most `local_window` tokens local, but never past
+    The fewest whole chunks that leave at most `local_length` tokens local, but never past
     `context_end` (when set) and always leaving `min_local` tokens local.
     """
     limit = context_end if 0 < context_end < length else length
-    need = max(length - local_window, 0)
+    need = max(length - local_length, 0)
     split = -(-need // chunk) * chunk
     return max(0, min(split, limit // chunk * chunk, (length - min_local) // chunk * chunk))
 
@@ -52,12 +54,13 @@ class SharedLLMAdapter(CausalLMAdapter):
         tokenizer: Any,
         *,
         name: str | None = None,
-        local_window: int | None = None,
+        local_length: int | None = None,
         trees: bool = True,
     ) -> None:
         from longwin.rope import native_window
 
-        self.local_window = local_window or native_window(model.config.get_text_config())
+        trained = getattr(model.config, "local_length", 0)  # configs saved before it was recorded lack it
+        self.local_length = local_length or trained or native_window(model.config.get_text_config())
         self.trees = trees
         super().__init__(model, tokenizer, name=name)
         self.window = None  # the trees take any context length; the local window never exceeds the native one
@@ -65,11 +68,11 @@ class SharedLLMAdapter(CausalLMAdapter):
         self.chunk = model.config.chunk_size
 
     def _settings(self) -> dict[str, Any]:
-        # `trees` only when off, so results cached before the option existed keep their fingerprint
-        return {"local_window": self.local_window, **({} if self.trees else {"trees": False})}
+        # the old key `local_window` and `trees` only when off: results cached before keep their fingerprint
+        return {"local_window": self.local_length, **({} if self.trees else {"trees": False})}
 
     def split(self, prompt: Prompt) -> int:
-        return split_point(len(prompt.ids), prompt.context_end, self.local_window, self.chunk)
+        return split_point(len(prompt.ids), prompt.context_end, self.local_length, self.chunk)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
@@ -99,8 +102,8 @@ class SharedLLMAdapter(CausalLMAdapter):
     @torch.inference_mode()
     def token_nll(self, ids: Sequence[int], score_from: int) -> torch.Tensor:
         def piece(end: int) -> tuple[int, torch.Tensor]:
-            split = split_point(end, end, self.local_window, self.chunk, min_local=2)
-            first = max(score_from, end - max(1, self.local_window // 2), split + 1)
+            split = split_point(end, end, self.local_length, self.chunk, min_local=2)
+            first = max(score_from, end - max(1, self.local_length // 2), split + 1)
             return first, self._score(ids, split, first, end)
 
         return piecewise_nll(len(ids), score_from, piece)

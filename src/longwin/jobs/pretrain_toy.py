@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from longwin.flags import add_config_arguments, config_from_args, to_dict
 from longwin.outputs import check_writable_folder, staged_folder
@@ -130,21 +131,11 @@ def build_model(cfg: PretrainToyConfig, tokenizer):
 
 
 def pretrain(cfg: PretrainToyConfig) -> Path:
-    import numpy as np
+    """Check, build the data and the model from scratch, train (resuming), and land model, tokenizer and card."""
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import set_seed
 
-    from longwin.data import synthetic
-    from longwin.data.corpora import load_documents, split_documents
-    from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
-    from longwin.methods.induction import (
-        InductionHeads,
-        InductionSupervision,
-        copy_accuracy,
-        induction_trainer,
-        random_repeats,
-    )
-    from longwin.training.runner import fit, latest_complete, plan_run
+    from longwin.training.runner import fit
 
     mix = validated_mix(cfg)  # bad options fail here, before any data or model is built
     check_writable_folder(cfg.output_dir, "--output-dir")
@@ -154,6 +145,41 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     started = time.time()
+    data = build_data(cfg, mix)
+    model = build_model(cfg, data.tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"toy model: {n_params / 1e6:.2f}M parameters, window {cfg.seq_len}, {cfg.max_steps} steps")
+    args = toy_training_arguments(cfg)
+    trainer = build_trainer(cfg, model, args, data.dataset)
+    fit(trainer, args)
+    train_seconds = time.time() - started
+    model.set_attn_implementation("sdpa")
+    card = model_card(cfg, model, trainer, data, n_params, train_seconds)
+    with staged_folder(out) as folder:  # model, tokenizer and card land together or not at all
+        model.save_pretrained(folder, safe_serialization=True)
+        data.tokenizer.save_pretrained(folder)
+        (folder / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"saved toy model to {out} after {train_seconds / 60:.1f} min")
+    return out
+
+
+@dataclass
+class ToyData:
+    """What the pretraining reads: the tokenizer trained on the corpus, the mixed windows, the document split."""
+
+    tokenizer: Any
+    dataset: Any
+    train_docs: list[Any]
+    val_docs: list[Any]
+
+
+def build_data(cfg: PretrainToyConfig, mix: dict[str, float]) -> ToyData:
+    """Split the corpora, train the tokenizer on the training split, and mix natural and synthetic windows."""
+    import numpy as np
+
+    from longwin.data import synthetic
+    from longwin.data.corpora import load_documents, split_documents
+    from longwin.data.pretrain_mix import MixSources, PretrainMixDataset
 
     train_docs, val_docs = split_documents(load_documents(cfg.corpora), cfg.val_fraction, seed=cfg.seed)
     texts = [d.text for d in train_docs]
@@ -170,11 +196,14 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         mix=mix,
         shuffle=cfg.shuffle_pieces,
     )
+    return ToyData(tokenizer, dataset, train_docs, val_docs)
 
-    model = build_model(cfg, tokenizer)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"toy model: {n_params / 1e6:.2f}M parameters, window {cfg.seq_len}, {cfg.max_steps} steps")
-    args = TrainingArguments(
+
+def toy_training_arguments(cfg: PretrainToyConfig) -> Any:
+    """The toy's fixed optimisation recipe (CPU, cosine, AdamW beta2 0.95), checkpoints in --checkpoint-dir."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=cfg.checkpoint_dir,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
@@ -193,6 +222,15 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+def build_trainer(cfg: PretrainToyConfig, model: Any, args: Any, dataset: Any) -> Any:
+    """A Trainer, or the induction-supervised one (eager attention, its heads restored on a resume)."""
+    from transformers import Trainer
+
+    from longwin.methods.induction import InductionHeads, InductionSupervision, induction_trainer
+    from longwin.training.runner import latest_complete, plan_run
+
     # a rerun continues from the newest complete checkpoint; without one it starts over
     checkpoints = Path(cfg.checkpoint_dir)
     last = plan_run(checkpoints, "latest" if latest_complete(checkpoints) else None, overwrite=True)
@@ -203,24 +241,30 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
             supervision.load(last)
         model.set_attn_implementation("eager")  # the auxiliary loss reads attention probabilities
         trainer_class = induction_trainer(supervision, cfg.induction_weight)
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset)
-    fit(trainer, args)
-    train_seconds = time.time() - started
-    model.set_attn_implementation("sdpa")
+    return trainer_class(model=model, args=args, train_dataset=dataset)
+
+
+def model_card(
+    cfg: PretrainToyConfig, model: Any, trainer: Any, data: ToyData, n_params: int, train_seconds: float
+) -> dict[str, Any]:
+    """training.json: the recipe, the data, the final loss and the induction check (random-span copying)."""
+    import torch
+
+    from longwin.methods.induction import copy_accuracy, random_repeats
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model.eval()
-    copy_top1 = copy_accuracy(model, random_repeats(tokenizer, rows=16, span=60, seed=cfg.seed), span=60)
-    card = {
+    copy_top1 = copy_accuracy(model, random_repeats(data.tokenizer, rows=16, span=60, seed=cfg.seed), span=60)
+    return {
         "model": "longwin toy base (Llama architecture)",
         "parameters": n_params,
         "native_window": cfg.seq_len,
         "data": {
             "natural": cfg.corpora,
-            "train_documents": len(train_docs),
-            "val_documents": len(val_docs),
-            "val_document_ids": [d.id for d in val_docs],
-            "synthetic_mix": dataset_mix(dataset),
+            "train_documents": len(data.train_docs),
+            "val_documents": len(data.val_docs),
+            "val_document_ids": [d.id for d in data.val_docs],
+            "synthetic_mix": dataset_mix(data.dataset),
         },
         "recipe": to_dict(cfg),
         "tokens_seen": cfg.max_steps * cfg.batch_size * cfg.seq_len,
@@ -229,12 +273,6 @@ def pretrain(cfg: PretrainToyConfig) -> Path:
         "train_wall_seconds": round(train_seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    with staged_folder(out) as folder:  # model, tokenizer and card land together or not at all
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        (folder / "training.json").write_text(json.dumps(card, indent=2) + "\n")
-    print(f"saved toy model to {out} after {train_seconds / 60:.1f} min")
-    return out
 
 
 def validated_mix(cfg: PretrainToyConfig) -> dict[str, float]:

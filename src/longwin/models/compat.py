@@ -1,4 +1,5 @@
-"""The few transformers API differences between 4.5x and 5.x that model loading and training touch."""
+"""The few transformers API differences between 4.5x and 5.x that model loading, RoPE scaling, SharedLLM and
+training touch: every transformers-version branch of longwin lives here (tests/test_architecture.py checks)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,43 @@ def set_rope_theta(config: PretrainedConfig, theta: float) -> None:
         params["rope_theta"] = theta
     else:
         config.rope_theta = theta
+
+
+def rope_fields(config: PretrainedConfig) -> dict[str, Any]:
+    """The config's RoPE settings as one flat dict in the 5.x layout: a copy of `rope_parameters` (5.x; per-layer
+    families nest dicts in it), else 4.x's `rope_scaling` plus `rope_theta` (which may be None: no RoPE)."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and params:
+        return dict(params)
+    return {**(getattr(config, "rope_scaling", None) or {}), "rope_theta": getattr(config, "rope_theta", None)}
+
+
+def set_rope_fields(config: PretrainedConfig, fields: dict[str, Any]) -> None:
+    """Write a flat 5.x-layout RoPE dict (with `rope_theta`) where this transformers version keeps it: 5.x's
+    `rope_parameters` (keeping its `partial_rotary_factor`, which 5.x keeps there), or 4.x's `rope_theta` plus
+    `rope_scaling` (None for the default rope_type)."""
+    params = getattr(config, "rope_parameters", None)
+    fields = dict(fields)
+    if isinstance(params, dict):
+        if "partial_rotary_factor" in params:
+            fields["partial_rotary_factor"] = params["partial_rotary_factor"]
+        config.rope_parameters = fields
+    else:
+        config.rope_theta = fields.pop("rope_theta")
+        config.rope_scaling = fields if fields["rope_type"] != "default" else None
+
+
+def rope_validator(config: PretrainedConfig) -> Any:
+    """The config's own check of its RoPE fields (`validate_rope`, transformers 5.x), or None (4.x has none)."""
+    validate = getattr(config, "validate_rope", None)
+    return validate if callable(validate) else None
+
+
+def truncate_layer_types(config: PretrainedConfig, num_layers: int) -> None:
+    """Keep the per-layer attention types (`layer_types`, configs of newer transformers) of the first
+    `num_layers` layers; older configs have no such list."""
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types[:num_layers])
 
 
 def cache_keyword(model: Any) -> str:

@@ -33,59 +33,13 @@ def check_windows(common: CommonOptions, native: int) -> int:
 
 def build(config: TrainConfig, targs: Any) -> TrainParts:
     """Check every option before the weights load, then the model, the document pool and the examples."""
-    from transformers import AutoConfig, default_data_collator
+    from transformers import default_data_collator
 
-    from longwin.data.pool import build_pool
-    from longwin.models import load_model, model_path
-    from longwin.rope import native_window, scale_rope
-
-    common, opts, lora = config.common, config.get(PositionsOptions), config.get(LoraOptions)
-    base_config = AutoConfig.from_pretrained(model_path(common.model), local_files_only=True)
-    native = native_window(base_config)
-    train_len = check_windows(common, native)
-    scaled = scale_rope(base_config, opts.rope, common.target_length, **opts.rope_options)
-    positions.sample(opts.scheme, train_len, common.target_length, seed=0, **opts.scheme_options)
-    if opts.distill_weight and opts.induction_weight:
-        raise LongwinError("--distill-weight and --induction-weight cannot be combined (each brings its own loss)")
-    model, tokenizer = load_model(
-        common.model, dtype=common.dtype, attn_implementation=common.attn_implementation, config=scaled
-    )
-    model.train()
-    if lora.enabled:
-        model = apply_lora(model, lora)
-    trainer_class, after_fit = None, None
-    if opts.distill_weight:
-        from longwin.methods.distill import distill_trainer
-
-        teacher, _ = load_model(common.model, dtype=common.dtype, attn_implementation=common.attn_implementation)
-        trainer_class = distill_trainer(teacher, opts.distill_weight)
-    if opts.induction_weight:
-        trainer_class = _induction_trainer(model, opts, targs.resume_from_checkpoint)
-
-        def after_fit() -> None:  # back to the requested attention kernel before saving
-            getattr(model, "get_base_model", lambda: model)().set_attn_implementation(common.attn_implementation)
-
-    with targs.main_process_first(desc="tokenizing the corpus"):  # the others then read rank 0's token cache
-        pool = build_pool(
-            common.data,
-            tokenizer,
-            min_tokens=train_len,
-            val_fraction=common.val_fraction,
-            seed=targs.seed,
-            text_field=common.text_field,
-        )
-    dataset = PositionSchemeDataset(
-        pool,
-        opts.scheme,
-        train_len=train_len,
-        target_len=common.target_length,
-        num_samples=targs.max_steps * global_batch(targs),
-        seed=targs.seed,
-        options=opts.scheme_options,
-        retrieval=retrieval_examples(config, tokenizer, pool),
-        retrieval_fraction=common.retrieval_fraction,
-        native_fraction=opts.native_fraction,
-    )
+    opts, lora = config.get(PositionsOptions), config.get(LoraOptions)
+    scaled, native, train_len = _check_request(config)
+    model, tokenizer = _model(config, scaled)
+    trainer_class, after_fit = _extra_loss(config, model, targs)
+    pool, dataset = _examples(config, targs, tokenizer, train_len)
     card = {
         "scheme": opts.scheme,
         "scheme_options": opts.scheme_options,
@@ -110,6 +64,89 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
         after_fit=after_fit,
         causal_lm=True,
     )
+
+
+def _check_request(config: TrainConfig) -> tuple[Any, int, int]:
+    """(the base config with RoPE scaled for the target, the native window, the training window), from the
+    config files alone: a bad window, scheme or loss combination fails before any weights load."""
+    from transformers import AutoConfig
+
+    from longwin.models import model_path
+    from longwin.rope import native_window, scale_rope
+
+    common, opts = config.common, config.get(PositionsOptions)
+    base_config = AutoConfig.from_pretrained(model_path(common.model), local_files_only=True)
+    native = native_window(base_config)
+    train_len = check_windows(common, native)
+    scaled = scale_rope(base_config, opts.rope, common.target_length, **opts.rope_options)
+    positions.sample(opts.scheme, train_len, common.target_length, seed=0, **opts.scheme_options)
+    if opts.distill_weight and opts.induction_weight:
+        raise LongwinError("--distill-weight and --induction-weight cannot be combined (each brings its own loss)")
+    return scaled, native, train_len
+
+
+def _model(config: TrainConfig, scaled: Any) -> tuple[Any, Any]:
+    """(model, tokenizer): the base loaded with the scaled config, in training mode, LoRA-wrapped when asked."""
+    from longwin.models import load_model
+
+    common, lora = config.common, config.get(LoraOptions)
+    model, tokenizer = load_model(
+        common.model, dtype=common.dtype, attn_implementation=common.attn_implementation, config=scaled
+    )
+    model.train()
+    if lora.enabled:
+        model = apply_lora(model, lora)
+    return model, tokenizer
+
+
+def _extra_loss(config: TrainConfig, model: Any, targs: Any) -> tuple[type | None, Any]:
+    """(Trainer subclass, after-fit hook) of the optional extra loss: distillation to the unchanged base, or
+    induction-head supervision; (None, None) for the plain LM loss."""
+    from longwin.models import load_model
+
+    common, opts = config.common, config.get(PositionsOptions)
+    trainer_class, after_fit = None, None
+    if opts.distill_weight:
+        from longwin.methods.distill import distill_trainer
+
+        teacher, _ = load_model(common.model, dtype=common.dtype, attn_implementation=common.attn_implementation)
+        trainer_class = distill_trainer(teacher, opts.distill_weight)
+    if opts.induction_weight:
+        trainer_class = _induction_trainer(model, opts, targs.resume_from_checkpoint)
+
+        def after_fit() -> None:  # back to the requested attention kernel before saving
+            getattr(model, "get_base_model", lambda: model)().set_attn_implementation(common.attn_implementation)
+
+    return trainer_class, after_fit
+
+
+def _examples(config: TrainConfig, targs: Any, tokenizer: Any, train_len: int) -> tuple[Any, PositionSchemeDataset]:
+    """(document pool, examples): the corpus tokenized once (rank 0 first), each example a scheme layout."""
+    from longwin.data.pool import build_pool
+
+    common, opts = config.common, config.get(PositionsOptions)
+    with targs.main_process_first(desc="tokenizing the corpus"):  # the others then read rank 0's token cache
+        pool = build_pool(
+            common.data,
+            tokenizer,
+            min_tokens=train_len,
+            val_fraction=common.val_fraction,
+            seed=targs.seed,
+            text_field=common.text_field,
+        )
+    dataset = PositionSchemeDataset(
+        pool,
+        opts.scheme,
+        train_len=train_len,
+        target_len=common.target_length,
+        num_samples=targs.max_steps * global_batch(targs),
+        seed=targs.seed,
+        options=opts.scheme_options,
+        retrieval=retrieval_examples(config, tokenizer, pool),
+        retrieval_fraction=common.retrieval_fraction,
+        native_fraction=opts.native_fraction,
+    )
+    return pool, dataset
 
 
 def _induction_trainer(model: Any, opts: PositionsOptions, resume: str | None) -> type:

@@ -35,6 +35,8 @@ class SharedLLMConfig(PretrainedConfig):
     share_lower       the lower model reuses the upper model's frozen bottom layers (no copy)
     encode_batch_tokens  most tokens the lower model encodes per pass (bounds memory on long contexts);
                       0 encodes all chunks of a tree level at once, as the paper does [0]
+    local_length      the local window the model was trained with (`--sharedllm-local-length`), so evaluation
+                      splits prompts as training did; 0 = not recorded: the base's native window [0]
     """
 
     model_type = MODEL_TYPE
@@ -53,6 +55,7 @@ class SharedLLMConfig(PretrainedConfig):
         cross_attn_init_scale: float = 0.0,
         share_lower: bool = True,
         encode_batch_tokens: int = 0,
+        local_length: int = 0,
         **kwargs: Any,
     ) -> None:
         if isinstance(base_config, dict):
@@ -69,6 +72,7 @@ class SharedLLMConfig(PretrainedConfig):
         self.cross_attn_init_scale = cross_attn_init_scale
         self.share_lower = share_lower
         self.encode_batch_tokens = encode_batch_tokens
+        self.local_length = local_length
         if base_config is not None:
             for key in ("vocab_size", "hidden_size", "num_hidden_layers", "initializer_range"):
                 kwargs.setdefault(key, getattr(base_config, key, None))

@@ -40,9 +40,9 @@ STAGES = ("lm", "instruct")
 
 @dataclass(frozen=True)
 class ChunkedWindow:
-    """How an example is cut: `chunks` whole chunks of `chunk` tokens, then `local` tokens."""
+    """How an example is cut: `chunks` whole chunks of `chunk` tokens, then `local_length` tokens."""
 
-    local: int
+    local_length: int
     chunk: int
     min_chunks: int
     max_chunks: int
@@ -158,8 +158,8 @@ class SharedLLMDataset(Dataset):
         """A random span of one document: `chunks` chunks of context (fewer if the document is short)."""
         lay = self.layout
         doc = self._doc(rng)
-        chunks = min(chunks, (len(doc) - lay.local) // lay.chunk)
-        span = chunks * lay.chunk + lay.local
+        chunks = min(chunks, (len(doc) - lay.local_length) // lay.chunk)
+        span = chunks * lay.chunk + lay.local_length
         start = rng.randrange(len(doc) - span + 1)
         tokens = doc[start : start + span].tolist()
         return {"context_ids": tokens[: chunks * lay.chunk], "input_ids": tokens[chunks * lay.chunk :]}
@@ -170,7 +170,7 @@ class SharedLLMDataset(Dataset):
         assert self.retrieval is not None  # __getitem__ asks for one only when there are retrieval documents
         lay, cut = self.layout, chunks * self.layout.chunk
         local_only = bool(self.local_evidence) and rng.random() < self.local_evidence  # drawn only when asked
-        span = lay.local if local_only else cut + lay.local
+        span = lay.local_length if local_only else cut + lay.local_length
         built = self.retrieval.build(rng, torch.arange(span), span, evidence_by=None if local_only else cut)
         if built is None:
             return None
@@ -189,7 +189,7 @@ class SharedLLMDataset(Dataset):
         record = self.instructions[rng.randrange(len(self.instructions))]
         context = ([tok.bos_token_id] + _encode(tok, record["context"])) if record.get("context") else []
         prompt = _encode(tok, record["prompt"])
-        response = (_encode(tok, record["response"]) + [tok.eos_token_id])[: lay.local // 2]
-        cut = max(0, len(prompt) - (lay.local - len(response)))
+        response = (_encode(tok, record["response"]) + [tok.eos_token_id])[: lay.local_length // 2]
+        cut = max(0, len(prompt) - (lay.local_length - len(response)))
         context = (context + prompt[:cut])[-lay.max_chunks * lay.chunk :]
         return {"context_ids": context, "prompt_ids": prompt[cut:], "response_ids": response}

@@ -21,15 +21,14 @@ from transformers.models.llama.modeling_llama import repeat_kv
 
 from longwin.methods.sharedllm.rotary import rotate
 from longwin.methods.sharedllm.tree import keep_positions
-from longwin.models.compat import cache_layer_kv, output_cache
+from longwin.models.compat import cache_layer_kv, output_cache, truncate_layer_types
 
 
 def truncated_view(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
     """A `type(model)` running only the first `num_layers` layers, sharing all modules with `model`."""
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = num_layers
-    if getattr(config, "layer_types", None) is not None:
-        config.layer_types = list(config.layer_types[:num_layers])
+    truncate_layer_types(config, num_layers)
     with torch.device("meta"):
         view = type(model)(config)
     view.embed_tokens = model.embed_tokens

@@ -13,7 +13,7 @@ from longwin.errors import LongwinError
 from longwin.methods.base import TrainConfig, TrainParts, global_batch, retrieval_examples
 from longwin.methods.lora import LoraOptions
 from longwin.methods.sharedllm.collator import SharedLLMCollator
-from longwin.methods.sharedllm.dataset import SharedLLMDataset, load_instructions, make_layout
+from longwin.methods.sharedllm.dataset import ChunkedWindow, SharedLLMDataset, load_instructions, make_layout
 from longwin.methods.sharedllm.modeling import SharedLLMForCausalLM
 from longwin.methods.sharedllm.options import SharedLLMOptions
 from longwin.methods.sharedllm.trainable import trainable_parameters
@@ -58,6 +58,35 @@ def _model(config: TrainConfig) -> tuple[SharedLLMForCausalLM, Any]:
     return model, tokenizer
 
 
+TREE_KEYS = (
+    "num_lower_layers",
+    "chunk_size",
+    "tree_height",
+    "kv_per_node",
+    "kv_per_chunk",
+    "query_aware",
+    "chunk_positions",
+    "split_noise",
+    "cross_attn_init_scale",
+)
+
+
+def _card(
+    model: SharedLLMForCausalLM, opts: SharedLLMOptions, layout: ChunkedWindow, native: int, trainable: int
+) -> dict[str, Any]:
+    """SharedLLM's fields of the run card: the stage, the windows, the tree as built and what trains."""
+    return {
+        "stage": opts.stage,
+        "load": LOAD_NOTE,
+        "native_window": native,
+        "local_length": layout.local_length,
+        "context_chunks": [layout.min_chunks, layout.max_chunks],
+        "tree": {key: getattr(model.config, key) for key in TREE_KEYS},
+        "trainable": opts.trainable,
+        "trainable_parameters": trainable,
+    }
+
+
 def build(config: TrainConfig, targs: Any) -> TrainParts:
     """Check the request, wrap (or reload) the model, then the pool and the (context, local window) examples."""
     from longwin.data.pool import build_pool
@@ -69,12 +98,13 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     model, tokenizer = _model(config)
     native = native_window(model.config.get_text_config())
     layout = make_layout(common, opts, model.config.chunk_size, native)
+    model.config.local_length = layout.local_length  # saved in config.json: evaluation splits prompts the same way
     params = trainable_parameters(model, opts.trainable)
     with targs.main_process_first(desc="tokenizing the corpus"):  # the others then read rank 0's token cache
         pool = build_pool(
             common.data,
             tokenizer,
-            min_tokens=layout.local + layout.chunk,
+            min_tokens=layout.local_length + layout.chunk,
             val_fraction=common.val_fraction,
             seed=targs.seed,
             text_field=common.text_field,
@@ -94,27 +124,7 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.train()
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
-    tree_keys = (
-        "num_lower_layers",
-        "chunk_size",
-        "tree_height",
-        "kv_per_node",
-        "kv_per_chunk",
-        "query_aware",
-        "chunk_positions",
-        "split_noise",
-        "cross_attn_init_scale",
-    )
-    card = {
-        "stage": opts.stage,
-        "load": LOAD_NOTE,
-        "native_window": native,
-        "local_window": layout.local,
-        "context_chunks": [layout.min_chunks, layout.max_chunks],
-        "tree": {key: getattr(model.config, key) for key in tree_keys},
-        "trainable": opts.trainable,
-        "trainable_parameters": sum(p.numel() for p in params),
-    }
+    card = _card(model, opts, layout, native, sum(p.numel() for p in params))
     return TrainParts(
         model, tokenizer, dataset, SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk), pool, card
     )

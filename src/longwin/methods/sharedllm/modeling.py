@@ -328,12 +328,7 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         `tree_kv` (from a previous output) skips building the tree; `labels` score the local window.
         """
         if tree_kv is None and context_input_ids is not None:
-            batch = cast(torch.Tensor, input_ids if input_ids is not None else inputs_embeds).shape[0]
-            if context_input_ids.shape[0] != batch:
-                raise LongwinError(
-                    f"context batch size {context_input_ids.shape[0]} != local-window batch size {batch}"
-                )
-            tree_kv = self.build_tree(
+            tree_kv = self._context_tree(
                 context_input_ids, context_attention_mask, input_ids, attention_mask, inputs_embeds, query_length
             )
         if tree_kv is not None:
@@ -364,6 +359,23 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             tree_kv=tree_kv,
+        )
+
+    def _context_tree(
+        self,
+        context_input_ids: torch.LongTensor,
+        context_attention_mask: torch.Tensor | None,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        query_length: torch.LongTensor | None,
+    ) -> TreeKV:
+        """The trees of a context given with the local window: one context row per local-window row."""
+        batch = cast(torch.Tensor, input_ids if input_ids is not None else inputs_embeds).shape[0]
+        if context_input_ids.shape[0] != batch:
+            raise LongwinError(f"context batch size {context_input_ids.shape[0]} != local-window batch size {batch}")
+        return self.build_tree(
+            context_input_ids, context_attention_mask, input_ids, attention_mask, inputs_embeds, query_length
         )
 
     def _update_model_kwargs_for_generation(self, outputs: Any, model_kwargs: dict, *args: Any, **kwargs: Any) -> dict:
