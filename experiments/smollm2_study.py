@@ -72,10 +72,8 @@ def heldout_corpus(work: Path) -> Path:
 def model_ref(name: str, work: Path) -> list[str]:
     """`longwin eval` flags that load row `name` (training it first when needed)."""
     row = ROWS[name]
-    if row.make == "base":
-        return ["--model", MODEL]
-    if row.make == "free":
-        return ["--model", MODEL, "--rope", row.rope, "--target-length", str(TARGET), *row.rope_flags()]
+    if not row.trained:
+        return row.eval_flags(MODEL, TARGET)
     folder = work / "models" / name
     if not (folder / "longwin_training.json").is_file():
         resume = (
@@ -84,7 +82,7 @@ def model_ref(name: str, work: Path) -> list[str]:
             else ["--overwrite-output-dir", "true"]
         )
         run_longwin(["train", "--config", RECIPE, *row.train_flags(), "--output-dir", str(folder), *resume], ROOT)
-    return ["--model", str(folder)]
+    return row.eval_flags(str(folder), TARGET)
 
 
 def run_stage(stage: str, work: Path) -> None:

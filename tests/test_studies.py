@@ -167,3 +167,46 @@ def test_smollm2_cream_vs_pose_in_the_middle_reads_one_fingerprint(smollm2_recor
     write_record(smollm2_records / "pose-yarn" / "passkey", passkey_cells("p", 16384, middle), ["p"])
     (line,) = middle_verdicts()
     assert "CREAM 5/6 (44–97 %), PoSE 5/6 (44–97 %)" in line and "cannot be told apart" in line
+
+
+def test_a_row_loads_with_its_own_eval_flags():
+    yarn = ModelRow("free", rope="yarn", eval_options=("--truncate", "16384"))
+    assert yarn.eval_flags("smollm2-135m", 16384) == [
+        "--model", "smollm2-135m", "--rope", "yarn", "--target-length", "16384", "--truncate", "16384"
+    ]  # fmt: skip
+    trees_off = ModelRow("train", method="sharedllm", training="lm", eval_options=("--adapter-options", "trees=false"))
+    assert trees_off.eval_flags("out/models/lm", 0) == ["--model", "out/models/lm", "--adapter-options", "trees=false"]
+
+
+@pytest.fixture
+def sharedllm_records(tmp_path, monkeypatch):
+    """The SharedLLM study reading records from an empty folder."""
+    import smollm2_sharedllm_plan
+    import smollm2_sharedllm_report
+
+    monkeypatch.setattr(smollm2_sharedllm_plan, "RESULTS", tmp_path)
+    monkeypatch.setattr(smollm2_sharedllm_report, "RESULTS", tmp_path)
+    return tmp_path
+
+
+def test_the_sharedllm_report_of_a_study_not_run_yet_says_so(sharedllm_records):
+    from smollm2_sharedllm_report import report
+
+    text = report()
+    assert "- to do: `train:lm`" in text and "Not trained yet." in text
+    assert text.count("Not measured yet.") >= 6  # perplexity, three passkey tables, benchmark, probes
+    assert "cannot tell; longwin has no CEPE baseline" in text  # the one verdict that needs no record
+
+
+def test_sharedllm_key_in_the_local_window_counts_an_output_without_a_number_as_no_answer(sharedllm_records):
+    from smollm2_sharedllm_verdicts import native_verdicts
+
+    outputs = ["I cannot find it.", "The pass key is 54321.", "12345"]
+    cells = [
+        {"key": f"passkey/2048/75/{i}", "fingerprint": "f", "length": 2048, "position": "75",
+         "score": float(out == "12345"), "output": out, "answer": "12345"}
+        for i, out in enumerate(outputs)
+    ]  # fmt: skip
+    write_record(sharedllm_records / "sharedllm" / "native", cells, ["f"])
+    (line,) = native_verdicts("sharedllm")  # no base record: no retention pair, only the local-window line
+    assert "answers a number in 2 of 3 cells, the right one in 1, a wrong number of the key's length in 1" in line

@@ -14,7 +14,9 @@ class ModelRow:
     the `*-free` rows), or fine-tuned (`train`) with training method `method` (`positions` on position
     `scheme`, or `sharedllm`). `rope` empty means the comparison's default; `rope_options` are
     `--rope-options` (e.g. YaRN's attention factor), `distill` a `--distill-weight`; `label` is the
-    row's one-line description in a report."""
+    row's one-line description in a report. `training` names the study's training that makes a trained row
+    when several rows read one model (empty: the row's own); `eval_options` are further `longwin eval` flags
+    of the row (truncation, adapter options: one model read two ways is two rows)."""
 
     make: str
     scheme: str = ""
@@ -23,6 +25,8 @@ class ModelRow:
     distill: str = ""
     method: str = "positions"
     label: str = ""
+    training: str = ""
+    eval_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.make not in MAKES:
@@ -35,6 +39,14 @@ class ModelRow:
     def rope_flags(self) -> list[str]:
         """`--rope-options` for the command line, or nothing."""
         return ["--rope-options", self.rope_options] if self.rope_options else []
+
+    def eval_flags(self, model: str, target: int) -> list[str]:
+        """The `longwin eval` flags that load this row: `model` is the base's name for a base or training-free
+        row (rescaled for `target` tokens), the trained model's folder for a trained one."""
+        if self.make == "free":
+            rope = ["--rope", self.rope, "--target-length", str(target), *self.rope_flags()]
+            return ["--model", model, *rope, *self.eval_options]
+        return ["--model", model, *self.eval_options]
 
     def train_flags(self) -> list[str]:
         """The `longwin train` flags that set this row's positions (a `positions` row only)."""

@@ -39,6 +39,11 @@ def overlap(a: tuple[float, int], b: tuple[float, int]) -> bool:
     return a_low <= b_high and b_low <= a_high
 
 
+def below(a: tuple[float, int], b: tuple[float, int]) -> bool:
+    """Whether the Wilson 95 % interval of count `a` lies wholly below that of `b`: a loss, not noise."""
+    return wilson(*a)[1] < wilson(*b)[0]
+
+
 def all_overlap(counts: list[tuple[float, int]]) -> bool:
     """Whether every pair of Wilson 95 % intervals of (hits, total) counts overlaps."""
     bounds = [wilson(*c) for c in counts]
