@@ -210,3 +210,35 @@ def test_sharedllm_key_in_the_local_window_counts_an_output_without_a_number_as_
     write_record(sharedllm_records / "sharedllm" / "native", cells, ["f"])
     (line,) = native_verdicts("sharedllm")  # no base record: no retention pair, only the local-window line
     assert "answers a number in 2 of 3 cells, the right one in 1, a wrong number of the key's length in 1" in line
+
+
+def _seeds(*values: float) -> dict:
+    from toy_reproduction_summary import stats
+
+    return stats(list(values))
+
+
+def test_toy_claims_check_what_is_measured_and_skip_what_is_not():
+    from toy_reproduction_claims import claims
+
+    rows = {
+        "base": {"ppl/sliding/256": _seeds(60.0, 62.0), "copy/accuracy/256": _seeds(50.0, 60.0)},
+        "cream": {"ppl/sliding/512": _seeds(63.0, 70.0), "copy/accuracy/256": _seeds(30.0, 40.0)},
+    }
+    found = dict(claims(rows, 2))
+    assert found["Target: CREAM perplexity at 512 within 10 % of the base's at 256"].startswith(
+        "**holds**: 66.5 vs 61.0"
+    )
+    copy = found["Target: CREAM copies inside the window within 10 points of the base (a task no recipe trains on)"]
+    assert copy == "**does not hold**: 35.0 vs 55.0 % of the span copied at 256 tokens."
+    assert len(found) == 2  # no passkey, kv, lines or SharedLLM record: no claim about them, and no error
+
+
+def test_toy_sharedllm_claim_pairs_seeds_and_needs_every_seed():
+    from toy_reproduction_claims import sharedllm_claims
+
+    key = "ppl/sliding/512"
+    rows = {"truncation": {key: _seeds(70.0, 72.0)}, "sharedllm": {key: _seeds(69.0, 73.0)}}
+    ((claim, verdict),) = sharedllm_claims(rows, "512")
+    assert verdict.startswith("**does not hold**: 71.00 vs 71.00, lower in 1 of 2 seeds (paired difference +0.00).")
+    assert sharedllm_claims({**rows, "sharedllm": {key: _seeds(69.0)}}, "512") == []  # seeds missing: no claim
