@@ -74,7 +74,7 @@ def induction_note() -> str:
 
 def sharedllm_trained_on() -> list[str]:
     """The evaluated tasks whose format the SharedLLM toy recipe's retrieval mix holds."""
-    from longwin.jobs.demo import trained_on
+    from longwin.studies.comparison import trained_on
 
     return trained_on({"extend_config": load_yaml(resolve_recipe("sharedllm-toy-2048"))}, [*TASKS, "lines"])
 

@@ -17,4 +17,8 @@ One results folder layout for every study, under `benchmarks/results/<study>/` (
 `<row>` is a row's name, `<record>` the stage kind that wrote it (`ppl`, `passkey`, `copy`, ...; a pilot
 adds a suffix: `passkey-chat-pilot`). Cells of another fingerprint in the same file (a rerun with other
 settings) are never mixed into a record (`records.read_cells`).
+
+Runs that evaluate every task of a row at once and are not committed whole (`longwin demo --out`, the toy
+reproduction's `--work`) keep the harness's run folder: `eval/<row>/` (one record, every task) and
+`models/<row>/`; the demo's report compares those records' results.json (`comparison`).
 """
