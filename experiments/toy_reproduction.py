@@ -42,7 +42,7 @@ from toy_reproduction_summary import (
 def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None:
     from longwin.eval.loading import load_for_eval
     from longwin.eval.model import TruncatingAdapter
-    from longwin.jobs.demo import DemoConfig, evaluate_method, heldout_corpus, train_method
+    from longwin.jobs.demo import ROWS, DemoConfig, evaluate_method, heldout_corpus, train_method
     from longwin.models import load_model
 
     root = work / f"s{scale}" / f"seed{seed}"
@@ -65,7 +65,7 @@ def run_one(work: Path, scale: int, seed: int, args: argparse.Namespace) -> None
         if name == "base":
             model: Any = cfg.model
         elif name in FREE_METHODS:
-            model = load_for_eval(cfg.model, rope=name.split("-")[0], target_length=cfg.target_length)
+            model = load_for_eval(cfg.model, rope=ROWS[name].rope, target_length=cfg.target_length)
         elif name == "truncation":
             model = TruncatingAdapter(*load_model(cfg.model), keep=256, name=f"{args.model} (last 256 tokens)")
         elif name == "sharedllm-no-context":

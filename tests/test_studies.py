@@ -242,3 +242,23 @@ def test_toy_sharedllm_claim_pairs_seeds_and_needs_every_seed():
     ((claim, verdict),) = sharedllm_claims(rows, "512")
     assert verdict.startswith("**does not hold**: 71.00 vs 71.00, lower in 1 of 2 seeds (paired difference +0.00).")
     assert sharedllm_claims({**rows, "sharedllm": {key: _seeds(69.0)}}, "512") == []  # seeds missing: no claim
+
+
+def test_the_demo_and_the_toy_reproduction_name_their_rows_with_one_definition():
+    from toy_reproduction_summary import FREE_METHODS, POSITION_METHODS
+
+    from longwin.jobs.demo import ROWS
+
+    assert all(isinstance(row, ModelRow) for row in ROWS.values())
+    assert set(POSITION_METHODS + FREE_METHODS) <= set(ROWS)  # the toy trains and rescales through the demo's rows
+    assert [n for n in FREE_METHODS if ROWS[n].make == "free"] == FREE_METHODS
+
+
+def test_retention_table_marks_a_task_a_row_lacks():
+    from longwin.studies.comparison import retention_table
+
+    def run(**values: float) -> dict:
+        return {"tasks": {task: {"series": {"accuracy": {"256": v}}} for task, v in values.items()}}
+
+    table = retention_table({"base": run(passkey=100.0, copy=55.83), "cream": run(passkey=90.0)}, 256)
+    assert table.splitlines()[2:] == ["| base | 100.00 | 55.83 |", "| cream | 90.00 | - |"]
