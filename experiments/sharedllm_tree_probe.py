@@ -93,16 +93,16 @@ def probe(
     from longwin.eval.options import make_options
     from longwin.eval.prompting import PromptFormatter
     from longwin.eval.sharedllm_adapter import SharedLLMAdapter
-    from longwin.eval.tasks import make_task
     from longwin.eval.tasks.base import Cell
+    from longwin.eval.tasks.passkey import PasskeyTask
     from longwin.models import load_model
 
-    model, tokenizer = load_model(model_ref)
-    model.eval()
+    loaded, tokenizer = load_model(model_ref)
+    model: Any = loaded.eval()  # a SharedLLMForCausalLM: its tree methods are not on the loader's return type
     if kv_per_node:  # a finer tree at test time: the trained weights read more KVs per node
         model.config.kv_per_node = kv_per_node
     adapter = SharedLLMAdapter(model, tokenizer, local_length=local_length)
-    task, fmt = make_task("passkey", make_options({}), seed), PromptFormatter(tokenizer)
+    task, fmt = PasskeyTask(make_options({}), seed), PromptFormatter(tokenizer)
     rows = []
     for length in lengths:
         for depth in DEPTHS:

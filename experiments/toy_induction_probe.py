@@ -110,7 +110,7 @@ def train_copy(variable: bool, steps: int, seed: int) -> list[dict[str, float]]:
         opt.zero_grad()
         if step % 100 == 0:
             model.eval()
-            point = {"step": step}
+            point: dict[str, float] = {"step": step}
             for n in (127, 60):
                 point[f"copy_top1_offset_{n}"] = round(
                     100 * float(np.mean([repeat_scores(model, span(n), [], tok.bos_token_id)[1] for _ in range(4)])), 1

@@ -42,7 +42,8 @@ def probe(ref: str, lengths: list[int], depths: list[str], samples: int, cut: in
     options = EvalOptions()
     task, fmt = NeedleTask(options, seed), PromptFormatter(tok)
     answer = tok(" " + options.answer, add_special_tokens=False)["input_ids"]
-    cells, mass = [], {"full": [], "cut": []}
+    cells = []
+    mass: dict[str, list[torch.Tensor]] = {"full": [], "cut": []}
     for length in lengths:
         for depth in depths:
             hits, cuttable = {"full": 0, "cut": 0}, True

@@ -1,15 +1,22 @@
-"""Shared fixtures: a tiny BPE tokenizer and tiny Llama models built from a config (no downloads)."""
+"""Shared fixtures: a tiny BPE tokenizer and tiny Llama models built from a config (no downloads). The
+experiment scripts (`experiments/`) are importable by name from every test: their folder is on sys.path."""
 
 from __future__ import annotations
 
 import json
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from longwin.data.tokenizer import train_bpe_tokenizer
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+if str(EXPERIMENTS) not in sys.path:
+    sys.path.insert(0, str(EXPERIMENTS))
 
 _TEXT = [
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.",

@@ -2,7 +2,7 @@
 point to the same layer or one below, and no group of modules may import each other in a circle.
 
 Layers, bottom to top (docs/architecture.md): foundations, data, model components, training methods,
-training/evaluation/benchmarks, jobs and the command line.
+training/evaluation/benchmarks, studies (the reports layer), jobs and the command line.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("longwin.models", "longwin.rope", "longwin.positions"),
     ("longwin.methods",),
     ("longwin.training", "longwin.eval", "longwin.bench"),
+    ("longwin.studies",),
     ("longwin.jobs", "longwin.cli", "longwin.__main__", "longwin"),
 ]
 

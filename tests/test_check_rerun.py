@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location(
-    "check_rerun", Path(__file__).parents[1] / "experiments" / "check_rerun.py"
-)
-check_rerun = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(check_rerun)
+import check_rerun
 
 
 def _write(root: Path, rel: str, data: dict) -> None:

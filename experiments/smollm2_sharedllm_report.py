@@ -1,0 +1,152 @@
+"""The SharedLLM study's report (docs/results-sharedllm.md) from its records: training, perplexity, passkey,
+benchmark and probe tables; the prose is `templates/smollm2_sharedllm.md`."""
+
+from __future__ import annotations
+
+import json
+
+from smollm2_sharedllm_plan import (
+    PASSKEY,
+    PPL_DOCS,
+    PPL_LENGTHS,
+    RESULTS,
+    ROOT,
+    ROWS,
+    STACKED,
+    STAGES,
+    TRAININGS,
+    bench_rows,
+    cells,
+    done,
+    mean,
+    ppl,
+    training_card,
+)
+from smollm2_sharedllm_verdicts import verdicts
+
+from longwin.studies.render import fill
+from longwin.studies.tables import depth_table, status_list
+
+TEMPLATE = ROOT / "experiments" / "templates" / "smollm2_sharedllm.md"
+NOT_MEASURED = "Not measured yet."
+RETENTION_ROWS = ("base", "sharedllm", "sharedllm-sft")
+
+
+def ppl_table() -> str:
+    names = [n for n in ROWS if ppl(n)]
+    if not names:
+        return NOT_MEASURED
+    lines = [
+        "| model | " + " | ".join(f"{n // 1024}K" for n in PPL_LENGTHS) + " |",
+        "|---|" + "---|" * len(PPL_LENGTHS),
+    ]
+    for name in names:
+        by = ppl(name)
+        shown = [
+            f"{sum(by[n]) / len(by[n]):.2f} ({min(by[n]):.1f}–{max(by[n]):.1f})" if n in by else "–"
+            for n in PPL_LENGTHS
+        ]
+        lines.append(f"| {name} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def passkey_table(kind: str = "passkey", names: tuple[str, ...] = STACKED) -> str:
+    """Hits by depth per model and length of the passkey records of one stage kind (a key of PASSKEY)."""
+    lengths, depths, _ = PASSKEY[kind]
+    lines = depth_table({name: cells(name, kind) for name in names}, lengths, depths)
+    return "\n".join(lines) if len(lines) > 2 else NOT_MEASURED
+
+
+def training_table() -> str:
+    """Steps, tokens, wall time and loss of each training stage, from the training cards."""
+    lines = ["| stage | recipe | steps | s / step (wall) | final loss | trainable parameters |"]
+    lines.append("|---|---|---:|---:|---:|---:|")
+    for stage, (recipe, _) in TRAININGS.items():
+        card = training_card(stage)
+        if card is None:
+            continue
+        steps, seconds = card["steps"], card["train_wall_seconds"]
+        lines.append(
+            f"| {stage} | `{recipe}` | {steps} | {seconds / steps:.1f} | {card['final_loss']:.3f} "
+            f"| {card['trainable_parameters']:,} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "Not trained yet."
+
+
+def bench_table() -> str:
+    rows = bench_rows()
+    if not rows:
+        return NOT_MEASURED
+    lines = ["| method | tokens | prefill (s) | ms per 1K tokens | prefill memory (MB) | peak RSS (MB) |"]
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['length']:,} | {r['time_s']:.1f} | {1e6 * r['time_s'] / r['length']:.1f} "
+            f"| {r['prefill_mb']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+READ_PROBES = {  # record -> what the model is
+    "lm": "LM stage (the study's `sharedllm`)",
+    "instruct": "instruction stage (`sharedllm-sft`)",
+    "lm-xattn-lr1e-3": "LM stage + 60 LM steps, cross-attention only, lr 1e-3 (pilot)",
+    "kv-xattn-lr1e-3": "LM stage + 80 kv-retrieval steps, cross-attention only, lr 1e-3 (pilot)",
+    "lm-normfix": "LM stage retrained, cross-attention norm started as the layer's input norm (`sharedllm-normfix`)",
+    "untrained-1": "untrained, o_proj = the self-attention's (`--untrained-scale 1`)",
+    "untrained-0.5": "untrained, o_proj = 0.5 x the self-attention's (`--untrained-scale 0.5`)",
+    "untrained-0.25": "untrained, o_proj = 0.25 x the self-attention's (`--untrained-scale 0.25`)",
+}
+
+
+def read_probe_table() -> str:
+    """Loss with and without the trees where the context holds what the window needs (read-probe/*.json)."""
+    lines = [
+        "| model | cross-attn / self-attn output norm | repeated passage: loss with trees / without "
+        "| kv answer: loss with / without | kv answer tokens right with / without |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, what in READ_PROBES.items():
+        path = RESULTS / "read-probe" / f"{name}.json"
+        if not path.is_file():
+            continue
+        rec = json.loads(path.read_text())
+        ratio = mean([n["cross_o_proj"] / n["self_o_proj"] for n in rec["norms"]])
+        rep, kv = rec["repeat"], rec["kv"]
+        tokens = sum(r["tokens"] for r in kv)
+        lines.append(
+            f"| {what} | {100 * ratio:.1f} % "
+            f"| {mean([r['trees'] for r in rep]):.3f} / {mean([r['no_trees'] for r in rep]):.3f} "
+            f"| {mean([r['trees'] for r in kv]):.3f} / {mean([r['no_trees'] for r in kv]):.3f} "
+            f"| {sum(r['hits'][0] for r in kv)} / {sum(r['hits'][1] for r in kv)} of {tokens} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else NOT_MEASURED
+
+
+def tree_probe_summary(record: str = "tree-probe-sft") -> str:
+    """The passkey tree probe's table (experiments/sharedllm_tree_probe.py) on the instruction-stage model."""
+    path = RESULTS / record / "summary.md"
+    if not path.is_file():
+        return NOT_MEASURED
+    return path.read_text().split("\n", 1)[1].strip()
+
+
+def report() -> str:
+    return fill(
+        TEMPLATE,
+        lm_recipe=TRAININGS["lm"][0],
+        instruct_recipe=TRAININGS["instruct"][0],
+        normfix_recipe=TRAININGS["lm-normfix"][0],
+        ppl_docs=PPL_DOCS,
+        status=status_list(STAGES, done),
+        training_table=training_table(),
+        ppl_table=ppl_table(),
+        passkey_table=passkey_table(),
+        native_table=passkey_table("native", RETENTION_ROWS),
+        local_table=passkey_table("local", RETENTION_ROWS),
+        bench_table=bench_table(),
+        read_probe_table=read_probe_table(),
+        tree_probe=tree_probe_summary(),
+        tree_probe_p128=tree_probe_summary("tree-probe-sft-p128"),
+        verdicts="\n".join(verdicts()),
+    )
