@@ -94,7 +94,7 @@ def trained(work: Path, stage: str) -> Path:
 
 def bench(name: str) -> None:
     run_longwin(
-        ["bench", "sharedllm", "--model", MODEL, *BENCH[name], *SHAPE, "--local-window", str(LOCAL)]
+        ["bench", "sharedllm", "--model", MODEL, *BENCH[name], *SHAPE, "--sharedllm-local-length", str(LOCAL)]
         + ["--stream-window", str(LOCAL), "--stream-segment", str(LOCAL), "--threads", "2", "--repeats", "1"]
         + ["--output", str(RESULTS / f"bench-{name}")],
         ROOT,

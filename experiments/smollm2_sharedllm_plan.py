@@ -30,7 +30,10 @@ PASSKEY: dict[str, tuple[list[int], list[int], int]] = {
     "native": ([2048, NATIVE], DEPTHS, 2),
     "local": ([LOCAL], [*DEPTHS, 100], 4),
 }
-SHAPE = ["--num-lower-layers", "4", "--chunk-size", "1024", "--tree-height", "3", "--kv-per-node", "32"]
+SHAPE = [
+    "--sharedllm-lower-layers", "4", "--sharedllm-chunk-size", "1024", "--sharedllm-tree-height", "3",
+    "--sharedllm-kv-per-node", "32",
+]  # fmt: skip
 BENCH = {
     "short": [
         "--lengths",
@@ -42,8 +45,8 @@ BENCH = {
     ],
     "long": ["--lengths", "65536,131072", "--methods", "sharedllm-bounded"],
 }
-WINDOW = ("--adapter-options", f"local_window={LOCAL}")
-NO_TREES = ("--adapter-options", f"local_window={LOCAL},trees=false")
+WINDOW = ("--adapter-options", f"local_length={LOCAL}")
+NO_TREES = ("--adapter-options", f"local_length={LOCAL},trees=false")
 ROWS: dict[str, ModelRow] = {
     "sharedllm": ModelRow("train", method="sharedllm", training="lm", eval_options=WINDOW),
     "sharedllm-local": ModelRow("train", method="sharedllm", training="lm", eval_options=NO_TREES),
