@@ -35,6 +35,7 @@ class Plan:
     samples: int
     depths: tuple[int, ...] = (0, 25, 50, 75, 100)
     last_k: int = 1024
+    short_context: int = 4096  # key tokens' short side (LongPPL's 4K)
     eval_batch: int = 5
     eval_extra: tuple[str, ...] = ()
     rope: str = "yarn"
@@ -62,6 +63,7 @@ PLANS = {
         1,
         depths=(0, 100),
         last_k=64,
+        short_context=128,
         eval_batch=2,
         eval_extra=("--max-new-tokens", "4"),
         parallel=2,

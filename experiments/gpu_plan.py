@@ -66,7 +66,8 @@ def eval_argv(plan: Plan, ref: list[str], heldout: Path, out: Path) -> list[str]
     return lw(
         "eval", *ref, "--task", "ppl,passkey,copy", "--corpus", str(heldout), "--haystack", str(heldout),
         "--lengths", ",".join(map(str, plan.lengths)), "--samples", str(plan.samples), "--depths", depths,
-        "--conventions", "chunks,last-k", "--last-k", str(plan.last_k), "--dtype", "bfloat16",
+        "--conventions", "chunks,short,last-k", "--short-context", str(plan.short_context), "--last-k",
+        str(plan.last_k), "--sample-spacing", str(plan.target), "--dtype", "bfloat16",
         "--attn-implementation", "sdpa", "--progress", "false", "--batch-size", str(plan.eval_batch),
         "--seed", "0", *plan.eval_extra, "--out", str(out),
     )  # fmt: skip

@@ -117,7 +117,9 @@ def evaluate(kind: str, name: str, work: Path) -> None:
     flags = row.eval_flags(str(trained(work, row.training)) if row.trained else MODEL, FREE_TARGET)
     if kind == "ppl":
         task = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k"]
-        task += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--lengths", ",".join(map(str, PPL_LENGTHS_OF[name]))]
+        lengths = PPL_LENGTHS_OF[name]
+        task += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--lengths", ",".join(map(str, lengths))]
+        task += ["--sample-spacing", str(max(lengths))]  # where the records' samples sit
     else:
         lengths, depths, samples = PASSKEY[kind]
         task = ["--task", "passkey", "--samples", str(samples), "--depths", ",".join(map(str, depths))]

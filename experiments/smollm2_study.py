@@ -92,7 +92,7 @@ def run_stage(stage: str, work: Path) -> None:
     common = ["--lengths", ",".join(map(str, stage_lengths(stage))), *COMMON, "--seed", "0"]
     if task == "ppl":
         args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k"]
-        args += ["--last-k", "1024", "--samples", str(PPL_DOCS)]
+        args += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--sample-spacing", str(TARGET)]  # document i
     else:
         args = ["--task", task, *BY_DEPTH]
     run_longwin(["eval", *ref, *args, *common, "--out", str(out)], ROOT)

@@ -23,9 +23,9 @@ for step in $steps; do
       S=out/sharedllm-toy-2048-shipped
       [ -f $S/longwin_training.json ] || longwin train --config sharedllm-toy-2048 --output-dir $S --overwrite-output-dir true
       for name in sharedllm truncation sharedllm-no-context; do rm -rf $R/sharedllm_toy_recipe/$name; done
-      longwin eval --model $S --task passkey,ppl --lengths 512,1024,2048 --samples 2 --corpus $H --out $R/sharedllm_toy_recipe/sharedllm
-      longwin eval --model toy --truncate 256 --task passkey,ppl --lengths 512,1024,2048 --samples 2 --corpus $H --out $R/sharedllm_toy_recipe/truncation
-      longwin eval --model $S --truncate 256 --task ppl --lengths 512,1024,2048 --samples 2 --corpus $H --out $R/sharedllm_toy_recipe/sharedllm-no-context
+      longwin eval --model $S --task passkey,ppl --lengths 512,1024,2048 --samples 2 --sample-spacing 4096 --corpus $H --out $R/sharedllm_toy_recipe/sharedllm
+      longwin eval --model toy --truncate 256 --task passkey,ppl --lengths 512,1024,2048 --samples 2 --sample-spacing 4096 --corpus $H --out $R/sharedllm_toy_recipe/truncation
+      longwin eval --model $S --truncate 256 --task ppl --lengths 512,1024,2048 --samples 2 --sample-spacing 4096 --corpus $H --out $R/sharedllm_toy_recipe/sharedllm-no-context
       python experiments/sharedllm_tree_probe.py --model $S --lengths 1024,2048 --samples 2 --threads 2 \
         --out $R/sharedllm_tree_probe ;;
     *) echo "unknown step: $step (card needle induction demo reproduction sharedllm)" >&2; exit 2 ;;

@@ -183,6 +183,7 @@ def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: 
         seed=cfg.seed,
         samples=cfg.samples,
         corpus=str(heldout),
+        sample_spacing=2 * max(cfg.lengths),  # sliding windows cover 2L; the records' samples sit there
         name=name,
         progress=False,
     )

@@ -11,5 +11,6 @@ MODEL=$WORK/models/cream-yarn-af1-400
   --rope-options attention_factor=1.0 --max-steps 400 --output-dir $MODEL --overwrite-output-dir true
 COMMON="--dtype float32 --attn-implementation sdpa --batch-size 1 --progress false --seed 0"
 python -m longwin eval --model $MODEL --task passkey --samples 2 --depths 0,25,50,75,100 --lengths 2048,16384 $COMMON --out $HERE/passkey
+# --sample-spacing 16384 (added 2026-12-07): the samples sit where the records' do, one document each
 python -m longwin eval --model $MODEL --task ppl --corpus $WORK/heldout-ppl.jsonl --conventions last-k --last-k 1024 \
-  --samples 4 --lengths 2048,8192,16384 $COMMON --out $HERE/ppl
+  --samples 4 --sample-spacing 16384 --lengths 2048,8192,16384 $COMMON --out $HERE/ppl
