@@ -18,6 +18,13 @@ LENGTHS = [2048, 8192, 16384]
 DEPTHS = (0.0, 25.0, 50.0, 75.0, 100.0)
 MIDDLE = (25.0, 50.0, 75.0)  # gold positions away from both ends: where "lost in the middle" shows
 TASK_CELLS = 10  # passkey and copy cells a length: 2 samples at each of the 5 depths
+# key-token perplexity (`keyppl:` stages): every token of the 8K and 16K windows of the first KEY_DOCS held-out
+# documents scored with the full window (`chunks`) and with at most SHORT_CONTEXT tokens (`short`); the base
+# only inside its window
+KEY_DOCS = 3
+KEY_LENGTHS = [8192, TARGET]
+SHORT_CONTEXT = 4096
+KEY_ROWS = ["yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn", "base"]
 RECIPE = "smollm2-135m-16k-cpu"  # one budget for every fine-tuned row
 
 # YaRN's attention temperature sqrt(t) = 0.1 ln s + 1 set to 1 (logits unscaled): at 2K, inside the window,
@@ -73,6 +80,8 @@ STAGES = (
     + ["copy:cream-yarn-af1"]
     # half the temperature under CREAM: between the two trained ends of the trade
     + ["ppl:cream-yarn-af1.035", "passkey:cream-yarn-af1.035", "copy:cream-yarn-af1.035"]
+    # context use, not adaptation: key-token and rest-token perplexity of the five central rows
+    + [f"keyppl:{m}" for m in KEY_ROWS]
 )
 # the extended models with the task grid at the target, in the order of their stages
 GRID = tuple(s.removeprefix("passkey:") for s in STAGES if s.startswith("passkey:") and s != "passkey:base")
@@ -82,11 +91,15 @@ SKIP = {"copy:base": [TARGET]}
 
 
 def stage_lengths(stage: str) -> list[int]:
+    if stage.startswith("keyppl:"):
+        return [n for n in KEY_LENGTHS if stage != "keyppl:base" or n <= 8192]
     return [n for n in LENGTHS if n not in SKIP.get(stage, [])]
 
 
 def done(stage: str) -> bool:
     """A stage is done when its record counts every cell it should."""
     task, name = stage.split(":")
+    if task == "keyppl":
+        return task_cells(RESULTS / name / task, "ppl") == len(stage_lengths(stage)) * 2 * KEY_DOCS
     expected = len(stage_lengths(stage)) * (PPL_DOCS if task == "ppl" else TASK_CELLS)
     return task_cells(RESULTS / name / task, task) == expected

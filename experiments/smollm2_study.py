@@ -31,7 +31,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from smollm2_plan import DATA, MODEL, PPL_DOCS, RECIPE, RESULTS, ROOT, ROWS, STAGES, TARGET, done, stage_lengths
+from smollm2_plan import (
+    DATA,
+    KEY_DOCS,
+    MODEL,
+    PPL_DOCS,
+    RECIPE,
+    RESULTS,
+    ROOT,
+    ROWS,
+    SHORT_CONTEXT,
+    STAGES,
+    TARGET,
+    done,
+    stage_lengths,
+)
 from smollm2_report import report
 
 from longwin.studies.stages import Study, run_longwin
@@ -93,6 +107,9 @@ def run_stage(stage: str, work: Path) -> None:
     if task == "ppl":
         args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k"]
         args += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--sample-spacing", str(TARGET)]  # document i
+    elif task == "keyppl":  # every token, with the whole window and with a short one: key tokens (LongPPL)
+        args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "chunks,short"]
+        args += ["--short-context", str(SHORT_CONTEXT), "--samples", str(KEY_DOCS), "--sample-spacing", str(TARGET)]
     else:
         args = ["--task", task, *BY_DEPTH]
     run_longwin(["eval", *ref, *args, *common, "--out", str(out)], ROOT)
