@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+from smollm2_keytokens import key_token_section
 from smollm2_plan import DATA, DEPTHS, LENGTHS, NATIVE, PPL_DOCS, RESULTS, ROOT, ROWS, STAGES, TARGET, done
 from smollm2_records import SUCCESS, cells, ppl_by_length
 from smollm2_temperature import temperature_table
@@ -162,6 +163,7 @@ def report() -> str:
         passkey_table=task_table("passkey"),
         copy_table=task_table("copy"),
         temperature_table=temperature_table(),
+        key_token_section=key_token_section(),
         plots=plots(),
         verdicts="\n".join(verdicts()),
         gpu_section=gpu_section(),

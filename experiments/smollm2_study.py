@@ -35,6 +35,7 @@ from smollm2_plan import (
     DATA,
     KEY_DOCS,
     MODEL,
+    OOD_DATA,
     PPL_DOCS,
     RECIPE,
     RESULTS,
@@ -83,6 +84,22 @@ def heldout_corpus(work: Path) -> Path:
     return path
 
 
+def ood_corpus(work: Path) -> Path:
+    """The out-of-domain text: the PPL_DOCS longest OOD_DATA documents cut to TARGET tokens (none trained on)."""
+    path = work / "ood-ppl.jsonl"
+    if not path.is_file():
+        from transformers import AutoTokenizer
+
+        from longwin.data.corpora import load_documents
+        from longwin.data.heldout import heldout_rows as cut
+        from longwin.models import model_path
+
+        rows = cut(load_documents(OOD_DATA), AutoTokenizer.from_pretrained(model_path(MODEL)), TARGET, PPL_DOCS)
+        work.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def model_ref(name: str, work: Path) -> list[str]:
     """`longwin eval` flags that load row `name` (training it first when needed)."""
     row = ROWS[name]
@@ -104,8 +121,9 @@ def run_stage(stage: str, work: Path) -> None:
     ref = model_ref(name, work)
     out = RESULTS / name / task
     common = ["--lengths", ",".join(map(str, stage_lengths(stage))), *COMMON, "--seed", "0"]
-    if task == "ppl":
-        args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "last-k"]
+    if task in ("ppl", "oodppl"):
+        text = heldout_corpus(work) if task == "ppl" else ood_corpus(work)
+        args = ["--task", "ppl", "--corpus", str(text), "--conventions", "last-k"]
         args += ["--last-k", "1024", "--samples", str(PPL_DOCS), "--sample-spacing", str(TARGET)]  # document i
     elif task == "keyppl":  # every token, with the whole window and with a short one: key tokens (LongPPL)
         args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "chunks,short"]

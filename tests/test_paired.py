@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from longwin.cli import main
+from longwin.errors import LongwinError
 from longwin.eval import paired
 from longwin.eval.tasks.ppl import decode_losses
 
@@ -23,7 +24,7 @@ def test_paired_difference_matches_the_normal_closed_form():
 
 def test_a_constant_shift_in_loss_is_an_exact_ratio_with_no_width():
     torch.manual_seed(0)
-    b = [torch.rand(300) * 5, torch.rand(200) * 5]
+    b = [torch.rand(3000) * 5, torch.rand(2000) * 5]
     a = [x + 0.1 for x in b]
     ratio = paired.perplexity_ratio(a, b)
     assert ratio.value == pytest.approx(math.exp(0.1)) and ratio.high - ratio.low < 1e-6  # float32 losses
@@ -125,5 +126,24 @@ def test_compare_pairs_same_tokens_and_marks_different_ones(tmp_path, capsys):
     yarn_rows = [line for line in text.splitlines() if line.startswith("| chunks | 256 | yarn |")]
     assert yarn_rows and "[" in yarn_rows[0]
     assert "| chunks | 256 | spaced | different tokens: not paired |" in text
-    assert "| chunks | 256 | grid | 1.000 [1.000, 1.000] |" in text
+    assert "| chunks | 512 | grid | 1.000 [1.000, 1.000] |" in text
+    assert "| chunks | 256 | grid | 1.000 [no interval: 4 blocks] |" in text  # 2 samples x 2 blocks: too few
     assert "Key-token and rest-token perplexity" in text and "Effective length" in text
+
+
+def test_sparse_kept_tokens_are_resampled_in_position_blocks():
+    torch.manual_seed(0)
+    b = [torch.rand(4096) * 4 for _ in range(2)]
+    a = [x - 0.5 for x in b]
+    keep = [torch.zeros(4096, dtype=torch.bool) for _ in range(2)]
+    for m in keep:
+        m[::256] = True  # 16 kept tokens a sample, each in its own 128-position block
+    ratio = paired.perplexity_ratio(a, b, keep=keep)
+    assert ratio.units == 32 and ratio.bounded
+    assert ratio.value == pytest.approx(math.exp(-0.5), rel=1e-5)
+    few = [torch.zeros(4096, dtype=torch.bool) for _ in range(2)]
+    few[0][:3] = True  # three kept tokens in one block: no honest interval
+    thin = paired.perplexity_ratio(a, b, keep=few)
+    assert thin.units == 1 and not thin.bounded and thin.value == pytest.approx(math.exp(-0.5), rel=1e-5)
+    with pytest.raises(LongwinError, match="same tokens"):
+        paired.perplexity_ratio(a, b, keep=[keep[0][:10], keep[1]])

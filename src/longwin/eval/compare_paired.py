@@ -43,6 +43,8 @@ def matched(a: Losses, b: Losses) -> list[int] | None:
 
 
 def fmt(interval: paired.Interval, points: bool = False) -> str:
+    if not interval.bounded:
+        return f"{interval.value:.3f} [no interval: {interval.units} blocks]"
     if points:
         return f"{interval.value:+.1f} [{interval.low:+.1f}, {interval.high:+.1f}]"
     return f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
@@ -77,8 +79,7 @@ def _split_ratio(mine: list[torch.Tensor], ref: list[torch.Tensor], masks: list[
         if not any(p.any() for p in pick):
             out.append("–")
             continue
-        a, b = [x[p] for x, p in zip(mine, pick)], [x[p] for x, p in zip(ref, pick)]
-        out.append(fmt(paired.perplexity_ratio([x for x in a if len(x)], [x for x in b if len(x)])))
+        out.append(fmt(paired.perplexity_ratio(mine, ref, keep=pick)))
     return out
 
 

@@ -32,6 +32,7 @@ from longwin.errors import LongwinError
 BLOCK = 128  # tokens a bootstrap block holds: neighbouring tokens' losses are correlated, blocks barely
 RESAMPLES = 2000
 LEVEL = 0.95
+MIN_BLOCKS = 8  # fewer resampling units than this give no honest interval (the bounds are left NaN)
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,16 @@ class KeyTokenRule:
 
 @dataclass(frozen=True)
 class Interval:
+    """A point estimate and its 95 % bounds (NaN bounds: too few resampling units to bootstrap)."""
+
     value: float
     low: float
     high: float
+    units: int = 0  # blocks (perplexity) or prompts (accuracy) the bootstrap resampled
+
+    @property
+    def bounded(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
 
 
 def run_cells(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -65,29 +73,43 @@ def run_cells(run_dir: str | Path) -> list[dict[str, Any]]:
     return [c for c in cells if (c.get("key"), c.get("fingerprint")) in wanted]
 
 
-def _blocks(losses: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block loss sums and token counts of each sample's losses (blocks never straddle samples)."""
+def _blocks(losses: Sequence[torch.Tensor], keep: Sequence[torch.Tensor] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block sums and counts of the kept losses. Blocks are cut in token positions (never straddling
+    samples), so sparse key tokens spread over many blocks; blocks that keep no token are left out."""
     sums, counts = [], []
-    for loss in losses:
+    for i, loss in enumerate(losses):
         values = loss.double().numpy()
+        kept = np.ones(len(values), dtype=bool) if keep is None else keep[i].numpy().astype(bool)
         for start in range(0, len(values), BLOCK):
-            part = values[start : start + BLOCK]
-            sums.append(part.sum())
-            counts.append(len(part))
+            mask = kept[start : start + BLOCK]
+            if mask.any():
+                sums.append(values[start : start + BLOCK][mask].sum())
+                counts.append(float(mask.sum()))
     return np.asarray(sums), np.asarray(counts, dtype=float)
 
 
-def perplexity_ratio(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], seed: int = 0) -> Interval:
-    """Perplexity of A over perplexity of B on the same tokens, with a paired block-bootstrap interval."""
-    if [len(x) for x in a] != [len(x) for x in b] or not a:
+def perplexity_ratio(
+    a: Sequence[torch.Tensor],
+    b: Sequence[torch.Tensor],
+    keep: Sequence[torch.Tensor] | None = None,
+    seed: int = 0,
+) -> Interval:
+    """Perplexity of A over perplexity of B on the same tokens (those `keep` marks, default all), with a
+    paired block-bootstrap interval; NaN bounds when fewer than MIN_BLOCKS blocks hold a kept token."""
+    shapes = [len(x) for x in a]
+    if shapes != [len(x) for x in b] or not a or (keep is not None and shapes != [len(m) for m in keep]):
         raise LongwinError("a paired perplexity ratio needs both models' losses on the same tokens")
-    sa, counts = _blocks(a)
-    sb, _ = _blocks(b)
+    sa, counts = _blocks(a, keep)
+    sb, _ = _blocks(b, keep)
+    if not len(sa):
+        raise LongwinError("a paired perplexity ratio needs at least one kept token")
     value = math.exp((sa.sum() - sb.sum()) / counts.sum())
+    if len(sa) < MIN_BLOCKS:
+        return Interval(value, math.nan, math.nan, len(sa))
     picks = np.random.default_rng(seed).integers(0, len(sa), size=(RESAMPLES, len(sa)))
     draws = np.exp((sa[picks].sum(1) - sb[picks].sum(1)) / counts[picks].sum(1))
     low, high = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return Interval(value, float(low), float(high))
+    return Interval(value, float(low), float(high), len(sa))
 
 
 def score_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Interval:
@@ -97,7 +119,7 @@ def score_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> I
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     picks = np.random.default_rng(seed).integers(0, len(diff), size=(RESAMPLES, len(diff)))
     low, high = np.quantile(diff[picks].mean(1), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return Interval(float(diff.mean()), float(low), float(high))
+    return Interval(float(diff.mean()), float(low), float(high), len(diff))
 
 
 def key_tokens(long_nll: torch.Tensor, short_nll: torch.Tensor, rule: KeyTokenRule = KeyTokenRule()) -> torch.Tensor:
