@@ -23,6 +23,7 @@ from toy_reproduction_summary import (
     scales,
 )
 
+from longwin.eval.paired import effective_length
 from longwin.training.config import load_yaml, resolve_recipe
 
 PAPERS = ROOT / "experiments" / "templates" / "toy_reproduction_papers.md"
@@ -168,12 +169,38 @@ def scale_section(rows: Rows, s: int) -> list[str]:
     ):
         out.append(f"\n\n### {title}\n")
         out.append(table(rows, methods, [f"{task}/{series}/{n}" for n in lens], lens, digits=digits))
+    out += effective_section(rows, methods, lens)
     out.append("\n\n### Inside the native window (256 tokens): what extension must not cost\n")
     inside = ["passkey/accuracy/256", "kv-retrieval/accuracy/256", "copy/accuracy/256", "ppl/sliding/256"]
     out.append(table(rows, methods, inside, ["passkey", "kv-retrieval", "copy", "ppl (sliding)"], digits=1))
     if "sharedllm" in rows:
         out += shared_section(rows, lens)
     return out
+
+
+def effective_section(rows: Rows, methods: list[str], lens: list[str]) -> list[str]:
+    """Effective length per method and task (`longwin.eval.paired.effective_length`, on the means over seeds):
+    the longest length up to which every length keeps 85 % of the base's score at 256 tokens (perplexity: at
+    most 10 % above the base's)."""
+    tasks = [("passkey", "accuracy", True), ("kv-retrieval", "accuracy", True), ("copy", "accuracy", True)]
+    tasks.append(("ppl", "sliding", False))
+    head = ["| method | " + " | ".join(t for t, _, _ in tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines = []
+    for method in methods:
+        shown = []
+        for task, series, higher in tasks:
+            ref = rows.get("base", {}).get(f"{task}/{series}/{lens[0]}")
+            mine = {int(n): st["mean"] for n in lens if (st := rows[method].get(f"{task}/{series}/{n}"))}
+            found = effective_length(mine, ref["mean"], higher) if ref and mine and ref["mean"] > 0 else None
+            shown.append(f"{found:,}" if found else "–")
+        lines.append(f"| {method} | " + " | ".join(shown) + " |")
+    return [
+        "\n\n### Effective length (tokens)\n",
+        "The longest length up to which every evaluated length keeps 85 % of the base's score at 256 tokens "
+        "(perplexity: at most 10 % above the base's sliding-window perplexity at 256), on the means over "
+        f"seeds; {lens[-1]} is the longest evaluated, – none (`longwin.eval.paired.effective_length`).\n",
+        "\n".join(head + lines),
+    ]
 
 
 def shared_section(rows: Rows, lens: list[str]) -> list[str]:

@@ -184,6 +184,10 @@ def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: 
         samples=cfg.samples,
         corpus=str(heldout),
         sample_spacing=2 * max(cfg.lengths),  # sliding windows cover 2L; the records' samples sit there
+        # + `short` (every token with at most half the native window of context): key tokens, in the report's
+        # paired tables, separate context use from adaptation
+        conventions=["sliding", "chunks", "last-k", "short"],
+        short_context=min(cfg.lengths) // 2,
         name=name,
         progress=False,
     )
