@@ -24,9 +24,10 @@ def cells(name: str, task: str) -> list[Cell]:
     return read_cells(RESULTS / name / task)
 
 
-def ppl_by_length(name: str) -> dict[int, tuple[float, tuple[float, float]]]:
-    """Length -> (perplexity over all scored tokens, (min, max) over documents)."""
-    rows = cells(name, "ppl")
+def ppl_by_length(name: str, task: str = "ppl") -> dict[int, tuple[float, tuple[float, float]]]:
+    """Length -> (perplexity over all scored tokens, (min, max) over documents), from the in-domain `ppl`
+    record or the out-of-domain `oodppl` one."""
+    rows = cells(name, task)
     out = {}
     for n in LENGTHS:
         at = at_length(rows, n)
