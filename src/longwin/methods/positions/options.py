@@ -15,7 +15,12 @@ class PositionsOptions:
     SECTION: ClassVar[str] = "positions"
     FLAG_PREFIX: ClassVar[str] = ""
 
-    scheme: str = field(default="cream", metadata={"help": "position scheme: cream, pose, randpos, none, full"})
+    scheme: str = field(
+        default="cream",
+        metadata={
+            "help": "position scheme: a name of the registry `longwin.positions.SCHEMES` (docs/position-schemes.md)"
+        },
+    )
     scheme_options: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "scheme options as k=v,k=v (e.g. sigma=3,mode=truncated,p_continuity=0.5)"},
