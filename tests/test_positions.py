@@ -327,3 +327,17 @@ def test_bad_configuration_wins_over_short_document():
     with pytest.raises(LongwinError) as info:
         layout("cream", 10, 16, 1024, seed=0)
     assert not isinstance(info.value, DocumentTooShort)
+
+
+def test_endprompt_layout_matches_the_reference_code_by_hand():
+    """`preprocess_fixed_split_pose` with N = 8, c = 3, final position L-1 = 31 (hand-worked): ids 0..4, then
+    29, 30, 31; the tokens are the window's own, in order; the default c is 20 (N // 2 below 40 tokens)."""
+    out = layout("endprompt", 50, 8, 32, seed=7, terminal_len=3)
+    assert out.position_ids.tolist() == [0, 1, 2, 3, 4, 29, 30, 31]
+    assert out.token_index.tolist() == list(range(8))
+    assert out.segments == (("context", 0, 5), ("terminal", 5, 8))
+    assert sample("endprompt", 64, 65536, seed=0)[-20:].tolist() == list(range(65516, 65536))
+    assert sample("endprompt", 64, 65536, seed=0)[:44].tolist() == list(range(44))
+    assert sample("endprompt", 10, 100, seed=0).tolist() == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    with pytest.raises(LongwinError, match="terminal_len"):
+        sample("endprompt", 8, 32, seed=0, terminal_len=8)

@@ -17,10 +17,11 @@ from longwin.errors import LongwinError
 from longwin.positions.alpha import cream_alpha_pmf, sample_alpha
 from longwin.positions.base import DocumentTooShort, Layout, Scheme
 from longwin.positions.cream import CREAM
+from longwin.positions.endprompt import ENDPROMPT
 from longwin.positions.pose import POSE
 from longwin.positions.simple import FULL, NONE, RANDPOS
 
-SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (CREAM, POSE, RANDPOS, NONE, FULL)})
+SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (CREAM, POSE, RANDPOS, NONE, FULL, ENDPROMPT)})
 
 __all__ = ["SCHEMES", "DocumentTooShort", "Layout", "Scheme", "cream_alpha_pmf", "layout", "sample", "sample_alpha"]
 
