@@ -51,7 +51,7 @@ def distill_trainer(teacher: Any, weight: float) -> type:
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-            plain = {k: v for k, v in inputs.items() if k not in ("position_ids", "labels")}
+            plain = {k: v for k, v in inputs.items() if k not in ("position_ids", "labels", "native_rope")}
             with torch.no_grad(), self.accelerator.autocast():  # the teacher is not wrapped by the Trainer's autocast
                 target = teacher(**plain, use_cache=False).logits
             kl = distill_kl(outputs.logits, target, inputs["labels"])

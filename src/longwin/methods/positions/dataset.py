@@ -18,6 +18,7 @@ from longwin import positions
 from longwin.data.pool import DocumentPool
 from longwin.data.retrieval_docs import RetrievalExamples
 from longwin.errors import LongwinError
+from longwin.methods.positions.mixed_rope import FLAG as NATIVE_FLAG
 
 
 def _unit(seed: int, index: int) -> int:
@@ -30,7 +31,8 @@ class PositionSchemeDataset(Dataset):
 
     With `retrieval` and a `retrieval_fraction` > 0, that share of examples are retrieval examples
     built on the same sampled position ids (`longwin.data.retrieval_docs`). A `native_fraction` of the
-    natural-text examples keeps contiguous positions 0..train_len-1, as in pretraining (native replay).
+    natural-text examples keeps contiguous positions 0..train_len-1, as in pretraining (native replay); with
+    `flag_native` every example says whether it is one (`native_rope`: 1 or 0), for mixed context windows.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class PositionSchemeDataset(Dataset):
         retrieval: RetrievalExamples | None = None,
         retrieval_fraction: float = 0.0,
         native_fraction: float = 0.0,
+        flag_native: bool = False,
     ) -> None:
         if not 0 <= retrieval_fraction <= 1:
             raise LongwinError(f"--retrieval-fraction must be between 0 and 1, got {retrieval_fraction}")
@@ -54,7 +57,7 @@ class PositionSchemeDataset(Dataset):
         self.pool, self.scheme, self.train_len, self.target_len = pool, scheme, train_len, target_len
         self.num_samples, self.seed, self.options = num_samples, seed, dict(options or {})
         self.retrieval, self.retrieval_fraction = retrieval, retrieval_fraction
-        self.native_fraction = native_fraction
+        self.native_fraction, self.flag_native = native_fraction, flag_native
         # fail now, in one line, on a bad scheme/options rather than inside a dataloader worker
         positions.sample(scheme, train_len, target_len, seed=0, **self.options)
 
@@ -69,16 +72,23 @@ class PositionSchemeDataset(Dataset):
                 placed = positions.sample(self.scheme, self.train_len, self.target_len, seed=key >> 1, **self.options)
                 built = self.retrieval.build(rng, placed, self.target_len)
                 if built is not None:
-                    return _example(built[0], placed)
+                    example = _example(built[0], placed)
+                    if self.flag_native:
+                        example[NATIVE_FLAG] = torch.tensor(0)
+                    return example
         doc = self.pool.corpus.doc(int(self.pool.usable[key % len(self.pool.usable)]))
-        if self.native_fraction and random.Random(key + 1).random() < self.native_fraction:
+        native = bool(self.native_fraction) and random.Random(key + 1).random() < self.native_fraction
+        if native:
             layout = positions.layout("none", len(doc), self.train_len, self.target_len, seed=key >> 1)
         else:
             layout = positions.layout(
                 self.scheme, len(doc), self.train_len, self.target_len, seed=key >> 1, **self.options
             )
         ids = torch.from_numpy(doc[layout.token_index.numpy()].astype(np.int64))
-        return _example(ids, layout.position_ids.clone())
+        example = _example(ids, layout.position_ids.clone())
+        if self.flag_native:
+            example[NATIVE_FLAG] = torch.tensor(int(native))
+        return example
 
 
 def _example(ids: torch.Tensor, position_ids: torch.Tensor) -> dict[str, torch.Tensor]:

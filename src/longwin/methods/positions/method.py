@@ -15,6 +15,7 @@ from longwin.errors import LongwinError
 from longwin.methods.base import CommonOptions, TrainConfig, TrainParts, global_batch, retrieval_examples
 from longwin.methods.lora import LoraOptions, apply_lora, save_lora_model
 from longwin.methods.positions.dataset import PositionSchemeDataset
+from longwin.methods.positions.mixed_rope import mix_rope
 from longwin.methods.positions.options import PositionsOptions
 
 
@@ -39,6 +40,11 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     scaled, native, train_len = _check_request(config)
     model, tokenizer = _model(config, scaled)
     trainer_class, after_fit = _extra_loss(config, model, targs)
+    if opts.native_rope == "original":  # mixed context windows: the replayed share on the base's own RoPE
+        from longwin.rope import scale_rope
+
+        unscaled = scale_rope(scaled, "none", config.common.target_length)  # the native frequencies and base
+        after_fit = _then(after_fit, mix_rope(model, unscaled))
     pool, dataset = _examples(config, targs, tokenizer, train_len)
     card = {
         "scheme": opts.scheme,
@@ -47,6 +53,8 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
         "rope_options": opts.rope_options,
         "native_window": native,
         "train_length": train_len,
+        "native_fraction": opts.native_fraction,
+        "native_rope": opts.native_rope,
     }
 
     def save(trainer: Any, folder: Path) -> None:
@@ -80,6 +88,8 @@ def _check_request(config: TrainConfig) -> tuple[Any, int, int]:
     train_len = check_windows(common, native)
     scaled = scale_rope(base_config, opts.rope, common.target_length, **opts.rope_options)
     positions.sample(opts.scheme, train_len, common.target_length, seed=0, **opts.scheme_options)
+    if opts.native_rope == "original" and not opts.native_fraction:
+        raise LongwinError("--native-rope original needs a --native-fraction above 0 (the share it applies to)")
     if opts.distill_weight and opts.induction_weight:
         raise LongwinError("--distill-weight and --induction-weight cannot be combined (each brings its own loss)")
     return scaled, native, train_len
@@ -145,8 +155,20 @@ def _examples(config: TrainConfig, targs: Any, tokenizer: Any, train_len: int) -
         retrieval=retrieval_examples(config, tokenizer, pool),
         retrieval_fraction=common.retrieval_fraction,
         native_fraction=opts.native_fraction,
+        flag_native=opts.native_rope == "original",
     )
     return pool, dataset
+
+
+def _then(first: Any, second: Any) -> Any:
+    """One after-fit hook running `first` (if any), then `second`."""
+
+    def both() -> None:
+        if first:
+            first()
+        second()
+
+    return both
 
 
 def _induction_trainer(model: Any, opts: PositionsOptions, resume: str | None) -> type:

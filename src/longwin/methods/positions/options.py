@@ -43,6 +43,14 @@ class PositionsOptions:
             "(native replay), the rest on the scheme's positions",
         },
     )
+    native_rope: str = field(
+        default="scaled",
+        metadata={
+            "choices": ("scaled", "original"),
+            "help": "RoPE of the native-replay share: scaled (the trained model's, as at inference) or original "
+            "(the base's own, at its own positions: LongRoPE2's mixed context windows)",
+        },
+    )
     induction_weight: float = field(
         default=0.0,
         metadata={
