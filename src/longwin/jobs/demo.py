@@ -32,6 +32,11 @@ ROWS: dict[str, ModelRow] = {
     "randpos": ModelRow("train", scheme="randpos", label="RandPos"),
     "yarn": ModelRow("train", scheme="none", rope="yarn", label="YaRN (fine-tuned, contiguous positions)"),
     "sharedllm": ModelRow("train", method="sharedllm", label="SharedLLM (context trees + cross-attention)"),
+    "endprompt": ModelRow("train", scheme="endprompt", label="EndPrompt"),
+    # mixed context windows (LongRoPE2): a quarter of the examples on the base's own RoPE and positions
+    "cream-mixed": ModelRow("train", scheme="cream", mixed="0.25", label="CREAM, mixed context windows"),
+    "pose-mixed": ModelRow("train", scheme="pose", mixed="0.25", label="PoSE, mixed context windows"),
+    "endprompt-mixed": ModelRow("train", scheme="endprompt", mixed="0.25", label="EndPrompt, mixed context windows"),
     "yarn-free": ModelRow("free", rope="yarn", label="YaRN, training-free"),
     "ntk-free": ModelRow("free", rope="ntk", label="NTK, training-free"),
 }
@@ -162,6 +167,8 @@ def train_method(cfg: DemoConfig, name: str, out: Path) -> None:
         recipe = "cream-toy-2048"
         options.update(target_length=cfg.target_length, retrieval_fraction=cfg.retrieval_fraction)
         options["positions"] = {"scheme": row.scheme, "rope": row.rope or cfg.rope}
+        if row.mixed:
+            options["positions"].update(native_fraction=float(row.mixed), native_rope="original")
     values = load_yaml(resolve_recipe(recipe))
     trainer = {**TRAINER_DEFAULTS, **pop_trainer_values(values), **trainer}
     for key, value in options.items():

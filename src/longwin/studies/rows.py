@@ -13,7 +13,9 @@ class ModelRow:
     """How a row's model is made: the base as shipped (`base`), its RoPE rescaled without training (`free`,
     the `*-free` rows), or fine-tuned (`train`) with training method `method` (`positions` on position
     `scheme`, or `sharedllm`). `rope` empty means the comparison's default; `rope_options` are
-    `--rope-options` (e.g. YaRN's attention factor), `distill` a `--distill-weight`; `label` is the
+    `--rope-options` (e.g. YaRN's attention factor), `distill` a `--distill-weight`, `mixed` a share of the
+    examples kept on the base's own RoPE and positions (mixed context windows: `--native-fraction` with
+    `--native-rope original`); `label` is the
     row's one-line description in a report. `training` names the study's training that makes a trained row
     when several rows read one model (empty: the row's own); `eval_options` are further `longwin eval` flags
     of the row (truncation, adapter options: one model read two ways is two rows)."""
@@ -23,6 +25,7 @@ class ModelRow:
     rope: str = ""
     rope_options: str = ""
     distill: str = ""
+    mixed: str = ""
     method: str = "positions"
     label: str = ""
     training: str = ""
@@ -51,4 +54,5 @@ class ModelRow:
     def train_flags(self) -> list[str]:
         """The `longwin train` flags that set this row's positions (a `positions` row only)."""
         distill = ["--distill-weight", self.distill] if self.distill else []
-        return ["--scheme", self.scheme, "--rope", self.rope, *self.rope_flags(), *distill]
+        mixed = ["--native-fraction", self.mixed, "--native-rope", "original"] if self.mixed else []
+        return ["--scheme", self.scheme, "--rope", self.rope, *self.rope_flags(), *distill, *mixed]

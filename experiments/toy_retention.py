@@ -1,0 +1,150 @@
+"""Extension without forgetting, on the toy (issue #35): CREAM, PoSE and EndPrompt, each with and without mixed
+context windows (a quarter of the examples on the base's own RoPE and positions), against training-free YaRN,
+at one budget (the demo's toy recipe: 200 steps at the native 256-token window, YaRN to 2048, s = 8).
+
+Judged on retention first (inside the native window: perplexity, the pass key at depth 100 %, words copied,
+each against the base), then on reach (the same at 2048 tokens, against training-free YaRN). Every figure is
+paired: the models of one seed see the same prompts and tokens, so differences pool (seed, prompt) items or
+token blocks across seeds (`longwin.eval.paired`).
+
+    python experiments/toy_retention.py --work /work/toy_retention --seeds 0,1,2   # resumable
+    python experiments/toy_retention.py --work /work/toy_retention --report-only
+
+Writes benchmarks/results/toy_retention/ (report.md; COMMAND.md when it ran the seeds); docs/results.md quotes
+report.md (`python experiments/toy_reproduction.py --report-only` after this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from longwin.eval.compare_paired import fmt, ppl_losses
+from longwin.eval.paired import perplexity_ratio, run_cells, score_difference
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "toy_retention"
+TRAINED = ["cream", "cream-mixed", "pose", "pose-mixed", "endprompt", "endprompt-mixed"]
+METHODS = ["base", "yarn-free", *TRAINED]
+NATIVE, TARGET = 256, 2048
+LENGTHS = [256, 512, 1024, 2048]
+
+
+def run_seed(work: Path, seed: int, samples: int, steps: int) -> None:
+    """Train and evaluate every method of one seed (each model and record is skipped once it exists)."""
+    from longwin.eval.loading import load_for_eval
+    from longwin.jobs.demo import DemoConfig, evaluate_method, heldout_corpus, train_method
+
+    root = work / f"seed{seed}"
+    cfg = DemoConfig(
+        out=str(root), model="toy", target_length=TARGET, lengths=LENGTHS, tasks=["passkey", "copy", "ppl"],
+        samples=samples, max_steps=steps, seed=seed, rope="yarn", retrieval_fraction=0.0,
+    )  # fmt: skip
+    heldout = heldout_corpus(cfg, root)
+    for name in METHODS:
+        out = root / "eval" / name
+        if (out / "results.json").is_file():
+            continue
+        started = time.time()
+        model: Any = cfg.model
+        if name == "yarn-free":
+            model = load_for_eval(cfg.model, rope="yarn", target_length=TARGET)
+        elif name != "base":
+            train_method(cfg, name, root / "models" / name)
+            model = str(root / "models" / name)
+        evaluate_method(cfg, name, model, out, heldout)
+        print(f"toy_retention: seed {seed} {name} in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _items(work: Path, method: str, task: str, length: int, depth: str | None = None) -> dict[tuple, float]:
+    """(seed, cell key) -> score of one method's cells at one length (one depth if given), every seed."""
+    out = {}
+    for folder in sorted(work.glob(f"seed*/eval/{method}")):
+        for c in run_cells(folder):
+            if c["task"] == task and c["length"] == length and (depth is None or c["position"] == depth):
+                out[folder.parts[-3], c["key"]] = 100 * float(c["score"])
+    return out
+
+
+def _score(work: Path, a: str, b: str, task: str, length: int, depth: str | None = None) -> str:
+    """a's mean score and a − b on the same prompts (points, paired 95 % interval)."""
+    xa, xb = _items(work, a, task, length, depth), _items(work, b, task, length, depth)
+    shared = sorted(set(xa) & set(xb))
+    if not shared:
+        return "–"
+    mean = sum(xa[k] for k in shared) / len(shared)
+    if a == b:
+        return f"{mean:.0f}"
+    return f"{mean:.0f} ({fmt(score_difference([xa[k] for k in shared], [xb[k] for k in shared]), points=True)})"
+
+
+def _ppl(work: Path, a: str, b: str, length: int) -> str:
+    """a's perplexity over b's on the same tokens, pooled over seeds (paired block bootstrap)."""
+    la, lb = [], []
+    for seed_dir in sorted(work.glob("seed*")):
+        ca = ppl_losses(run_cells(seed_dir / "eval" / a), "chunks", length)
+        cb = ppl_losses(run_cells(seed_dir / "eval" / b), "chunks", length)
+        for s in sorted(set(ca) & set(cb)):
+            if ca[s][0] == cb[s][0]:
+                la.append(ca[s][1])
+                lb.append(cb[s][1])
+    if not la:
+        return "–"
+    return "1" if a == b else fmt(perplexity_ratio(la, lb))
+
+
+def tables(work: Path) -> str:
+    seeds = len(list(work.glob("seed*/eval/base/results.json")))
+    head = "| method | ppl ratio [95 %] | pass key, depth 100 % | words copied |\n|---|---|---|---|"
+    retention = [f"| {m} | {_ppl(work, m, 'base', NATIVE)} | {_score(work, m, 'base', 'passkey', NATIVE, '100')} | "
+                 f"{_score(work, m, 'base', 'copy', NATIVE)} |" for m in METHODS]  # fmt: skip
+    reach = [f"| {m} | {_ppl(work, m, 'yarn-free', TARGET)} | {_score(work, m, 'yarn-free', 'passkey', TARGET)} | "
+             f"{_score(work, m, 'yarn-free', 'copy', TARGET)} |" for m in METHODS[1:]]  # fmt: skip
+    return "\n".join(
+        [
+            f"{seeds} seed(s); each cell pools the seeds' prompts (passkey: 2 a depth; copy: 2 a depth x 5 depths) "
+            "or tokens (perplexity: the `chunks` convention on held-out documents). Scores are % (mean), with the "
+            "difference in points against the reference on the same prompts and its paired 95 % interval; "
+            "perplexity is a ratio to the reference's on the same tokens.",
+            "",
+            f"**Retention** (inside the native window, {NATIVE} tokens; against the base; the pass key at depth "
+            "100 % only, the one right before the question):",
+            "",
+            head,
+            *retention,
+            "",
+            f"**Reach** ({TARGET} tokens, s = 8; against training-free YaRN; pass key over all depths):",
+            "",
+            head.replace("pass key, depth 100 %", "pass key, all depths"),
+            *reach,
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="out/toy_retention")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=200, help="training steps of every fine-tuned method")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    work = Path(args.work)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            run_seed(work, seed, args.samples, args.steps)
+        command = "python experiments/toy_retention.py " + shlex.join(sys.argv[1:])
+        (RESULTS / "COMMAND.md").write_text(f"Produced by:\n\n    {command}\n\nSettings: {json.dumps(vars(args))}\n")
+    (RESULTS / "report.md").write_text(tables(work) + "\n")
+    print(f"toy_retention: wrote {RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
