@@ -59,3 +59,20 @@ def domain_table() -> str:
             changes = [_change(task, name, "base", n) for n in (2048, NATIVE)] + [_change(task, name, FREE, TARGET)]
             lines.append(f"| {name} | {domain} | " + " | ".join(shown + changes) + " |")
     return "\n".join(lines)
+
+
+def domain_verdict() -> str:
+    """How much of each fine-tuned row's in-window gain over the base survives on text from another domain."""
+    lines = []
+    for name in [n for n in OOD_ROWS if n not in ("base", FREE)]:
+        inside, outside = ppl_by_length(name, "ppl"), ppl_by_length(name, "oodppl")
+        base_in, base_out = ppl_by_length("base", "ppl"), ppl_by_length("base", "oodppl")
+        if not all(NATIVE in d for d in (inside, outside, base_in, base_out)):
+            continue
+        gain_in = change(inside[NATIVE][0], base_in[NATIVE][0])
+        lines.append(
+            f"- **{name}:** at 8K, {signed(gain_in)} against the base on the training sources' held-out documents, "
+            f"{_paired(name, 'base', NATIVE)} on news; at 16K against training-free YaRN, "
+            f"{_change('ppl', name, FREE, TARGET)} in-domain and {_paired(name, FREE, TARGET)} on news."
+        )
+    return "\n".join(lines) or "Not measured yet: the `oodppl` stages."

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from smollm2_domains import domain_table
+from smollm2_domains import domain_table, domain_verdict
 from smollm2_keytokens import key_token_section
 from smollm2_plan import DATA, DEPTHS, LENGTHS, NATIVE, PPL_DOCS, RESULTS, ROOT, ROWS, STAGES, TARGET, done
 from smollm2_records import SUCCESS, cells, ppl_by_length
@@ -166,6 +166,7 @@ def report() -> str:
         temperature_table=temperature_table(),
         key_token_section=key_token_section(),
         domain_table=domain_table(),
+        domain_verdict=domain_verdict(),
         plots=plots(),
         verdicts="\n".join(verdicts()),
         gpu_section=gpu_section(),
