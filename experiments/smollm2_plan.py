@@ -30,6 +30,7 @@ KEY_ROWS = ["yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn", "base"]
 # out-of-domain rows and the reach at 16K
 OOD_DATA = "bbcnews"
 OOD_ROWS = KEY_ROWS
+RETENTION_ROWS = ["cream-yarn-mixed", "endprompt-yarn", "endprompt-yarn-mixed"]
 RECIPE = "smollm2-135m-16k-cpu"  # one budget for every fine-tuned row
 
 # YaRN's attention temperature sqrt(t) = 0.1 ln s + 1 set to 1 (logits unscaled): at 2K, inside the window,
@@ -57,6 +58,11 @@ ROWS: dict[str, ModelRow] = {
     "yarn-af1-free": ModelRow("free", rope="yarn", rope_options=AF1),
     "cream-yarn-af1": ModelRow("train", "cream", "yarn", rope_options=AF1),
     "cream-yarn-af1.035": ModelRow("train", "cream", "yarn", rope_options=AF_HALF),
+    # retention methods (issue #35): EndPrompt, and mixed context windows (a quarter of the examples on the
+    # base's own RoPE and positions, LongRoPE2) under CREAM and EndPrompt, at the same recipe and budget
+    "endprompt-yarn": ModelRow("train", "endprompt", "yarn"),
+    "cream-yarn-mixed": ModelRow("train", "cream", "yarn", mixed="0.25"),
+    "endprompt-yarn-mixed": ModelRow("train", "endprompt", "yarn", mixed="0.25"),
 }
 # stages in priority order: the perplexity rows first (cheap; contiguous fine-tuning among them, since it
 # separates what the training text teaches from what the position layout does), then the task grid for the
@@ -88,6 +94,8 @@ STAGES = (
     # context use, not adaptation: key-token and rest-token perplexity of the five central rows
     + [f"keyppl:{m}" for m in KEY_ROWS]
     + [f"oodppl:{m}" for m in OOD_ROWS]
+    # retention first (in-window perplexity, the depth-100 % pass key at 2K, copy at 2K/8K), then reach
+    + [f"{task}:{m}" for m in RETENTION_ROWS for task in ("ppl", "passkey", "copy")]
 )
 # the extended models with the task grid at the target, in the order of their stages
 GRID = tuple(s.removeprefix("passkey:") for s in STAGES if s.startswith("passkey:") and s != "passkey:base")
