@@ -75,4 +75,12 @@ def domain_verdict() -> str:
             f"{_paired(name, 'base', NATIVE)} on news; at 16K against training-free YaRN, "
             f"{_change('ppl', name, FREE, TARGET)} in-domain and {_paired(name, FREE, TARGET)} on news."
         )
+    layouts = [n for n in ("cream-yarn", "pose-yarn") if n in OOD_ROWS]
+    versus = [f"{n} {_paired(n, 'contiguous-yarn', TARGET)}" for n in layouts]
+    if lines and all("[" in v for v in versus):
+        lines.append(
+            "- **Position layouts against contiguous fine-tuning on news at 16K** (change in perplexity on the same "
+            "tokens): " + "; ".join(versus) + ". Plain perplexity, not key tokens: the news windows are "
+            "concatenated articles, and no key-token record scores them."
+        )
     return "\n".join(lines) or "Not measured yet: the `oodppl` stages."
