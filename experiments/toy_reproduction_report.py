@@ -96,8 +96,25 @@ def render(summary: dict[str, Any], args: argparse.Namespace, command: str) -> s
     out.append(changed_claims(summary))
     for scale in scales(summary):
         out += scale_section(summary[scale], int(scale[1:]))
+    out += retention_methods()
     out.append(PAPERS.read_text())
     return "\n".join(out) + "\n"
+
+
+def retention_methods() -> list[str]:
+    """The toy comparison of retention methods (EndPrompt, mixed context windows), quoted from its record."""
+    record = ROOT / "benchmarks" / "results" / "toy_retention" / "report.md"
+    if not record.is_file():
+        return []
+    return [
+        "\n## Extension without forgetting: EndPrompt and mixed context windows (s = 8)\n",
+        "From `benchmarks/results/toy_retention/` (`experiments/toy_retention.py`; its COMMAND.md gives the command): "
+        "CREAM, PoSE and EndPrompt, each with and without mixed context windows (a quarter of the examples on "
+        "the base's own RoPE and positions, `--native-fraction 0.25 --native-rope original`), at the demo's toy "
+        "recipe (200 steps at 256 tokens, YaRN, positional self-distillation weight 100), beside training-free "
+        "YaRN.\n",
+        record.read_text(),
+    ]
 
 
 def intro(args: argparse.Namespace, command: str) -> list[str]:
