@@ -65,6 +65,8 @@ def _items(work: Path, method: str, task: str, length: int, depth: str | None = 
     """(seed, cell key) -> score of one method's cells at one length (one depth if given), every seed."""
     out = {}
     for folder in sorted(work.glob(f"seed*/eval/{method}")):
+        if not (folder / "results.csv").is_file():  # still running
+            continue
         for c in run_cells(folder):
             if c["task"] == task and c["length"] == length and (depth is None or c["position"] == depth):
                 out[folder.parts[-3], c["key"]] = 100 * float(c["score"])
@@ -87,6 +89,8 @@ def _ppl(work: Path, a: str, b: str, length: int) -> str:
     """a's perplexity over b's on the same tokens, pooled over seeds (paired block bootstrap)."""
     la, lb = [], []
     for seed_dir in sorted(work.glob("seed*")):
+        if not all((seed_dir / "eval" / m / "results.csv").is_file() for m in (a, b)):
+            continue
         ca = ppl_losses(run_cells(seed_dir / "eval" / a), "chunks", length)
         cb = ppl_losses(run_cells(seed_dir / "eval" / b), "chunks", length)
         for s in sorted(set(ca) & set(cb)):
