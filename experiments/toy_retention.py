@@ -102,6 +102,41 @@ def _ppl(work: Path, a: str, b: str, length: int) -> str:
     return "1" if a == b else fmt(perplexity_ratio(la, lb))
 
 
+def _said(cell: str, lower_is_better: bool) -> str:
+    """'better' / 'worse' / 'no measurable difference' from a formatted paired interval (ratio or points)."""
+    if "[" not in cell or "no interval" in cell:
+        return "not measured"
+    low, high = (float(x) for x in cell.split("[")[1].split("]")[0].split(","))
+    one = 1.0 if "(" not in cell else 0.0  # ratios sit around 1, point differences around 0
+    if low <= one <= high:
+        return "no measurable difference"
+    return "better" if (high < one) == lower_is_better else "worse"
+
+
+def verdicts(work: Path) -> list[str]:
+    """Per trained method: retention against the base, reach against training-free YaRN; then what mixed
+    windows change against the same scheme without them, on the same prompts and tokens."""
+    out = []
+    for m in TRAINED:
+        ppl_in, copy_in = _ppl(work, m, "base", NATIVE), _score(work, m, "base", "copy", NATIVE)
+        key_in = _score(work, m, "base", "passkey", NATIVE, "100")
+        ppl_out, copy_out = _ppl(work, m, "yarn-free", TARGET), _score(work, m, "yarn-free", "copy", TARGET)
+        out.append(
+            f"- **{m}:** retention (vs the base at {NATIVE}): perplexity {_said(ppl_in, True)}, the depth-100 % pass "
+            f"key {_said(key_in, False)}, copying "
+            f"{_said(copy_in, False)}; reach (vs training-free YaRN at {TARGET}): perplexity "
+            f"{_said(ppl_out, True)}, copying {_said(copy_out, False)}."
+        )
+    for m in ("cream", "pose", "endprompt"):
+        mixed = f"{m}-mixed"
+        parts = [
+            f"perplexity at {NATIVE} {_ppl(work, mixed, m, NATIVE)}, at {TARGET} {_ppl(work, mixed, m, TARGET)}",
+            f"copying at {NATIVE} {_score(work, mixed, m, 'copy', NATIVE)}",
+        ]
+        out.append(f"- **Mixed windows under {m}** ({mixed} against {m}): " + "; ".join(parts) + ".")
+    return out
+
+
 def tables(work: Path) -> str:
     seeds = len(list(work.glob("seed*/eval/base/results.json")))
     head = "| method | ppl ratio [95 %] | pass key, depth 100 % | words copied |\n|---|---|---|---|"
@@ -126,6 +161,11 @@ def tables(work: Path) -> str:
             "",
             head.replace("pass key, depth 100 %", "pass key, all depths"),
             *reach,
+            "",
+            "**Verdicts** (from the paired intervals above: better / worse when the whole 95 % interval is on one "
+            "side):",
+            "",
+            *verdicts(work),
         ]
     )
 
