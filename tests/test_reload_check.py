@@ -103,3 +103,18 @@ def test_probe_straddles_the_extended_window():
     assert probe["input_ids"].shape == (1, 16) and torch.equal(
         probe["input_ids"], make_probe(_scaled_model().config)["input_ids"]
     )
+
+
+def test_a_final_save_that_fails_the_reload_check_gets_no_card(tmp_path, tiny_tokenizer):
+    """train()'s final save with the trap model: weights land, the card does not, the error is one line."""
+    from longwin.training.runner import CARD, final_reload_check, save_final
+    from test_gpu_ready import _FsdpTrainer
+
+    model = make_tiny_llama(max_position_embeddings=64)
+    model.config = scale_rope(model.config, "yarn", 512)  # inv_freq unchanged
+    trainer = _FsdpTrainer(model)
+    trainer.model_wrapped = model
+    check = final_reload_check(trainer, model, {"skipped": "test"})
+    with pytest.raises(LongwinError, match="not the one the model ran with.*not marked finished"):
+        save_final(trainer, tmp_path, lambda f: trainer.save_model(str(f)), tiny_tokenizer.save_pretrained, dict, check)
+    assert not (tmp_path / CARD).exists() and (tmp_path / "model.safetensors").is_file()
