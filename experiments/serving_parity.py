@@ -23,7 +23,7 @@ def llama_cpp_module() -> Any | None:
     if target and target not in sys.path:
         sys.path.insert(0, target)
     try:
-        import llama_cpp
+        import llama_cpp  # type: ignore[import-not-found]  # optional, built from source
     except ImportError:
         return None
     return llama_cpp
