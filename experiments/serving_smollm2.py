@@ -1,5 +1,6 @@
 """The SmolLM2 serving record (issue #34): a saved folder exported to GGUF and run by llama.cpp on exactly the
-tokens `longwin eval --task ppl --conventions chunks` scored in transformers, cell by cell.
+tokens a `longwin eval --task ppl` record scored in transformers (`chunks`: every token of the window;
+`last-k`: its last k tokens, with the whole window as context), cell by cell.
 
     python experiments/serving_smollm2.py --folder F --name N --cells EVAL_OUT/cells.jsonl \
         --corpus heldout-ppl.jsonl --samples 3 --spacing 16384 --outtypes f16,q8_0 --out DIR
@@ -24,16 +25,21 @@ from longwin.eval.tasks.ppl import tokens_digest
 from longwin.serving.export import export_gguf
 
 
-def windows(tokenizer, corpus: str, samples: int, spacing: int, length: int) -> list[list[int]]:
-    """The ppl task's `chunks` window of `length` tokens for each sample."""
+def token_stream(tokenizer, corpus: str, need: int) -> list[int]:
+    """The ppl task's stream: corpus texts tokenized one by one, each followed by a blank line."""
     stream: list[int] = []
     for text in iter_texts(corpus):
         stream.extend(tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"])
-        if len(stream) >= samples * spacing:
+        if len(stream) >= need:
             break
+    return stream
+
+
+def window(tokenizer, stream: list[int], spacing: int, sample: int, length: int) -> list[int]:
+    """The window of `length` tokens (BOS first) ending at stream offset (sample + 1) x spacing."""
     head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    body = length - len(head)
-    return [head + stream[(i + 1) * spacing - body : (i + 1) * spacing] for i in range(samples)]
+    end, body = (sample + 1) * spacing, length - len(head)
+    return head + stream[end - body : end]
 
 
 def main(argv: list[str]) -> int:
@@ -54,19 +60,21 @@ def main(argv: list[str]) -> int:
     cells = [json.loads(line) for line in Path(args.cells).read_text().splitlines() if line.strip()]
     wanted = {int(x) for x in args.lengths.split(",") if x}
     Path(args.gguf_dir).mkdir(parents=True, exist_ok=True)
+    stream = token_stream(tokenizer, args.corpus, args.samples * args.spacing)
     for outtype in args.outtypes.split(","):
         done = export_gguf(Path(args.folder), Path(args.gguf_dir) / f"{args.name}-{outtype}.gguf", outtype)
         _append(out / "exports.jsonl", {"name": args.name, "outtype": outtype, "seconds": round(done.seconds, 1),
                                         "mib": round(done.bytes / 2**20, 1)})  # fmt: skip
         for cell in cells:
-            if cell.get("position") != "chunks" or (wanted and cell["length"] not in wanted):
+            if cell.get("position") not in ("chunks", "last-k") or (wanted and cell["length"] not in wanted):
                 continue
-            window = windows(tokenizer, args.corpus, args.samples, args.spacing, cell["length"])[cell["sample"]]
-            if tokens_digest(window, cell["convention"]) != cell["tokens_sha"]:
+            ids = window(tokenizer, stream, args.spacing, cell["sample"], cell["length"])
+            if tokens_digest(ids, cell["convention"]) != cell["tokens_sha"]:
                 raise SystemExit(f"cell {cell['key']}: rebuilt tokens differ from the ones transformers scored")
             started = time.time()
-            ppl = perplexity(llama_cpp_nll(done.path, window, n_ctx=len(window)))
+            ppl = perplexity(llama_cpp_nll(done.path, ids, n_ctx=len(ids))[-cell["tokens"] :])
             row = {"name": args.name, "outtype": outtype, "length": cell["length"], "sample": cell["sample"],
+                   "convention": cell["convention"],
                    "tokens_sha": cell["tokens_sha"], "ppl_transformers": round(cell["ppl"], 4),
                    "ppl_llama_cpp": round(ppl, 4), "rel_diff": round(ppl / cell["ppl"] - 1, 5),
                    "llama_cpp_seconds": round(time.time() - started, 1)}  # fmt: skip
