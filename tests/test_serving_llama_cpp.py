@@ -31,23 +31,37 @@ def text_ids():
     return tokenizer(text, add_special_tokens=False)["input_ids"][:LENGTH]
 
 
-def _both(tmp_path, name: str, ids: list[int], **rope) -> tuple[float, float]:
-    """(transformers, llama.cpp) perplexity of the toy loaded with `rope`, exported as F16."""
+def _both(tmp_path, name: str, ids: list[int], outtype: str = "f16", **rope) -> tuple[float, float]:
+    """(transformers, llama.cpp) perplexity of the toy loaded with `rope`, exported as `outtype`."""
     torch.set_num_threads(2)
     model, tokenizer = load_for_eval("toy", device="cpu", dtype="float32", **rope)
     folder = tmp_path / name
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    gguf = export_gguf(folder, tmp_path / f"{name}.gguf", "f16").path
+    gguf = export_gguf(folder, tmp_path / f"{name}-{outtype}.gguf", outtype).path
     return perplexity(transformers_nll(model, ids)), perplexity(llama_cpp_nll(gguf, ids, n_ctx=LENGTH))
 
 
-def test_yarn_toy_matches_transformers_in_llama_cpp_and_the_base_fails_there_too(tmp_path, text_ids):
-    assert len(text_ids) == LENGTH
+@pytest.mark.parametrize(
+    "rope,options,outtype,bar",
+    [
+        ("yarn", {}, "f16", 0.02),
+        ("yarn", {"attention_factor": 1.0}, "f16", 0.02),
+        ("revised-yarn", {}, "f16", 0.02),
+        ("linear", {}, "f16", 0.02),
+        ("yarn", {}, "q8_0", 0.05),
+    ],
+)
+def test_extended_toy_matches_transformers_in_llama_cpp(tmp_path, text_ids, rope, options, outtype, bar):
+    scaled = {"rope": rope, "target_length": LENGTH, "rope_options": options}
+    hf, cpp = _both(tmp_path, rope, text_ids, outtype, **scaled)
+    print(f"toy at {LENGTH}, {rope} {options} {outtype}: transformers {hf:.3f} llama.cpp {cpp:.3f}")
+    assert abs(cpp / hf - 1) < bar
+
+
+def test_the_unscaled_base_fails_past_its_window_in_llama_cpp_as_in_transformers(tmp_path, text_ids):
     hf_yarn, cpp_yarn = _both(tmp_path, "yarn", text_ids, rope="yarn", target_length=LENGTH)
     hf_base, cpp_base = _both(tmp_path, "base", text_ids)
-    print(f"toy at {LENGTH}: YaRN transformers {hf_yarn:.3f} llama.cpp {cpp_yarn:.3f}; "
-          f"base transformers {hf_base:.3f} llama.cpp {cpp_base:.3f}")  # fmt: skip
-    assert abs(cpp_yarn / hf_yarn - 1) < 0.02
+    print(f"toy at {LENGTH}: base transformers {hf_base:.3f} llama.cpp {cpp_base:.3f}")
     assert hf_base > 1.5 * hf_yarn and cpp_base > 1.5 * cpp_yarn  # past its 256-token window the base fails
-    assert abs(cpp_base / hf_base - 1) < 0.1
+    assert abs(cpp_base / hf_base - 1) < 0.02
