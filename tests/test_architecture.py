@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("longwin.data",),
     ("longwin.models", "longwin.rope", "longwin.positions"),
     ("longwin.methods",),
-    ("longwin.training", "longwin.eval", "longwin.bench"),
+    ("longwin.training", "longwin.eval", "longwin.bench", "longwin.serving"),
     ("longwin.studies",),
     ("longwin.jobs", "longwin.cli", "longwin.__main__", "longwin"),
 ]

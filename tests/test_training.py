@@ -80,6 +80,8 @@ def test_train_cli_saves_a_stock_transformers_model(tiny_setup, tmp_path, scheme
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters())), "weights unchanged"
     card = json.loads((out / "longwin_training.json").read_text())
     assert card["scheme"] == scheme and card["steps"] == 3 and card["target_length"] == 256
+    # the saved model and the untrained trial save both ran extended in a fresh process (issue #34)
+    assert card["reload_check"]["final"]["passed"] and card["reload_check"]["preflight"]["passed"]
     assert "skipped 1 shorter than 64 tokens" in capsys.readouterr().err
 
 

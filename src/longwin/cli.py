@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("longwin.training.cli", "extend a model's context window (CREAM, PoSE, RandPos, PI, ...)"),
     "eval": ("longwin.eval.cli", "evaluate a model on long-context tasks"),
     "bench": ("longwin.bench", "efficiency benchmarks"),
+    "export": ("longwin.serving.cli", "write a GGUF that llama.cpp runs at the extended length; serving arguments"),
     "demo": ("longwin.jobs.demo", "the main job: extend the toy model and compare methods"),
 }
 

@@ -257,6 +257,21 @@ def _check_accepted(scaled: PretrainedConfig, method: str) -> None:
         raise LongwinError(f"{type(scaled).__name__} does not take {method} RoPE scaling: {reason}") from error
 
 
+def unscaled(config: PretrainedConfig) -> PretrainedConfig:
+    """A copy of `config` with the native RoPE (base, window, no scaling): the model a scaled config must differ
+    from, which is how a RoPE config that changes nothing is caught."""
+    rope = _rope_fields(config)
+    record = _record(config)
+    theta = float(record["native_rope_theta"]) if record is not None else float(rope["rope_theta"])
+    native = native_window(config)
+    plain = copy.deepcopy(config)
+    set_rope_fields(plain, {"rope_type": "default", "rope_theta": theta})
+    plain.max_position_embeddings = native
+    if record is not None:
+        delattr(plain, _RECORD)
+    return plain
+
+
 def describe_rope(config: PretrainedConfig) -> dict[str, Any]:
     """The config's RoPE scaling in plain terms, for run reports.
 

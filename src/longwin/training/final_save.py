@@ -18,6 +18,7 @@ from typing import Any
 from longwin.errors import LongwinError
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
+from longwin.serving.reload_check import make_probe, model_type_skip, reference_logits, reload_check
 
 FULL_WEIGHTS = (
     "model.safetensors",
@@ -53,33 +54,62 @@ def zero3_problem(targs: Any) -> str | None:
     return None
 
 
-def preflight_save(model: Any, tokenizer: Any, out: Path, rank: int = 0) -> None:
+def preflight_save(model: Any, tokenizer: Any, out: Path, rank: int = 0) -> dict[str, Any]:
     """Save the config, generation config and tokenizer into a scratch folder of `out`, reload the config and
-    compare its RoPE settings, and check the disk has room for the weights: one line if anything fails."""
+    compare its RoPE settings, and check the disk has room for the weights: one line if anything fails. On
+    rank 0 the untrained model is saved whole and reload-checked too (`serving.reload_check`); its record is
+    returned for the run card."""
     from transformers import AutoConfig
 
     base = getattr(model, "get_base_model", lambda: model)()
+    _check_disk(base, out)
     scratch = out / f".preflight-{rank}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        base.config.save_pretrained(scratch)
-        if getattr(base, "generation_config", None) is not None:
-            base.generation_config.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
-        reloaded = AutoConfig.from_pretrained(scratch)
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        raise LongwinError(
-            f"the final model could not be saved, so training was not started: {first_line(exc)}"
-        ) from None
+        try:
+            base.config.save_pretrained(scratch)
+            if getattr(base, "generation_config", None) is not None:
+                base.generation_config.save_pretrained(scratch)
+            tokenizer.save_pretrained(scratch)
+            reloaded = AutoConfig.from_pretrained(scratch)
+        except (ValueError, TypeError, OSError, KeyError) as exc:
+            raise LongwinError(
+                f"the final model could not be saved, so training was not started: {first_line(exc)}"
+            ) from None
+        _compare_config(base.config, reloaded)
+        return _trial_reload(model, base, scratch) if rank == 0 else {"skipped": f"rank {rank}: rank 0 checks"}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _compare_config(mine: Any, reloaded: Any) -> None:
     for key in ("rope_parameters", "rope_scaling", "max_position_embeddings"):
-        mine, theirs = getattr(base.config, key, None), getattr(reloaded, key, None)
-        if mine != theirs:
-            raise LongwinError(f"the saved config would change {key} ({mine} -> {theirs}), so training was not started")
+        ours, theirs = getattr(mine, key, None), getattr(reloaded, key, None)
+        if ours != theirs:
+            raise LongwinError(f"the saved config would change {key} ({ours} -> {theirs}), so training was not started")
+
+
+def _check_disk(base: Any, out: Path) -> None:
     need = sum(p.numel() * p.element_size() for p in base.parameters())
     free = shutil.disk_usage(out).free
     if free < 1.1 * need:
         raise LongwinError(
             f"the final model needs about {need / 2**30:.1f} GiB but {out} has {free / 2**30:.1f} GiB free"
         )
+
+
+def _trial_reload(model: Any, base: Any, scratch: Path) -> dict[str, Any]:
+    """Save the untrained model whole and reload-check it, before any step is spent on a RoPE config that a
+    fresh process would not reproduce."""
+    skip = model_type_skip(getattr(base.config, "model_type", None))
+    if skip:
+        return {"skipped": skip}
+    if base is not model:
+        return {"skipped": "LoRA: the merged final save is checked"}
+    probe = make_probe(base.config)
+    reference = reference_logits(base, probe)
+    base.save_pretrained(scratch)
+    try:
+        return reload_check(scratch, reference, probe, base.config, base.dtype)
+    except LongwinError as exc:
+        raise LongwinError(f"{exc}; training was not started") from None

@@ -30,6 +30,7 @@ from longwin.methods.base import global_batch
 from longwin.models.gguf_convert import first_line
 from longwin.models.weights import folder_problem
 from longwin.outputs import check_writable_folder, exclusive, move_into, write_text
+from longwin.serving.reload_check import make_probe, model_type_skip, reference_logits, reload_check
 from longwin.training.final_save import gather_full_weights, preflight_save, saved_model_problem
 from longwin.training.preflight import check_model, check_run, check_trainer
 
@@ -145,10 +146,12 @@ def save_final(
     save_model: Callable[[Path], None],
     save_extra: Callable[[Path], object],  # its return value is ignored
     card: Callable[[], dict[str, Any]],
+    check: Callable[[Path], dict[str, Any]] | None = None,
 ) -> None:
     """Every rank calls this: `save_model(folder)` (collective under DeepSpeed/FSDP) writes into a staging
-    folder inside `out`; the main process adds `save_extra` (the tokenizer), moves it all in and writes
-    the card last."""
+    folder inside `out`; the main process adds `save_extra` (the tokenizer), moves it all in, runs `check`
+    on the landed folder (the reload check; its record goes into the card as `reload_check`, and its
+    `LongwinError` leaves the folder without a card) and writes the card last."""
     staging = out / ".final-staging"
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
@@ -164,7 +167,8 @@ def save_final(
         save_extra(staging)
         (out / CARD).unlink(missing_ok=True)  # the old card must not vouch for half-moved new files
         move_into(staging, out)
-        write_text(out / CARD, json.dumps(card(), indent=2, default=str) + "\n")
+        checked = {} if check is None else {"reload_check": check(out)}
+        write_text(out / CARD, json.dumps({**card(), **checked}, indent=2, default=str) + "\n")
 
 
 def fit(trainer: Any, targs: Any) -> None:
@@ -212,7 +216,7 @@ def train(config: TrainConfig, targs: Any) -> Path:
         started = time.time()
         parts = method.build(config, targs)
         check_model(parts.model, targs, os.environ)
-        preflight_save(parts.model, parts.tokenizer, out, targs.process_index)
+        trial = preflight_save(parts.model, parts.tokenizer, out, targs.process_index)
         print(f"longwin train: {parts.pool.describe()}", file=sys.stderr)
         trainer_class, loss = _trainer_class(config, targs, parts, Trainer)
         parts.card["loss"] = loss
@@ -224,14 +228,36 @@ def train(config: TrainConfig, targs: Any) -> Path:
         if parts.after_fit is not None:
             parts.after_fit()
         save = parts.save_model or (lambda trainer, folder: trainer.save_model(str(folder)))
+        check = final_reload_check(trainer, parts.model, trial)
         save_final(
             trainer,
             out,
             lambda folder: save(trainer, folder),
             parts.tokenizer.save_pretrained,
             lambda: run_card(config, targs, parts, trainer, time.time() - started),
+            check,
         )
     return out
+
+
+def final_reload_check(trainer: Any, model: Any, trial: dict[str, Any]) -> Callable[[Path], dict[str, Any]]:
+    """The trained model's probe logits, taken on every rank now (a collective under FSDP/ZeRO-3), and the
+    check rank 0 runs on the landed folder with them (`serving.reload_check`)."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    if model_type_skip(getattr(base.config, "model_type", None)):
+        return lambda folder: {"preflight": trial, "final": {"skipped": trial.get("skipped", "")}}
+    probe = make_probe(base.config)
+    reference = reference_logits(trainer.model_wrapped, probe)
+    dtype = next(model.parameters()).dtype
+
+    def check(folder: Path) -> dict[str, Any]:
+        try:
+            final = reload_check(folder, reference, probe, base.config, dtype)
+        except LongwinError as exc:
+            raise LongwinError(f"{exc}; {folder} holds the weights but is not marked finished") from None
+        return {"preflight": trial, "final": final}
+
+    return check
 
 
 def _trainer_class(config: TrainConfig, targs: Any, parts: TrainParts, default: type) -> tuple[type, str]:
