@@ -79,7 +79,10 @@ def model_type_skip(model_type: str | None) -> str | None:
     """Why a model of this type is not reload-checked (transformers does not know it), or None."""
     from transformers import CONFIG_MAPPING
 
-    if model_type not in CONFIG_MAPPING:
+    # a type registered by a library (longwin's SharedLLM) is in the mapping too, but is not stock
+    if model_type is None or model_type not in CONFIG_MAPPING:
+        return f"model type {model_type!r} is longwin's own; stock transformers and serving engines cannot load it"
+    if not CONFIG_MAPPING[model_type].__module__.startswith("transformers."):
         return f"model type {model_type!r} is longwin's own; stock transformers and serving engines cannot load it"
     return None
 
