@@ -249,10 +249,11 @@ def final_reload_check(trainer: Any, model: Any, trial: dict[str, Any]) -> Calla
     probe = make_probe(base.config)
     reference = reference_logits(trainer.model_wrapped, probe)
     dtype = next(model.parameters()).dtype
-    if trainer.args.bf16 or trainer.args.fp16:  # the reference ran under the Trainer's mixed-precision autocast
+    bf16, fp16 = (bool(getattr(trainer.args, name, False)) for name in ("bf16", "fp16"))
+    if bf16 or fp16:  # the reference ran under the Trainer's mixed-precision autocast
         import torch
 
-        dtype = torch.bfloat16 if trainer.args.bf16 else torch.float16
+        dtype = torch.bfloat16 if bf16 else torch.float16
 
     def check(folder: Path) -> dict[str, Any]:
         try:
