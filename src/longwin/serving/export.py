@@ -29,19 +29,6 @@ OUTTYPES: dict[str, tuple[str, str]] = {
     "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
     "q4_1": ("Q4_1", "MOSTLY_Q4_1"),
 }
-_LAYER_NAMES = {
-    "input_layernorm": "attn_norm",
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "post_attention_layernorm": "ffn_norm",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
-_TOP_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-              "lm_head.weight": "output.weight"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,12 +120,14 @@ def _add_hyperparameters(writer: Any, config: Any, rope: GgufRope, file_type: in
 
 def _tensors(folder: Path, config: Any, rope: GgufRope) -> Iterator[tuple[str, Any]]:
     """(llama.cpp name, float32 numpy array) for every weight, the rope_freqs tensor first."""
+    import gguf
     import numpy as np
 
     if rope.rope_freqs is not None:
         yield "rope_freqs.weight", np.asarray(rope.rope_freqs, dtype=np.float32)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)  # llama.cpp's own table
     for name, tensor in _safetensors(folder):
-        target = _gguf_name(name)
+        target = names.get_name(name, try_suffixes=(".weight",)) if name.endswith(".weight") else None
         if target is None:
             raise LongwinError(f"{folder}: export does not know where the weight {name} goes in a Llama GGUF")
         array = tensor.float().numpy()
@@ -146,16 +135,6 @@ def _tensors(folder: Path, config: Any, rope: GgufRope) -> Iterator[tuple[str, A
             heads = config.num_attention_heads if "attn_q" in target else config.num_key_value_heads
             array = _pairs_adjacent(array, heads)
         yield target, array
-
-
-def _gguf_name(name: str) -> str | None:
-    if name in _TOP_NAMES:
-        return _TOP_NAMES[name]
-    parts = name.split(".")
-    if parts[:2] != ["model", "layers"] or parts[-1] != "weight":
-        return None
-    local = _LAYER_NAMES.get(".".join(parts[3:-1]))
-    return None if local is None else f"blk.{parts[2]}.{local}.weight"
 
 
 def _pairs_adjacent(rows: Any, heads: int) -> Any:
