@@ -16,6 +16,9 @@ cover token-to-token noise, not the spread between documents.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 from smollm2_plan import KEY_LENGTHS, NATIVE, RESULTS
 
@@ -34,7 +37,12 @@ PAIRS = [(m, FREE) for m in TUNED] + [
 
 
 def _losses(name: str, convention: str, length: int) -> Losses:
-    folder = RESULTS / name / "keyppl"
+    return _read(RESULTS / name / "keyppl", convention, length)
+
+
+@functools.cache
+def _read(folder: Path, convention: str, length: int) -> Losses:
+    """One record's decoded per-token losses, read once per report (every table and verdict reuses them)."""
     return ppl_losses(read_cells(folder), convention, length) if (folder / "cells.jsonl").is_file() else {}
 
 
