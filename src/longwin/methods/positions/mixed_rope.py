@@ -32,7 +32,7 @@ class MixedRotary(nn.Module):
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos, sin = self.scaled(x, position_ids)
-        if self.native is None or not bool(self.native.any()):
+        if self.native is None:  # no host sync on the flag's values: both cos/sin are cheap to compute
             return cos, sin
         cos0, sin0 = self.original(x, position_ids)
         if cos0.shape[0] != cos.shape[0]:  # position ids shared by the batch: one row for every example
