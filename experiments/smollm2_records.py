@@ -15,8 +15,13 @@ from longwin.studies.rows import ModelRow
 from longwin.studies.tables import at_length
 
 Cell = dict[str, Any]
-# what counts as a success in a by-depth cell: the key found (passkey), the span copied whole (copy)
-SUCCESS: dict[str, Callable[[Cell], float]] = {"passkey": lambda r: r["score"], "copy": lambda r: r["whole"]}
+# what counts as a success in a by-depth cell: the key found (passkey), the span copied whole (copy; `copy-essays`:
+# the earlier copy records, whose haystack was the essays, training text of every fine-tuned row)
+SUCCESS: dict[str, Callable[[Cell], float]] = {
+    "passkey": lambda r: r["score"],
+    "copy": lambda r: r["whole"],
+    "copy-essays": lambda r: r["whole"],
+}
 
 
 def cells(name: str, task: str) -> list[Cell]:
@@ -45,9 +50,9 @@ def hits(name: str, task: str, length: int, depths: tuple[float, ...] | None = N
     return sum(SUCCESS[task](r) for r in rows), len(rows)
 
 
-def word_share(name: str, length: int) -> float:
-    """Mean share (%) of a copy span's words a model reproduced at one length."""
-    rows = [r["score"] for r in at_length(cells(name, "copy"), length)]
+def word_share(name: str, length: int, task: str = "copy") -> float:
+    """Mean share (%) of a copy span's words a model reproduced at one length (`task`: the copy record read)."""
+    rows = [r["score"] for r in at_length(cells(name, task), length)]
     return 100 * sum(rows) / max(1, len(rows))
 
 

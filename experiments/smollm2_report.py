@@ -163,6 +163,7 @@ def report() -> str:
         ppl_table=ppl_table(),
         passkey_table=task_table("passkey"),
         copy_table=task_table("copy"),
+        essay_copy_table=task_table("copy-essays"),
         temperature_table=temperature_table(),
         key_token_section=key_token_section(),
         domain_table=domain_table(),

@@ -4,7 +4,8 @@ Every model is evaluated on the same held-out text and prompts:
 
 - perplexity (`last-k`: loss on the last 1,024 tokens of a window of 2K, 8K or 16K tokens) on the first
   16K tokens of each of the longest held-out documents (documents never trained on);
-- passkey by depth at 2K, 8K and 16K (the format appears nowhere in the training text).
+- passkey by depth at 2K, 8K and 16K (the format appears nowhere in the training text);
+- content copy by depth at 2K, 8K and 16K, its span planted in the held-out documents (`heldout_haystack`).
 
 Methods (same data, steps, learning rate and seed for every fine-tuned one; natural text only):
 the base; training-free PI (linear), NTK, dynamic NTK, YaRN and revised YaRN; CREAM and PoSE with YaRN
@@ -84,6 +85,16 @@ def heldout_corpus(work: Path) -> Path:
     return path
 
 
+def heldout_haystack(work: Path) -> Path:
+    """Every held-out document whole, in the split's order: the copy task's haystack, so that no prompt carries
+    text a fine-tuned row was trained on (the essays, the default haystack, are in DATA)."""
+    path = work / "heldout-haystack.jsonl"
+    if not path.is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in split_data()[1]))
+    return path
+
+
 def ood_corpus(work: Path) -> Path:
     """The out-of-domain text: the PPL_DOCS longest OOD_DATA documents cut to TARGET tokens (none trained on)."""
     path = work / "ood-ppl.jsonl"
@@ -129,7 +140,7 @@ def run_stage(stage: str, work: Path) -> None:
         args = ["--task", "ppl", "--corpus", str(heldout_corpus(work)), "--conventions", "chunks,short"]
         args += ["--short-context", str(SHORT_CONTEXT), "--samples", str(KEY_DOCS), "--sample-spacing", str(TARGET)]
     else:
-        args = ["--task", task, *BY_DEPTH]
+        args = ["--task", task, *BY_DEPTH] + (["--haystack", str(heldout_haystack(work))] if task == "copy" else [])
     run_longwin(["eval", *ref, *args, *common, "--out", str(out)], ROOT)
     card = work / "models" / name / "longwin_training.json"
     if card.is_file():  # the card of the model this record evaluated (losses, steps, time), beside the record

@@ -25,6 +25,8 @@ def task_verdicts() -> list[str]:
     out = []
     for task in ("passkey", "copy"):
         out += [line for name in GRID if (line := depth_verdict(name, task))]
+    # the rows copy-scored only on the essay haystack (training text), against the base on the same prompts
+    out += [line for name in GRID if not cells(name, "copy") and (line := depth_verdict(name, "copy-essays"))]
     out += last_depth_verdict() + middle_verdicts()
     out += temperature_verdict() + cream_temperature_verdict() + in_window_verdict()
     return out or [NOT_MEASURED]
@@ -42,13 +44,14 @@ def depth_verdict(name: str, task: str) -> str:
         head = f"passkey at 16K:** {share(hits(name, task, TARGET))}, worst depth {100 * worst:.0f} % "
         head += f"({EVERY_DEPTH_BAR.meets(worst)} the {100 * EVERY_DEPTH_BAR.limit:.0f} %-at-every-depth bar)"
     else:
-        head = f"copy at 16K:** spans copied whole {share(hits(name, task, TARGET))}, "
-        head += f"{word_share(name, TARGET):.0f} % of words, worst depth {100 * worst:.0f} % of words"
+        where = " (essay haystack)" if task == "copy-essays" else ""
+        head = f"copy at 16K{where}:** spans copied whole {share(hits(name, task, TARGET))}, "
+        head += f"{word_share(name, TARGET, task):.0f} % of words, worst depth {100 * worst:.0f} % of words"
     if not inside[1][1][1]:
         return f"- **{name}, {head}."
     words = ""
-    if task == "copy":
-        (mine2, mine8), (base2, base8) = ([word_share(m, n) for n in (2048, NATIVE)] for m in (name, "base"))
+    if task != "passkey":
+        (mine2, mine8), (base2, base8) = ([word_share(m, n, task) for n in (2048, NATIVE)] for m in (name, "base"))
         words = f" (words copied: {mine2:.0f} / {mine8:.0f} % against {base2:.0f} / {base8:.0f} %)"
     return (
         f"- **{name}, {head}; inside the window {share(inside[0][0])} at 2K and {share(inside[1][0])} at 8K "

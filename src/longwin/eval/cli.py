@@ -79,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(cfg.threads)
     from longwin.eval.options import make_options
     from longwin.eval.results import summary_table
-    from longwin.eval.runner import check_request, evaluate, needs_cache
+    from longwin.eval.runner import check_request, evaluate, needs_cache, warn_training_text
 
     if cfg.truncate and cfg.truncate < 2:
         raise LongwinError(f"--truncate must keep at least 2 tokens, got {cfg.truncate}")
     options = {f.name: getattr(cfg, f.name) for f in fields(EvalOptions)}
     tasks, _ = check_request(cfg.task, cfg.lengths, make_options(options), cfg.seed)  # fails before loading
     check_writable_folder(cfg.out, "--out")
+    warn_training_text(cfg.model, tasks)
     model, name = _load(cfg, cache=needs_cache(tasks))
     results = evaluate(model, cfg.task, cfg.lengths, cfg.out, seed=cfg.seed, name=name, **options)
     print(summary_table(results))

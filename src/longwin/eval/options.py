@@ -38,7 +38,9 @@ class EvalOptions:
     chat_template: bool = _opt(False, "wrap prompts in the tokenizer's chat template (instruct models)")
     batch_size: int = _opt(4, "prompts per generation batch (same length only, left padded)", min=1)
     batch_tokens: int = _opt(32768, "cap on batch_size x prompt length", min=1)
-    haystack: str = _opt("", "needle/ruler essay haystack: corpus name or path (default: Paul Graham essays)")
+    haystack: str = _opt(
+        "", "needle/ruler/copy haystack: corpus name or path (default: the essays); text the model never trained on"
+    )
     needle: str = _opt(NIAH_NEEDLE, "needle sentence")
     question: str = _opt(NIAH_QUESTION, "needle question")
     answer: str = _opt(NIAH_ANSWER, "needle answer key phrase (exact match, case-insensitive)")

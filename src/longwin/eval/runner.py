@@ -21,6 +21,7 @@ import torch
 
 from longwin.errors import LongwinError
 from longwin.eval.adapters import resolve_model
+from longwin.eval.contamination import training_text_warnings
 from longwin.eval.model import EvalModel, check_fits
 from longwin.eval.options import EvalOptions, make_options
 from longwin.eval.prompting import PromptFormatter
@@ -51,12 +52,20 @@ def evaluate(
     opts = make_options(options)
     task_objs, grid = check_request(tasks, lengths, opts, seed)  # bad input fails before loading
     out = check_writable_folder(out_dir, "--out")
+    if isinstance(model, (str, Path)):
+        warn_training_text(model, task_objs)
     runner = _Run(resolve_model(model, tokenizer, name), opts, seed, out)
     for task in task_objs:
         runner.check_positions(task, grid)
     runner.check_memory(grid, needs_cache(task_objs))
     with exclusive(out, "longwin eval"):
         return runner.run(task_objs, grid)
+
+
+def warn_training_text(model_ref: str | Path, tasks: Sequence[Task]) -> None:
+    """Say (on stderr, before anything runs) which task reads the model's own training text."""
+    for line in training_text_warnings(model_ref, tasks):
+        print(f"longwin eval: warning: {line}", file=sys.stderr)
 
 
 def needs_cache(tasks: Sequence[Task]) -> bool:

@@ -190,6 +190,7 @@ def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: 
         seed=cfg.seed,
         samples=cfg.samples,
         corpus=str(heldout),
+        haystack=str(heldout),  # needle, RULER and copy plant their items in text no model was trained on
         sample_spacing=2 * max(cfg.lengths),  # sliding windows cover 2L; the records' samples sit there
         # + `short` (every token with at most half the native window of context): key tokens, in the report's
         # paired tables, separate context use from adaptation
@@ -201,7 +202,9 @@ def evaluate_method(cfg: DemoConfig, name: str, model: Any, out: Path, heldout: 
 
 
 def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
-    """The documents `longwin train` holds out (same data, fraction and seed) as the perplexity corpus."""
+    """The documents `longwin train` holds out (same data, fraction and seed): the perplexity text and the
+    haystack of every task that plants its item in real text. The toy base's pretraining holds out the same
+    documents (`pretrain-toy`: same corpora, fraction and seed), so no model of the demo has read them."""
     from longwin.data.corpora import load_documents, split_documents
     from longwin.methods import CommonOptions
 
@@ -294,7 +297,8 @@ def report(
         f"Fine-tuned methods: {cfg.max_steps} steps at the native window on the same data "
         f"({cfg.retrieval_fraction:.0%} retrieval examples{how}), seed {cfg.seed}. "
         f"Evaluation: {', '.join(cfg.tasks)} at {', '.join(map(str, cfg.lengths))} tokens, {cfg.samples} sample(s) "
-        f"per cell (depth/position), perplexity on the held-out documents (`heldout.jsonl`).\n\n"
+        f"per cell (depth/position), perplexity on the held-out documents (`heldout.jsonl`), which are also "
+        f"the haystack of every task that plants its item in real text.\n\n"
         f"{table}\n\n"
         f"## Trained-on tasks\n\n{contaminated or 'No evaluated task appears in any fine-tuning data.'}\n\n"
         f"## Inside the native window ({native} tokens): what extension must not cost\n\n"
