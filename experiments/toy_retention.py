@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from longwin.eval.compare_paired import fmt, ppl_losses
-from longwin.eval.paired import perplexity_ratio, run_cells, score_difference
+from longwin.eval.paired import Interval, perplexity_ratio, run_cells, score_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "toy_retention"
@@ -33,6 +33,7 @@ TRAINED = ["cream", "cream-mixed", "pose", "pose-mixed", "endprompt", "endprompt
 METHODS = ["base", "yarn-free", *TRAINED]
 NATIVE, TARGET = 256, 2048
 LENGTHS = [256, 512, 1024, 2048]
+Score = tuple[float, Interval | None]  # a mean score (%) and its paired difference to a reference (points)
 
 
 def run_seed(work: Path, seed: int, samples: int, steps: int) -> None:
@@ -73,20 +74,20 @@ def _items(work: Path, method: str, task: str, length: int, depth: str | None = 
     return out
 
 
-def _score(work: Path, a: str, b: str, task: str, length: int, depth: str | None = None) -> str:
-    """a's mean score and a − b on the same prompts (points, paired 95 % interval)."""
+def _score(work: Path, a: str, b: str, task: str, length: int, depth: str | None = None) -> Score | None:
+    """a's mean score and a − b on the same prompts (points, paired 95 % interval; None when a is b), or None
+    when the two share no prompt."""
     xa, xb = _items(work, a, task, length, depth), _items(work, b, task, length, depth)
     shared = sorted(set(xa) & set(xb))
     if not shared:
-        return "–"
+        return None
     mean = sum(xa[k] for k in shared) / len(shared)
-    if a == b:
-        return f"{mean:.0f}"
-    return f"{mean:.0f} ({fmt(score_difference([xa[k] for k in shared], [xb[k] for k in shared]), points=True)})"
+    return mean, None if a == b else score_difference([xa[k] for k in shared], [xb[k] for k in shared])
 
 
-def _ppl(work: Path, a: str, b: str, length: int) -> str:
-    """a's perplexity over b's on the same tokens, pooled over seeds (paired block bootstrap)."""
+def _ppl(work: Path, a: str, b: str, length: int) -> Interval | None:
+    """a's perplexity over b's on the same tokens, pooled over seeds (paired block bootstrap), or None when the
+    two share no tokens."""
     la, lb = [], []
     for seed_dir in sorted(work.glob("seed*")):
         if not all((seed_dir / "eval" / m / "results.csv").is_file() for m in (a, b)):
@@ -98,19 +99,33 @@ def _ppl(work: Path, a: str, b: str, length: int) -> str:
                 la.append(ca[s][1])
                 lb.append(cb[s][1])
     if not la:
+        return None
+    return perplexity_ratio(la, lb)
+
+
+def _show_score(score: Score | None) -> str:
+    if score is None:
         return "–"
-    return "1" if a == b else fmt(perplexity_ratio(la, lb))
+    mean, diff = score
+    return f"{mean:.0f}" if diff is None else f"{mean:.0f} ({fmt(diff, points=True)})"
 
 
-def _said(cell: str, lower_is_better: bool) -> str:
-    """'better' / 'worse' / 'no measurable difference' from a formatted paired interval (ratio or points)."""
-    if "[" not in cell or "no interval" in cell:
+def _show_ppl(ratio: Interval | None) -> str:
+    return "–" if ratio is None else fmt(ratio)
+
+
+def _said(interval: Interval | None, neutral: float, lower_is_better: bool) -> str:
+    """'better' / 'worse' / 'no measurable difference' from a paired interval around `neutral` (1 for a ratio,
+    0 for a difference in points)."""
+    if interval is None or not interval.bounded:
         return "not measured"
-    low, high = (float(x) for x in cell.split("[")[1].split("]")[0].split(","))
-    one = 1.0 if "(" not in cell else 0.0  # ratios sit around 1, point differences around 0
-    if low <= one <= high:
+    if interval.low <= neutral <= interval.high:
         return "no measurable difference"
-    return "better" if (high < one) == lower_is_better else "worse"
+    return "better" if (interval.high < neutral) == lower_is_better else "worse"
+
+
+def _said_score(score: Score | None, lower_is_better: bool = False) -> str:
+    return _said(None if score is None else score[1], 0.0, lower_is_better)
 
 
 def verdicts(work: Path) -> list[str]:
@@ -122,28 +137,34 @@ def verdicts(work: Path) -> list[str]:
         key_in = _score(work, m, "base", "passkey", NATIVE, "100")
         ppl_out, copy_out = _ppl(work, m, "yarn-free", TARGET), _score(work, m, "yarn-free", "copy", TARGET)
         out.append(
-            f"- **{m}:** retention (vs the base at {NATIVE}): perplexity {_said(ppl_in, True)}, the depth-100 % pass "
-            f"key {_said(key_in, False)}, copying "
-            f"{_said(copy_in, False)}; reach (vs training-free YaRN at {TARGET}): perplexity "
-            f"{_said(ppl_out, True)}, copying {_said(copy_out, False)}."
+            f"- **{m}:** retention (vs the base at {NATIVE}): perplexity {_said(ppl_in, 1.0, True)}, the depth-100 % "
+            f"pass key {_said_score(key_in)}, copying {_said_score(copy_in)}; reach (vs training-free YaRN at "
+            f"{TARGET}): perplexity {_said(ppl_out, 1.0, True)}, copying {_said_score(copy_out)}."
         )
     for m in ("cream", "pose", "endprompt"):
         mixed = f"{m}-mixed"
         parts = [
-            f"perplexity at {NATIVE} {_ppl(work, mixed, m, NATIVE)}, at {TARGET} {_ppl(work, mixed, m, TARGET)}",
-            f"copying at {NATIVE} {_score(work, mixed, m, 'copy', NATIVE)}",
+            f"perplexity at {NATIVE} {_show_ppl(_ppl(work, mixed, m, NATIVE))}, "
+            f"at {TARGET} {_show_ppl(_ppl(work, mixed, m, TARGET))}",
+            f"copying at {NATIVE} {_show_score(_score(work, mixed, m, 'copy', NATIVE))}",
         ]
         out.append(f"- **Mixed windows under {m}** ({mixed} against {m}): " + "; ".join(parts) + ".")
     return out
 
 
+def row(work: Path, m: str, ref: str, length: int, key_depth: str | None) -> str:
+    """One table row: m's perplexity ratio, pass key (at `key_depth` only, if given) and words copied vs ref."""
+    key = _score(work, m, ref, "passkey", length, key_depth)
+    copied = _score(work, m, ref, "copy", length)
+    ratio = "1" if m == ref else _show_ppl(_ppl(work, m, ref, length))
+    return f"| {m} | {ratio} | {_show_score(key)} | {_show_score(copied)} |"
+
+
 def tables(work: Path) -> str:
     seeds = len(list(work.glob("seed*/eval/base/results.json")))
     head = "| method | ppl ratio [95 %] | pass key, depth 100 % | words copied |\n|---|---|---|---|"
-    retention = [f"| {m} | {_ppl(work, m, 'base', NATIVE)} | {_score(work, m, 'base', 'passkey', NATIVE, '100')} | "
-                 f"{_score(work, m, 'base', 'copy', NATIVE)} |" for m in METHODS]  # fmt: skip
-    reach = [f"| {m} | {_ppl(work, m, 'yarn-free', TARGET)} | {_score(work, m, 'yarn-free', 'passkey', TARGET)} | "
-             f"{_score(work, m, 'yarn-free', 'copy', TARGET)} |" for m in METHODS[1:]]  # fmt: skip
+    retention = [row(work, m, "base", NATIVE, "100") for m in METHODS]
+    reach = [row(work, m, "yarn-free", TARGET, None) for m in METHODS[1:]]
     return "\n".join(
         [
             f"{seeds} seed(s); each cell pools the seeds' prompts (passkey: 2 a depth; copy: 2 a depth x 5 depths) "
