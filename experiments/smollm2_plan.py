@@ -31,6 +31,9 @@ KEY_ROWS = ["yarn-free", "cream-yarn", "pose-yarn", "contiguous-yarn", "base"]
 OOD_DATA = "bbcnews"
 OOD_ROWS = KEY_ROWS
 RETENTION_ROWS = ["cream-yarn-mixed", "endprompt-yarn", "endprompt-yarn-mixed"]
+# the copy task's haystack: the held-out documents of DATA but the Python documentation's, whose code blocks have
+# no sentence ends, so that a whole-sentence haystack fell up to 39 % short of an 8K cell (KJV and essays: >= 97 %)
+HAYSTACK_SKIP = ("pydoc:",)
 RECIPE = "smollm2-135m-16k-cpu"  # one budget for every fine-tuned row
 
 # YaRN's attention temperature sqrt(t) = 0.1 ln s + 1 set to 1 (logits unscaled): at 2K, inside the window,

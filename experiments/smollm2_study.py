@@ -34,6 +34,7 @@ from typing import Any
 
 from smollm2_plan import (
     DATA,
+    HAYSTACK_SKIP,
     KEY_DOCS,
     MODEL,
     OOD_DATA,
@@ -86,12 +87,14 @@ def heldout_corpus(work: Path) -> Path:
 
 
 def heldout_haystack(work: Path) -> Path:
-    """Every held-out document whole, in the split's order: the copy task's haystack, so that no prompt carries
-    text a fine-tuned row was trained on (the essays, the default haystack, are in DATA)."""
+    """The held-out prose documents whole (HAYSTACK_SKIP left out), in the split's order: the copy task's
+    haystack, so that no prompt carries text a fine-tuned row was trained on (the default haystack, the essays,
+    is in DATA)."""
     path = work / "heldout-haystack.jsonl"
     if not path.is_file():
+        docs = [d for d in split_data()[1] if not d.id.startswith(HAYSTACK_SKIP)]
         work.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in split_data()[1]))
+        path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
     return path
 
 
