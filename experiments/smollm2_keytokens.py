@@ -2,7 +2,7 @@
 
 Plain perplexity cannot tell a model that uses 16K of context from one that adapted to the training
 sources' style; key tokens (LongPPL) can. A token is key when its evaluator predicts it much better with the
-whole window than with 4K of context (`longwin.eval.paired.key_tokens`, the paper's thresholds). An
+whole window than with 4K of context (`longwin.models.key_tokens`, the paper's thresholds). An
 evaluator's own key tokens favour it, so every comparison names whose key tokens it is on:
 
 - the base, at 8K (inside its window): one set for every row, neutral, but few tokens at 8K;
@@ -23,7 +23,8 @@ import torch
 from smollm2_plan import KEY_LENGTHS, NATIVE, RESULTS
 
 from longwin.eval.compare_paired import Losses, fmt, matched, ppl_losses
-from longwin.eval.paired import Interval, KeyTokenRule, key_tokens, perplexity_ratio
+from longwin.eval.paired import Interval, perplexity_ratio
+from longwin.models.key_tokens import KeyTokenRule, key_tokens
 from longwin.studies.records import read_cells
 
 RULE = KeyTokenRule()  # LongPPL's alpha = 2 nats, beta = -2

@@ -12,6 +12,7 @@ from longwin.cli import main
 from longwin.errors import LongwinError
 from longwin.eval import paired
 from longwin.eval.tasks.ppl import decode_losses
+from longwin.models.key_tokens import KeyTokenRule, key_tokens
 
 
 def test_paired_difference_matches_the_normal_closed_form():
@@ -42,8 +43,8 @@ def test_key_tokens_are_the_paper_criteria():
     long = torch.tensor([0.1, 3.0, 0.5, 2.5])
     short = torch.tensor([5.0, 6.0, 0.6, 4.4])
     # token 0: gains 4.9 nats and long logp -0.1 -> key; 1: gains 3 but logp -3 < -2; 2: gains 0.1; 3: gains 1.9
-    assert paired.key_tokens(long, short).tolist() == [True, False, False, False]
-    assert paired.key_tokens(long, short, paired.KeyTokenRule(alpha=1.5, beta=-3.5)).tolist() == [
+    assert key_tokens(long, short).tolist() == [True, False, False, False]
+    assert key_tokens(long, short, KeyTokenRule(alpha=1.5, beta=-3.5)).tolist() == [
         True, True, False, True
     ]  # fmt: skip
 
@@ -85,7 +86,7 @@ def test_the_second_occurrence_of_a_random_span_is_key_and_prose_is_not(tmp_path
     task = PerplexityTask(make_options({"short_context": 48, "conventions": ["short"]}), 0)
     long = adapter.token_nll(ids, 1)
     short = task._short(adapter, ids, 0)
-    key = paired.key_tokens(long, short)  # position i of `key` is token i + 1
+    key = key_tokens(long, short)  # position i of `key` is token i + 1
     repeated = key[second + 1 : end - 1]
     prose = key[30:89]
     assert repeated.float().mean() >= 0.9, repeated

@@ -82,7 +82,8 @@ def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path, options: EvalO
 def paired_tables(paths: Sequence[Path], runs: list[dict[str, Any]], names: list[str], options: EvalOptions) -> str:
     """The paired comparisons against the first run, as markdown sections (empty ones left out)."""
     from longwin.eval import compare_paired as cp
-    from longwin.eval.paired import KeyTokenRule, run_cells
+    from longwin.eval.paired import run_cells
+    from longwin.models.key_tokens import KeyTokenRule
 
     cells = [run_cells(p) for p in paths]
     rule = KeyTokenRule(options.key_alpha, options.key_beta)

@@ -20,6 +20,7 @@ import torch
 
 from longwin.eval import paired
 from longwin.eval.options import EvalOptions
+from longwin.models.key_tokens import key_tokens
 
 Losses = dict[int, tuple[str, torch.Tensor]]  # sample -> (tokens_sha, per-token losses)
 
@@ -96,7 +97,7 @@ def key_token_rows(cells: list[list[dict]], names: list[str], window: int | None
                 shared = matched(long[e], long[i]) if long[i] and short[e] else None
                 if not shared or set(shared) - set(short[e]):
                     continue
-                masks = [paired.key_tokens(long[e][s][1], short[e][s][1], rule) for s in shared]
+                masks = [key_tokens(long[e][s][1], short[e][s][1], rule) for s in shared]
                 mine = [long[i][s][1] for s in shared]
                 row = [names[e] if judge is not None else "self", length, name, int(sum(int(m.sum()) for m in masks))]
                 row += [

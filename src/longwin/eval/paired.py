@@ -5,10 +5,8 @@ intervals suggest, so every interval here is paired: one bootstrap resample of t
 prompts (accuracy) is applied to both models at once. Cells that did not score the same tokens (their
 `tokens_sha` differ) are never paired.
 
-Key tokens (LongPPL, arXiv 2410.23771): a token is *key* when an evaluator's log-probability of it with the
-long context beats that with a short context by more than `alpha` nats, and the long-context
-log-probability itself is above `beta` (not negligible). Key-token perplexity measures context use;
-perplexity on the other tokens measures adaptation.
+Key tokens (LongPPL; the rule lives in `longwin.models.key_tokens`, shared with training): key-token perplexity
+measures context use; perplexity on the other tokens measures adaptation.
 
 Effective length: the longest evaluated length up to which a model keeps the bar at every length: for an
 accuracy, `share` of the reference's mean score inside its native window (NoLiMa's 85 %); for perplexity,
@@ -33,14 +31,6 @@ BLOCK = 128  # tokens a bootstrap block holds: neighbouring tokens' losses are c
 RESAMPLES = 2000
 LEVEL = 0.95
 MIN_BLOCKS = 8  # fewer resampling units than this give no honest interval (the bounds are left NaN)
-
-
-@dataclass(frozen=True)
-class KeyTokenRule:
-    """LongPPL's two criteria, with the paper's defaults."""
-
-    alpha: float = 2.0  # log p_long - log p_short above this (nats)
-    beta: float = -2.0  # log p_long above this
 
 
 @dataclass(frozen=True)
@@ -120,13 +110,6 @@ def score_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> I
     picks = np.random.default_rng(seed).integers(0, len(diff), size=(RESAMPLES, len(diff)))
     low, high = np.quantile(diff[picks].mean(1), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return Interval(float(diff.mean()), float(low), float(high), len(diff))
-
-
-def key_tokens(long_nll: torch.Tensor, short_nll: torch.Tensor, rule: KeyTokenRule = KeyTokenRule()) -> torch.Tensor:
-    """Mask of the key tokens by an evaluator's losses with the long and with the short context."""
-    if long_nll.shape != short_nll.shape:
-        raise LongwinError("key tokens need the evaluator's long- and short-context losses on the same tokens")
-    return ((short_nll - long_nll) > rule.alpha) & (-long_nll > rule.beta)
 
 
 def effective_length(
