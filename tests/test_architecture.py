@@ -262,3 +262,23 @@ def test_each_registered_method_is_its_own_folder():
     for name, method in METHODS.items():
         assert method.name == name and method.build.__module__ == f"longwin.methods.{name}.method"
         assert (SRC / "methods" / name / "options.py").is_file()
+
+
+ROOT = SRC.parents[1]
+MAX_FUNCTION_LINES, MAX_EXPERIMENT_LINES = 60, 300
+
+
+def test_no_function_outside_the_tests_is_over_60_lines_and_no_experiment_file_over_300():
+    long_functions = []
+    for folder in ("src", "experiments", "benchmarks", "scripts"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long_functions.append(f"{path.relative_to(ROOT)}:{node.name} ({lines})")
+    assert not long_functions
+    long_files = [
+        p.name for p in (ROOT / "experiments").glob("*.py") if len(p.read_text().splitlines()) > MAX_EXPERIMENT_LINES
+    ]
+    assert not long_files

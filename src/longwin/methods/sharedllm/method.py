@@ -7,12 +7,20 @@ saved SharedLLM to continue, e.g. the instruction stage after the LM stage), cho
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from longwin.errors import LongwinError
 from longwin.methods.base import TrainConfig, TrainParts, global_batch, retrieval_examples
 from longwin.methods.lora import LoraOptions
 from longwin.methods.sharedllm.collator import SharedLLMCollator
+from longwin.methods.sharedllm.context_distill import (
+    ContextDistillCollator,
+    ContextDistillDataset,
+    DistillSettings,
+    TeacherCache,
+    context_distill_trainer,
+)
 from longwin.methods.sharedllm.dataset import ChunkedWindow, SharedLLMDataset, load_instructions, make_layout
 from longwin.methods.sharedllm.modeling import SharedLLMForCausalLM
 from longwin.methods.sharedllm.options import SharedLLMOptions
@@ -33,6 +41,10 @@ def _check_request(config: TrainConfig) -> None:
         )
     if opts.instructions and opts.stage != "instruct":
         raise LongwinError("--sharedllm-instructions needs --sharedllm-stage instruct")
+    distill_only = {"teacher": "", "teacher_cache": "", "distill_examples": 0, "distill_lm_weight": 0.0}
+    given = sorted(k for k, default in distill_only.items() if getattr(opts, k) != default)
+    if given and opts.stage != "distill":
+        raise LongwinError(f"--sharedllm-{given[0].replace('_', '-')} needs --sharedllm-stage distill")
 
 
 def _model(config: TrainConfig) -> tuple[SharedLLMForCausalLM, Any]:
@@ -87,6 +99,54 @@ def _card(
     }
 
 
+def distill_parts(
+    config: TrainConfig,
+    targs: Any,
+    model: SharedLLMForCausalLM,
+    tokenizer: Any,
+    examples: SharedLLMDataset,
+    pool: Any,
+    card: dict[str, Any],
+    steps: int,
+) -> TrainParts:
+    """The distill stage: the teacher's targets stored once (rank 0 computes, the others read), then the student's
+    dataset, collator and loss. The teacher is freed before training starts."""
+    from longwin.models import load_model
+
+    common, opts = config.common, config.get(SharedLLMOptions)
+    teacher_ref = opts.teacher or common.model
+    teacher, _ = load_model(teacher_ref, dtype=common.dtype, attn_implementation=common.attn_implementation)
+    if isinstance(teacher, SharedLLMForCausalLM):
+        raise LongwinError(
+            f"{teacher_ref} is a SharedLLM: the distill stage's teacher is the plain base (--sharedllm-teacher)"
+        )
+    settings = DistillSettings(str(teacher_ref), opts.distill_top_k, opts.distill_key_weight)
+    cache = TeacherCache(opts.teacher_cache or f"{str(targs.output_dir).rstrip('/')}.teacher-targets", settings)
+    count = len(examples)
+    with targs.main_process_first(desc="teacher targets"):
+        teacher.to(targs.device).eval()
+        cache.fill(teacher, examples, count, log=lambda i, n: print(f"longwin train: teacher {i}/{n}", flush=True))
+    del teacher
+    card["distill"] = {
+        **asdict(settings),
+        "cache": str(cache.folder),
+        "examples": count,
+        "epochs": round(steps / count, 2),
+        "key_token_share": round(cache.key_share(count), 4),
+        "lm_weight": opts.distill_lm_weight,
+    }
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return TrainParts(
+        model,
+        tokenizer,
+        ContextDistillDataset(examples, cache, count, steps),
+        ContextDistillCollator(pad_token_id=pad, chunk_size=model.config.chunk_size),
+        pool,
+        card,
+        trainer_class=context_distill_trainer(opts.distill_lm_weight),
+    )
+
+
 def build(config: TrainConfig, targs: Any) -> TrainParts:
     """Check the request, wrap (or reload) the model, then the pool and the (context, local window) examples."""
     from longwin.data.pool import build_pool
@@ -97,6 +157,11 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     instructions = load_instructions(opts.instructions) if opts.instructions else []
     model, tokenizer = _model(config)
     native = native_window(model.config.get_text_config())
+    if opts.stage == "distill" and common.target_length > native:
+        raise LongwinError(
+            f"--sharedllm-stage distill: the teacher reads context + local window with full attention inside its "
+            f"native window, so --target-length must be at most {native}, got {common.target_length}"
+        )
     layout = make_layout(common, opts, model.config.chunk_size, native)
     model.config.local_length = layout.local_length  # saved in config.json: evaluation splits prompts the same way
     params = trainable_parameters(model, opts.trainable)
@@ -109,13 +174,15 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
             seed=targs.seed,
             text_field=common.text_field,
         )
+    steps = targs.max_steps * global_batch(targs)
+    distilling = opts.stage == "distill"
     dataset = SharedLLMDataset(
         pool,
         tokenizer,
         layout,
-        num_samples=targs.max_steps * global_batch(targs),
+        num_samples=(opts.distill_examples or steps) if distilling else steps,
         seed=targs.seed,
-        stage=opts.stage,
+        stage="lm" if distilling else opts.stage,  # the distill stage's examples are the LM stage's
         retrieval=retrieval_examples(config, tokenizer, pool),
         retrieval_fraction=common.retrieval_fraction,
         local_evidence=opts.local_evidence,
@@ -125,6 +192,8 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     model.train()
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
     card = _card(model, opts, layout, native, sum(p.numel() for p in params))
+    if distilling:
+        return distill_parts(config, targs, model, tokenizer, dataset, pool, card, steps)
     return TrainParts(
         model, tokenizer, dataset, SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk), pool, card
     )

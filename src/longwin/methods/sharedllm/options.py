@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-STAGES = ("lm", "instruct")
+STAGES = ("lm", "instruct", "distill")
 # options that shape the model: passed to SharedLLMConfig when given, its own defaults otherwise
 MODEL_OPTIONS = {
     "lower_layers": "num_lower_layers",
@@ -71,7 +71,8 @@ class SharedLLMOptions:
     stage: str = field(
         default="lm",
         metadata={
-            "help": "lm: loss on the whole local window; instruct: loss on responses only (prompt = query)",
+            "help": "lm: loss on the whole local window; instruct: loss on responses only (prompt = query); "
+            "distill: KL to the base reading context + window with full attention (context distillation)",
             "choices": list(STAGES),
         },
     )
@@ -97,6 +98,40 @@ class SharedLLMOptions:
             "help": "share of retrieval examples with the evidence in the local window, behind natural context "
             "(keeps the upper model's own retrieval; the rest put it in the context)",
         },
+    )
+
+    teacher: str = field(
+        default="",
+        metadata={"help": "distill stage: the frozen teacher (default --model, which must then be a plain causal LM)"},
+    )
+    teacher_cache: str = field(
+        default="",
+        metadata={
+            "help": "distill stage: folder of the teacher's stored targets, reused by reruns "
+            "(default: <output-dir>.teacher-targets)"
+        },
+    )
+    distill_examples: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "distill stage: distinct examples the teacher scores; steps beyond them repeat them as epochs "
+            "(0: one per training example, no repeat)",
+        },
+    )
+    distill_top_k: int = field(
+        default=32, metadata={"min": 1, "help": "distill stage: teacher log-probs kept per token (+ the rest's mass)"}
+    )
+    distill_key_weight: float = field(
+        default=5.0,
+        metadata={
+            "min": 1,
+            "help": "distill stage: loss weight of a key token (the teacher predicts it far better with the "
+            "context than without it; LongPPL's rule), 1 for the others",
+        },
+    )
+    distill_lm_weight: float = field(
+        default=0.0, metadata={"min": 0, "help": "distill stage: weight of the LM loss next to the KL"}
     )
 
     def model_options(self) -> dict[str, Any]:
