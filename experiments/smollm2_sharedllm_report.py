@@ -131,6 +131,34 @@ def tree_probe_summary(record: str = "tree-probe-sft") -> str:
     return path.read_text().split("\n", 1)[1].strip()
 
 
+def distill_pilot() -> str:
+    """The context-distillation pilot's KL with and without the trees, and the stop rule's decision."""
+    path = ROOT / "benchmarks" / "results" / "sharedllm_distill" / "pilot.json"
+    if not path.is_file():
+        return NOT_MEASURED
+    rec = json.loads(path.read_text())
+    lines = [
+        "| model | KL with trees | KL without | reduction | plain KL with / without | plain reduction |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, what in (("untrained", "untrained (o_proj = 0)"), ("trained", "after the pilot")):
+        m = rec[name]
+        lines.append(
+            f"| {what} | {m['kl_with_trees']:.4f} | {m['kl_without_trees']:.4f} | {100 * m['reduction']:+.2f} % "
+            f"| {m['plain_kl_with_trees']:.4f} / {m['plain_kl_without_trees']:.4f} "
+            f"| {100 * m['plain_reduction']:+.2f} % |"
+        )
+    train, distill = rec["training"], rec["training"]["distill"]
+    lines += [
+        "",
+        f"{rec['heldout_examples']} held-out examples; {train['steps']} steps over {distill['examples']} examples "
+        f"({train['train_wall_seconds'] / train['steps']:.1f} s a step, teacher excluded; key tokens "
+        f"{100 * distill['key_token_share']:.1f} % of the training predictions; final loss {train['final_loss']:.3f}). "
+        f"**Decision: {rec['decision']}** ({rec['stop_rule']}).",
+    ]
+    return "\n".join(lines)
+
+
 def report() -> str:
     return fill(
         TEMPLATE,
@@ -148,5 +176,6 @@ def report() -> str:
         read_probe_table=read_probe_table(),
         tree_probe=tree_probe_summary(),
         tree_probe_p128=tree_probe_summary("tree-probe-sft-p128"),
+        distill_pilot=distill_pilot(),
         verdicts="\n".join(verdicts()),
     )

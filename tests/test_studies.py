@@ -277,3 +277,31 @@ def test_toy_retention_verdicts_read_the_interval_not_its_rounded_text() -> None
     assert toy_retention._said_score((40.0, Interval(-16.4, -31.7, -2.5, 30))) == "worse"
     assert toy_retention._said_score((40.0, Interval(0.3, 0.0, 0.8, 30))) == "no measurable difference"
     assert toy_retention._said_score(None) == "not measured"
+
+
+def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monkeypatch):
+    import smollm2_sharedllm_report as report
+
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    assert report.distill_pilot() == report.NOT_MEASURED
+    measured = {
+        "kl_with_trees": 0.40, "kl_without_trees": 0.44, "reduction": 1 - 0.40 / 0.44,
+        "plain_kl_with_trees": 0.2, "plain_kl_without_trees": 0.21, "plain_reduction": 1 - 0.2 / 0.21,
+    }  # fmt: skip
+    record = {
+        "trained": measured,
+        "untrained": {**measured, "kl_with_trees": 0.44, "reduction": 0.0},
+        "decision": "go on",
+        "stop_rule": "reduction of the weighted KL with trees vs without >= 0.05",
+        "heldout_examples": 12,
+        "training": {
+            "steps": 50, "final_loss": 0.5, "train_wall_seconds": 500.0,
+            "distill": {"examples": 50, "key_token_share": 0.021},
+        },  # fmt: skip
+    }
+    folder = tmp_path / "benchmarks" / "results" / "sharedllm_distill"
+    folder.mkdir(parents=True)
+    (folder / "pilot.json").write_text(json.dumps(record))
+    text = report.distill_pilot()
+    assert "| after the pilot | 0.4000 | 0.4400 | +9.09 % |" in text
+    assert "**Decision: go on**" in text and "10.0 s a step" in text and "key tokens 2.1 %" in text
