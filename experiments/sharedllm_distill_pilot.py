@@ -35,12 +35,13 @@ STOP_RULE = 0.05  # least relative KL reduction (trees vs no trees, same model) 
 PILOT_STEPS = 50
 HELDOUT_EXAMPLES = 12
 LOCAL, CHUNK, MIN_CHUNKS, MAX_CHUNKS = 512, 1024, 2, 4
+TRAINABLE = "cross_attn+top"  # the recipe's (the paper's LM stage); `cross_attn` leaves the trees as the only way
 TOP_K, KEY_WEIGHT = 32, 5.0  # the stage's defaults, stated: the held-out targets must match the training's
 
 
-def train(work: Path, steps: int) -> Path:
+def train(work: Path, steps: int, trainable: str) -> Path:
     """The distilled student (trained once; a finished folder is reused)."""
-    out = work / "student"
+    out = work / ("student" if trainable == TRAINABLE else f"student-{trainable}")
     if not (out / "longwin_training.json").is_file():
         run_longwin(
             ["train", "--config", RECIPE, "--sharedllm-stage", "distill",
@@ -48,7 +49,7 @@ def train(work: Path, steps: int) -> Path:
              "--sharedllm-min-chunks", str(MIN_CHUNKS), "--sharedllm-distill-examples", str(steps),
              "--max-steps", str(steps), "--warmup-steps", "5", "--save-steps", "25",
              "--sharedllm-distill-top-k", str(TOP_K), "--sharedllm-distill-key-weight", str(KEY_WEIGHT),
-             "--sharedllm-teacher-cache", str(work / "train-targets"),
+             "--sharedllm-teacher-cache", str(work / "train-targets"), "--sharedllm-trainable", trainable,
              "--output-dir", str(out), "--overwrite-output-dir", "true"],
             ROOT,
         )  # fmt: skip
@@ -92,10 +93,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=PILOT_STEPS, help="a smaller value only rehearses")
     parser.add_argument("--heldout", type=int, default=HELDOUT_EXAMPLES)
     parser.add_argument("--out", default=str(RESULTS), help="where pilot.json goes")
+    parser.add_argument(
+        "--trainable", default=TRAINABLE, choices=[TRAINABLE, "cross_attn"], help="what trains (pilot-<it>.json)"
+    )
     args = parser.parse_args()
     work, results = Path(args.work), Path(args.out)
     started = time.time()
-    student = train(work, args.steps)
+    student = train(work, args.steps, args.trainable)
     items = heldout_items(work, args.heldout)
     from longwin.methods.sharedllm import SharedLLMForCausalLM
     from longwin.models import load_model
@@ -108,13 +112,16 @@ def main() -> int:
     result.update(
         stop_rule=f"reduction of the weighted KL with trees vs without >= {STOP_RULE}",
         heldout_examples=args.heldout,
+        trainable=args.trainable,
         training={k: card[k] for k in ("steps", "final_loss", "train_wall_seconds", "distill", "tree")},
         wall_seconds=round(time.time() - started),
     )
     results.mkdir(parents=True, exist_ok=True)
-    (results / "pilot.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "pilot" if args.trainable == TRAINABLE else f"pilot-{args.trainable}"
+    (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     command = "python experiments/sharedllm_distill_pilot.py " + shlex.join(sys.argv[1:])
-    (results / "COMMAND.md").write_text(f"Produced by:\n\n    {command}\n\n(model: {MODEL}, {RECIPE}'s tree)\n")
+    with (results / "COMMAND.md").open("a") as f:
+        f.write(f"`{name}.json`:\n\n    {command}\n\n")
     print(json.dumps(result["trained"], indent=2), result["decision"])
     return 0
 
