@@ -132,31 +132,36 @@ def tree_probe_summary(record: str = "tree-probe-sft") -> str:
 
 
 def distill_pilot() -> str:
-    """The context-distillation pilot's KL with and without the trees, and the stop rule's decision."""
-    path = ROOT / "benchmarks" / "results" / "sharedllm_distill" / "pilot.json"
-    if not path.is_file():
+    """The context-distillation pilots' KL with and without the trees (untrained, then after each pilot) and each
+    stop-rule decision, one record per setting of what trains (pilot*.json)."""
+    records = sorted((ROOT / "benchmarks" / "results" / "sharedllm_distill").glob("pilot*.json"))
+    if not records:
         return NOT_MEASURED
-    rec = json.loads(path.read_text())
     lines = [
         "| model | KL with trees | KL without | reduction | plain KL with / without | plain reduction |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, what in (("untrained", "untrained (o_proj = 0)"), ("trained", "after the pilot")):
-        m = rec[name]
-        lines.append(
-            f"| {what} | {m['kl_with_trees']:.4f} | {m['kl_without_trees']:.4f} | {100 * m['reduction']:+.2f} % "
-            f"| {m['plain_kl_with_trees']:.4f} / {m['plain_kl_without_trees']:.4f} "
-            f"| {100 * m['plain_reduction']:+.2f} % |"
+    notes = []
+    for i, path in enumerate(records):
+        rec = json.loads(path.read_text())
+        trainable = rec.get("trainable", "cross_attn+top")
+        rows = [("untrained", "untrained (o_proj = 0)")] if i == 0 else []
+        for name, what in rows + [("trained", f"after the pilot, `{trainable}` trained")]:
+            m = rec[name]
+            lines.append(
+                f"| {what} | {m['kl_with_trees']:.4f} | {m['kl_without_trees']:.4f} | {100 * m['reduction']:+.2f} % "
+                f"| {m['plain_kl_with_trees']:.4f} / {m['plain_kl_without_trees']:.4f} "
+                f"| {100 * m['plain_reduction']:+.2f} % |"
+            )
+        train, distill = rec["training"], rec["training"]["distill"]
+        notes.append(
+            f"- `{path.name}` (`{trainable}`): {rec['heldout_examples']} held-out examples; {train['steps']} steps "
+            f"over {distill['examples']} examples ({train['train_runtime'] / train['steps']:.1f} s a step on cores "
+            f"shared with other jobs; key tokens {100 * distill['key_token_share']:.1f} % of the training "
+            f"predictions; final loss {train['final_loss']:.3f}). **Decision: {rec['decision']}** "
+            f"({rec['stop_rule']})."
         )
-    train, distill = rec["training"], rec["training"]["distill"]
-    lines += [
-        "",
-        f"{rec['heldout_examples']} held-out examples; {train['steps']} steps over {distill['examples']} examples "
-        f"({train['train_wall_seconds'] / train['steps']:.1f} s a step, teacher excluded; key tokens "
-        f"{100 * distill['key_token_share']:.1f} % of the training predictions; final loss {train['final_loss']:.3f}). "
-        f"**Decision: {rec['decision']}** ({rec['stop_rule']}).",
-    ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *notes])
 
 
 def report() -> str:

@@ -295,7 +295,7 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
         "stop_rule": "reduction of the weighted KL with trees vs without >= 0.05",
         "heldout_examples": 12,
         "training": {
-            "steps": 50, "final_loss": 0.5, "train_wall_seconds": 500.0,
+            "steps": 50, "final_loss": 0.5, "train_runtime": 500.0, "train_wall_seconds": 900.0,
             "distill": {"examples": 50, "key_token_share": 0.021},
         },  # fmt: skip
     }
@@ -303,5 +303,8 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
     folder.mkdir(parents=True)
     (folder / "pilot.json").write_text(json.dumps(record))
     text = report.distill_pilot()
-    assert "| after the pilot | 0.4000 | 0.4400 | +9.09 % |" in text
+    assert "| after the pilot, `cross_attn+top` trained | 0.4000 | 0.4400 | +9.09 % |" in text
     assert "**Decision: go on**" in text and "10.0 s a step" in text and "key tokens 2.1 %" in text
+    (folder / "pilot-cross_attn.json").write_text(json.dumps({**record, "trainable": "cross_attn"}))
+    text = report.distill_pilot()
+    assert text.count("untrained (o_proj = 0)") == 1 and "after the pilot, `cross_attn` trained" in text
