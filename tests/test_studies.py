@@ -295,7 +295,10 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
         "stop_rule": "reduction of the weighted KL with trees vs without >= 0.05",
         "heldout_examples": 12,
         "training": {
-            "steps": 50, "final_loss": 0.5, "train_runtime": 500.0, "train_wall_seconds": 900.0,
+            "steps": 50,
+            "final_loss": 0.5,
+            "train_runtime": 500.0,
+            "train_wall_seconds": 900.0,
             "distill": {"examples": 50, "key_token_share": 0.021},
         },  # fmt: skip
     }
