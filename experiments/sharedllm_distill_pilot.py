@@ -74,18 +74,33 @@ def heldout_items(work: Path, count: int) -> list[dict[str, Any]]:
     return [data[i] for i in range(count)]
 
 
-def measure(model: Any, items: list[dict[str, Any]]) -> dict[str, float]:
+def reduction(pairs: list[tuple[float, float]], resamples: int = 2000) -> tuple[float, float, float]:
+    """1 - mean KL with trees / mean KL without (the stop rule's figure) and its paired 95 % bootstrap interval
+    over examples (one resample draws the same examples for both)."""
+    import numpy as np
+
+    arr = np.asarray(pairs)
+    picks = np.random.default_rng(0).integers(0, len(arr), size=(resamples, len(arr)))
+    boot = 1 - arr[picks, 0].mean(1) / arr[picks, 1].mean(1)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return float(1 - arr[:, 0].mean() / arr[:, 1].mean()), float(low), float(high)
+
+
+def measure(model: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
     from longwin.methods.sharedllm.context_distill import tree_kl
 
-    weighted, plain = tree_kl(model, items), tree_kl(model, items, weighted=False)
-    return {
-        "kl_with_trees": weighted[0],
-        "kl_without_trees": weighted[1],
-        "reduction": 1 - weighted[0] / weighted[1],
-        "plain_kl_with_trees": plain[0],
-        "plain_kl_without_trees": plain[1],
-        "plain_reduction": 1 - plain[0] / plain[1],
-    }
+    out: dict[str, Any] = {}
+    for prefix, weighted in (("", True), ("plain_", False)):
+        pairs = tree_kl(model, items, weighted=weighted)
+        value, low, high = reduction(pairs)
+        out |= {
+            f"{prefix}kl_with_trees": sum(p[0] for p in pairs) / len(pairs),
+            f"{prefix}kl_without_trees": sum(p[1] for p in pairs) / len(pairs),
+            f"{prefix}reduction": value,
+            f"{prefix}reduction_interval": [low, high],
+            f"{prefix}examples": pairs,
+        }
+    return out
 
 
 def main() -> int:

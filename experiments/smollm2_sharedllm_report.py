@@ -131,6 +131,12 @@ def tree_probe_summary(record: str = "tree-probe-sft") -> str:
     return path.read_text().split("\n", 1)[1].strip()
 
 
+def _reduction(m: dict, prefix: str) -> str:
+    """A pilot's relative KL reduction by the trees, with its paired 95 % interval over examples."""
+    low, high = m[f"{prefix}reduction_interval"]
+    return f"{100 * m[f'{prefix}reduction']:+.2f} % [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def distill_pilot() -> str:
     """The context-distillation pilots' KL with and without the trees (untrained, then after each pilot) and each
     stop-rule decision, one record per setting of what trains (pilot*.json)."""
@@ -138,7 +144,7 @@ def distill_pilot() -> str:
     if not records:
         return NOT_MEASURED
     lines = [
-        "| model | KL with trees | KL without | reduction | plain KL with / without | plain reduction |",
+        "| model | KL with trees | KL without | reduction [95 %] | plain KL with / without | plain reduction [95 %] |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     notes = []
@@ -149,9 +155,8 @@ def distill_pilot() -> str:
         for name, what in rows + [("trained", f"after the pilot, `{trainable}` trained")]:
             m = rec[name]
             lines.append(
-                f"| {what} | {m['kl_with_trees']:.4f} | {m['kl_without_trees']:.4f} | {100 * m['reduction']:+.2f} % "
-                f"| {m['plain_kl_with_trees']:.4f} / {m['plain_kl_without_trees']:.4f} "
-                f"| {100 * m['plain_reduction']:+.2f} % |"
+                f"| {what} | {m['kl_with_trees']:.4f} | {m['kl_without_trees']:.4f} | {_reduction(m, '')} "
+                f"| {m['plain_kl_with_trees']:.4f} / {m['plain_kl_without_trees']:.4f} | {_reduction(m, 'plain_')} |"
             )
         train, distill = rec["training"], rec["training"]["distill"]
         notes.append(

@@ -287,6 +287,7 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
     measured = {
         "kl_with_trees": 0.40, "kl_without_trees": 0.44, "reduction": 1 - 0.40 / 0.44,
         "plain_kl_with_trees": 0.2, "plain_kl_without_trees": 0.21, "plain_reduction": 1 - 0.2 / 0.21,
+        "reduction_interval": [0.05, 0.12], "plain_reduction_interval": [0.0, 0.1],
     }  # fmt: skip
     record = {
         "trained": measured,
@@ -306,7 +307,7 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
     folder.mkdir(parents=True)
     (folder / "pilot.json").write_text(json.dumps(record))
     text = report.distill_pilot()
-    assert "| after the pilot, `cross_attn+top` trained | 0.4000 | 0.4400 | +9.09 % |" in text
+    assert "| after the pilot, `cross_attn+top` trained | 0.4000 | 0.4400 | +9.09 % [+5.0, +12.0] |" in text
     assert "**Decision: go on**" in text and "10.0 s a step" in text and "key tokens 2.1 %" in text
     (folder / "pilot-cross_attn.json").write_text(json.dumps({**record, "trainable": "cross_attn"}))
     text = report.distill_pilot()

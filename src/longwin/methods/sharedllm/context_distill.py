@@ -214,19 +214,21 @@ def context_distill_trainer(lm_weight: float) -> type:
 
 
 @torch.no_grad()
-def tree_kl(model: Any, examples: Sequence[Mapping[str, Any]], weighted: bool = True) -> tuple[float, float]:
-    """(KL with the trees, KL without them) of the same model against the stored teacher targets, averaged over
-    `examples` (items of `ContextDistillDataset`): the stop rule's measure of what reading the trees buys."""
+def tree_kl(model: Any, examples: Sequence[Mapping[str, Any]], weighted: bool = True) -> list[tuple[float, float]]:
+    """Per example, (KL with the trees, KL without them) of the same model against the stored teacher targets
+    (`examples`: items of `ContextDistillDataset`): the stop rule's measure of what reading the trees buys."""
     model.eval()
     device = _device(model)
-    sums = [0.0, 0.0]
+    out = []
     for example in examples:
         window = torch.tensor([list(example["input_ids"])], device=device)
         targets = {k: torch.as_tensor(example[k]).unsqueeze(0).to(device) for k in TARGETS}
         if not weighted:
             targets["token_weight"] = torch.ones_like(targets["token_weight"])
         context = torch.tensor([list(example["context_ids"])], device=device)
-        for slot, extra in enumerate(({"context_input_ids": context}, {})):
-            logits = model(input_ids=window, use_cache=False, **extra).logits
-            sums[slot] += float(distill_loss(logits, targets))
-    return sums[0] / max(1, len(examples)), sums[1] / max(1, len(examples))
+        with_trees, without = (
+            float(distill_loss(model(input_ids=window, use_cache=False, **extra).logits, targets))
+            for extra in ({"context_input_ids": context}, {})
+        )
+        out.append((with_trees, without))
+    return out
