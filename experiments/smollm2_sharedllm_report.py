@@ -28,6 +28,7 @@ from longwin.studies.render import fill
 from longwin.studies.tables import depth_table, status_list
 
 TEMPLATE = ROOT / "experiments" / "templates" / "smollm2_sharedllm.md"
+DISTILL = ROOT / "benchmarks" / "results" / "sharedllm_distill"  # the context-distillation pilots' records
 NOT_MEASURED = "Not measured yet."
 RETENTION_ROWS = ("base", "sharedllm", "sharedllm-sft")
 
@@ -140,7 +141,7 @@ def _reduction(m: dict, prefix: str) -> str:
 def distill_pilot() -> str:
     """The context-distillation pilots' KL with and without the trees (untrained, then after each pilot) and each
     stop-rule decision, one record per setting of what trains (pilot*.json)."""
-    records = sorted((ROOT / "benchmarks" / "results" / "sharedllm_distill").glob("pilot*.json"))
+    records = sorted(DISTILL.glob("pilot*.json"))
     if not records:
         return NOT_MEASURED
     lines = [

@@ -28,7 +28,7 @@ def task_verdicts() -> list[str]:
     # the rows copy-scored only on the essay haystack (training text), against the base on the same prompts
     out += [line for name in GRID if not cells(name, "copy") and (line := depth_verdict(name, "copy-essays"))]
     out += last_depth_verdict() + middle_verdicts()
-    out += temperature_verdict() + cream_temperature_verdict() + in_window_verdict()
+    out += temperature_verdict() + cream_temperature_verdict() + in_window_verdict() + copy_retention_verdict()
     return out or [NOT_MEASURED]
 
 
@@ -116,6 +116,27 @@ def middle_verdicts() -> list[str]:
             )
         )
     return out
+
+
+def copy_retention_verdict(task: str = "copy") -> list[str]:
+    """Words copied inside the window against the base on the same prompts (cells paired by prompt digest):
+    the mean difference in points with its paired 95 % interval, at 2K and 8K, per extended row."""
+    from longwin.eval.compare_paired import fmt
+    from longwin.eval.paired import score_difference
+
+    base = {(r["length"], r["prompt_sha"]): r["score"] for r in cells("base", task)}
+    out = []
+    for name in GRID:
+        mine = {(r["length"], r["prompt_sha"]): r["score"] for r in cells(name, task)}
+        parts = []
+        for n in (2048, NATIVE):
+            keys = sorted(k for k in mine.keys() & base.keys() if k[0] == n)
+            if len(keys) == TASK_CELLS:
+                diff = score_difference([100 * mine[k] for k in keys], [100 * base[k] for k in keys])
+                parts.append(f"{fmt(diff, points=True)} points at {n // 1024}K")
+        if parts:
+            out.append(f"- **{name}, words copied inside the window vs the base (same prompts):** " + "; ".join(parts))
+    return [line + "." for line in out]
 
 
 def in_window_verdict() -> list[str]:

@@ -186,6 +186,7 @@ def sharedllm_records(tmp_path, monkeypatch):
 
     monkeypatch.setattr(smollm2_sharedllm_plan, "RESULTS", tmp_path)
     monkeypatch.setattr(smollm2_sharedllm_report, "RESULTS", tmp_path)
+    monkeypatch.setattr(smollm2_sharedllm_report, "DISTILL", tmp_path / "sharedllm_distill")
     return tmp_path
 
 
@@ -282,7 +283,8 @@ def test_toy_retention_verdicts_read_the_interval_not_its_rounded_text() -> None
 def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monkeypatch):
     import smollm2_sharedllm_report as report
 
-    monkeypatch.setattr(report, "ROOT", tmp_path)
+    folder = tmp_path / "sharedllm_distill"
+    monkeypatch.setattr(report, "DISTILL", folder)
     assert report.distill_pilot() == report.NOT_MEASURED
     measured = {
         "kl_with_trees": 0.40, "kl_without_trees": 0.44, "reduction": 1 - 0.40 / 0.44,
@@ -303,7 +305,6 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
             "distill": {"examples": 50, "key_token_share": 0.021},
         },  # fmt: skip
     }
-    folder = tmp_path / "benchmarks" / "results" / "sharedllm_distill"
     folder.mkdir(parents=True)
     (folder / "pilot.json").write_text(json.dumps(record))
     text = report.distill_pilot()
@@ -312,3 +313,28 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
     (folder / "pilot-cross_attn.json").write_text(json.dumps({**record, "trainable": "cross_attn"}))
     text = report.distill_pilot()
     assert text.count("untrained (o_proj = 0)") == 1 and "after the pilot, `cross_attn` trained" in text
+
+
+def copy_cells(fingerprint: str, scores: dict[int, list[float]], prompts: str = "p") -> list[dict]:
+    """Ten copy cells a length (2 a depth), each with the digest of its prompt."""
+    return [
+        {"key": f"copy/{n}/{d}/{i}", "fingerprint": fingerprint, "length": n, "position": str(d),
+         "score": s, "whole": float(s == 1.0), "prompt_sha": f"{prompts}{n}-{d}-{i}"}
+        for n, row in scores.items()
+        for j, s in enumerate(row)
+        for d, i in [((0, 25, 50, 75, 100)[j // 2], j % 2)]
+    ]  # fmt: skip
+
+
+def test_smollm2_copy_retention_pairs_the_base_on_the_same_prompts_only(smollm2_records):
+    from smollm2_task_verdicts import copy_retention_verdict
+
+    base = copy_cells("b", {2048: [1.0] * 10, 8192: [0.5] * 10})
+    write_record(smollm2_records / "base" / "copy", base, ["b"], "copy")
+    worse = {2048: [0.5] * 10, 8192: [0.5] * 10}
+    write_record(smollm2_records / "cream-yarn" / "copy", copy_cells("c", worse), ["c"], "copy")
+    other = copy_cells("q", worse, prompts="other")  # another haystack: no prompt in common with the base
+    write_record(smollm2_records / "pose-yarn" / "copy", other, ["q"], "copy")
+    (line,) = copy_retention_verdict()
+    assert line.startswith("- **cream-yarn, words copied inside the window")
+    assert "-50.0 [-50.0, -50.0] points at 2K; +0.0 [+0.0, +0.0] points at 8K." in line
