@@ -164,8 +164,10 @@ def distill_pilot() -> str:
             f"- `{path.name}` (`{trainable}`): {rec['heldout_examples']} held-out examples; {train['steps']} steps "
             f"over {distill['examples']} examples ({train['train_runtime'] / train['steps']:.1f} s a step on cores "
             f"shared with other jobs; key tokens {100 * distill['key_token_share']:.1f} % of the training "
-            f"predictions; final loss {train['final_loss']:.3f}). **Decision: {rec['decision']}** "
-            f"({rec['stop_rule']})."
+            f"predictions; final loss {train['final_loss']:.3f}). Without the trees the KL went from "
+            f"{rec['untrained']['kl_without_trees']:.4f} (untrained) to {rec['trained']['kl_without_trees']:.4f}; "
+            f"{sum(a < b for a, b in rec['trained']['examples'])} of {len(rec['trained']['examples'])} examples have "
+            f"a lower KL with the trees. **Decision: {rec['decision']}** ({rec['stop_rule']})."
         )
     return "\n".join([*lines, "", *notes])
 

@@ -290,6 +290,7 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
         "kl_with_trees": 0.40, "kl_without_trees": 0.44, "reduction": 1 - 0.40 / 0.44,
         "plain_kl_with_trees": 0.2, "plain_kl_without_trees": 0.21, "plain_reduction": 1 - 0.2 / 0.21,
         "reduction_interval": [0.05, 0.12], "plain_reduction_interval": [0.0, 0.1],
+        "examples": [[0.3, 0.4], [0.5, 0.48]],
     }  # fmt: skip
     record = {
         "trained": measured,
@@ -310,6 +311,7 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
     text = report.distill_pilot()
     assert "| after the pilot, `cross_attn+top` trained | 0.4000 | 0.4400 | +9.09 % [+5.0, +12.0] |" in text
     assert "**Decision: go on**" in text and "10.0 s a step" in text and "key tokens 2.1 %" in text
+    assert "from 0.4400 (untrained) to 0.4400; 1 of 2 examples have a lower KL with the trees" in text
     (folder / "pilot-cross_attn.json").write_text(json.dumps({**record, "trainable": "cross_attn"}))
     text = report.distill_pilot()
     assert text.count("untrained (o_proj = 0)") == 1 and "after the pilot, `cross_attn` trained" in text
