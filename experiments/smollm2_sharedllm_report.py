@@ -141,7 +141,7 @@ def _reduction(m: dict, prefix: str) -> str:
 def distill_pilot() -> str:
     """The context-distillation pilots' KL with and without the trees (untrained, then after each pilot) and each
     stop-rule decision, one record per setting of what trains (pilot*.json)."""
-    records = sorted(DISTILL.glob("pilot*.json"))
+    records = sorted(DISTILL.glob("pilot*.json"), key=lambda p: (p.name != "pilot.json", p.name))  # as they ran
     if not records:
         return NOT_MEASURED
     lines = [
