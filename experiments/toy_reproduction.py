@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from toy_reproduction_report import recipe_settings, render
+from toy_reproduction_report import HAYSTACK, recipe_settings, render
 from toy_reproduction_summary import (
     FREE_METHODS,
     POSITION_METHODS,
@@ -112,7 +112,7 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
     work = Path(args.work)
-    vars(args).update(recipe_settings())  # kept in the record's settings (COMMAND.md)
+    vars(args).update(recipe_settings(), haystack=HAYSTACK)  # kept in the record's settings (COMMAND.md)
     if not args.report_only:
         for scale in (int(s) for s in args.scales.split(",")):
             for seed in (int(s) for s in args.seeds.split(",")):
@@ -122,7 +122,8 @@ def main() -> int:
         recorded = (RESULTS / "COMMAND.md").read_text().splitlines()
         command = next(line.strip() for line in recorded if line.startswith("    "))
         # records made before the settings held the recipe's values trained at lr 3e-4 without distillation
-        legacy = {"learning_rate": 3e-4, "distill_weight": 0.0}
+        # and planted the copy spans in the essays, training text of every toy model
+        legacy = {"learning_rate": 3e-4, "distill_weight": 0.0, "haystack": "essays"}
         args = argparse.Namespace(**{**vars(args), **legacy, **json.loads(recorded[-1].removeprefix("Settings: "))})
     summary = collect(work)
     if not summary and (RESULTS / "summary.json").is_file():  # a re-render without the models: the record

@@ -80,6 +80,11 @@ def sharedllm_trained_on() -> list[str]:
     return trained_on({"extend_config": load_yaml(resolve_recipe("sharedllm-toy-2048"))}, [*TASKS, "lines"])
 
 
+# where the copy task plants its span: the demo's held-out documents (`jobs.demo.evaluate_method`), text no toy
+# model was trained on; records made before that planted it in the essays, training text of every toy model
+HAYSTACK = "held-out documents"
+
+
 def recipe_settings() -> dict[str, float]:
     """The toy recipe's learning rate and distillation weight, with which every toy method trains now."""
     recipe = load_yaml(resolve_recipe("cream-toy-2048"))
@@ -146,6 +151,11 @@ def intro(args: argparse.Namespace, command: str) -> list[str]:
             "**This record predates the toy recipe's current settings** (lr "
             f"{now['learning_rate']:g}, positional self-distillation from the base: `docs/toy-model.md`, "
             "'Positional self-distillation keeps it'); rerun the command above to measure them.\n"
+        )
+    if getattr(args, "haystack", HAYSTACK) != HAYSTACK:
+        out.append(
+            f"**The copy rows of this record plant their span in the {args.haystack}**, training text of every toy "
+            f"model; the harness now plants it in the {HAYSTACK} (issue #32): rerun the command above.\n"
         )
     if (RESULTS / "RERUN.md").is_file():
         out.append(

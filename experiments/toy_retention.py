@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from toy_reproduction_report import HAYSTACK
+
 from longwin.eval.compare_paired import fmt, ppl_losses
 from longwin.eval.paired import Interval, perplexity_ratio, run_cells, score_difference
 
@@ -160,6 +162,21 @@ def row(work: Path, m: str, ref: str, length: int, key_depth: str | None) -> str
     return f"| {m} | {ratio} | {_show_score(key)} | {_show_score(copied)} |"
 
 
+def haystack_note() -> list[str]:
+    """A caveat when the record's copy prompts planted their span in training text (runs before issue #32)."""
+    command = RESULTS / "COMMAND.md"
+    lines = command.read_text().splitlines() if command.is_file() else []
+    found = [json.loads(line.removeprefix("Settings: ")) for line in lines if line.startswith("Settings: ")]
+    settings = found[0] if found else {}
+    if settings.get("haystack", "essays") == HAYSTACK:
+        return []
+    return [
+        f"**The copy rows of this record plant their span in the essays**, training text of every toy model; the "
+        f"harness now plants it in the {HAYSTACK} (issue #32): rerun the command in COMMAND.md.",
+        "",
+    ]
+
+
 def tables(work: Path) -> str:
     seeds = len(list(work.glob("seed*/eval/base/results.json")))
     head = "| method | ppl ratio [95 %] | pass key, depth 100 % | words copied |\n|---|---|---|---|"
@@ -167,6 +184,7 @@ def tables(work: Path) -> str:
     reach = [row(work, m, "yarn-free", TARGET, None) for m in METHODS[1:]]
     return "\n".join(
         [
+            *haystack_note(),
             f"{seeds} seed(s); each cell pools the seeds' prompts (passkey: 2 a depth; copy: 2 a depth x 5 depths) "
             "or tokens (perplexity: the `chunks` convention on held-out documents). Scores are % (mean), with the "
             "difference in points against the reference on the same prompts and its paired 95 % interval; "
@@ -205,7 +223,8 @@ def main() -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             run_seed(work, seed, args.samples, args.steps)
         command = "python experiments/toy_retention.py " + shlex.join(sys.argv[1:])
-        (RESULTS / "COMMAND.md").write_text(f"Produced by:\n\n    {command}\n\nSettings: {json.dumps(vars(args))}\n")
+        settings = {**vars(args), "haystack": HAYSTACK}
+        (RESULTS / "COMMAND.md").write_text(f"Produced by:\n\n    {command}\n\nSettings: {json.dumps(settings)}\n")
     (RESULTS / "report.md").write_text(tables(work) + "\n")
     print(f"toy_retention: wrote {RESULTS}", file=sys.stderr)
     return 0
