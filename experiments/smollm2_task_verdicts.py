@@ -118,25 +118,32 @@ def middle_verdicts() -> list[str]:
     return out
 
 
-def copy_retention_verdict(task: str = "copy") -> list[str]:
-    """Words copied inside the window against the base on the same prompts (cells paired by prompt digest):
-    the mean difference in points with its paired 95 % interval, at 2K and 8K, per extended row."""
+def copy_pair_verdict(names: list[str], reference: str, lengths: tuple[int, ...], what: str) -> list[str]:
+    """Words copied by each of `names` against `reference` on the same prompts (cells paired by prompt digest):
+    the mean difference in points with its paired 95 % interval at each of `lengths` measured."""
     from longwin.eval.compare_paired import fmt
     from longwin.eval.paired import score_difference
 
-    base = {(r["length"], r["prompt_sha"]): r["score"] for r in cells("base", task)}
+    ref = {(r["length"], r["prompt_sha"]): r["score"] for r in cells(reference, "copy")}
     out = []
-    for name in GRID:
-        mine = {(r["length"], r["prompt_sha"]): r["score"] for r in cells(name, task)}
+    for name in names:
+        mine = {(r["length"], r["prompt_sha"]): r["score"] for r in cells(name, "copy")}
         parts = []
-        for n in (2048, NATIVE):
-            keys = sorted(k for k in mine.keys() & base.keys() if k[0] == n)
+        for n in lengths:
+            keys = sorted(k for k in mine.keys() & ref.keys() if k[0] == n)
             if len(keys) == TASK_CELLS:
-                diff = score_difference([100 * mine[k] for k in keys], [100 * base[k] for k in keys])
+                diff = score_difference([100 * mine[k] for k in keys], [100 * ref[k] for k in keys])
                 parts.append(f"{fmt(diff, points=True)} points at {n // 1024}K")
         if parts:
-            out.append(f"- **{name}, words copied inside the window vs the base (same prompts):** " + "; ".join(parts))
-    return [line + "." for line in out]
+            out.append(f"- **{name}, {what} (same prompts):** " + "; ".join(parts) + ".")
+    return out
+
+
+def copy_retention_verdict() -> list[str]:
+    """Inside the window against the base, then at the target against training-free YaRN (the free bar)."""
+    inside = copy_pair_verdict(list(GRID), "base", (2048, NATIVE), "words copied inside the window vs the base")
+    trained = [n for n in GRID if ROWS[n].trained]
+    return inside + copy_pair_verdict(trained, "yarn-free", (TARGET,), "words copied at 16K vs training-free YaRN")
 
 
 def in_window_verdict() -> list[str]:

@@ -340,3 +340,9 @@ def test_smollm2_copy_retention_pairs_the_base_on_the_same_prompts_only(smollm2_
     (line,) = copy_retention_verdict()
     assert line.startswith("- **cream-yarn, words copied inside the window")
     assert "-50.0 [-50.0, -50.0] points at 2K; +0.0 [+0.0, +0.0] points at 8K." in line
+    free = copy_cells("y", {16384: [0.5] * 10})
+    write_record(smollm2_records / "yarn-free" / "copy", free, ["y"], "copy")
+    write_record(smollm2_records / "cream-yarn" / "copy", copy_cells("c", {**worse, 16384: [0.25] * 10}), ["c"], "copy")
+    inside, reach = copy_retention_verdict()  # yarn-free has no 2K/8K cells; the free bar is judged at 16K only
+    assert reach.startswith("- **cream-yarn, words copied at 16K vs training-free YaRN (same prompts):**")
+    assert reach.endswith(" -25.0 [-25.0, -25.0] points at 16K.")
