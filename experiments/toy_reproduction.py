@@ -35,6 +35,7 @@ from toy_reproduction_summary import (
     TASKS,
     collect,
     lengths_for,
+    recorded_settings,
     write_summary,
 )
 
@@ -124,7 +125,7 @@ def main() -> int:
         # records made before the settings held the recipe's values trained at lr 3e-4 without distillation
         # and planted the copy spans in the essays, training text of every toy model
         legacy = {"learning_rate": 3e-4, "distill_weight": 0.0, "haystack": "essays"}
-        args = argparse.Namespace(**{**vars(args), **legacy, **json.loads(recorded[-1].removeprefix("Settings: "))})
+        args = argparse.Namespace(**{**vars(args), **legacy, **recorded_settings(RESULTS / "COMMAND.md")})
     summary = collect(work)
     if not summary and (RESULTS / "summary.json").is_file():  # a re-render without the models: the record
         summary = json.loads((RESULTS / "summary.json").read_text())

@@ -8,7 +8,19 @@ import json
 import statistics
 from typing import Any
 
-from toy_reproduction_summary import DEPTHS, MIDDLE, RESULTS, ROOT, Rows, lengths_for, mean, middle, paired, scales
+from toy_reproduction_summary import (
+    DEPTHS,
+    MIDDLE,
+    RESULTS,
+    ROOT,
+    Rows,
+    lengths_for,
+    mean,
+    middle,
+    paired,
+    recorded_settings,
+    scales,
+)
 
 from longwin.studies.verdicts import Bar, Claim, holds
 
@@ -216,8 +228,7 @@ def changed_claims(summary: dict[str, Any]) -> str:
     previous = json.loads(path.read_text()) if path.is_file() else summary
     if previous == summary:
         return ""
-    settings = (PREVIOUS / "COMMAND.md").read_text().splitlines()[-1].removeprefix("Settings: ")
-    before_settings = json.loads(settings)
+    before_settings = recorded_settings(PREVIOUS / "COMMAND.md")
     rows = changed_rows(previous, summary)
     if not rows:
         return ""

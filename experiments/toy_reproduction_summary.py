@@ -67,6 +67,13 @@ def collect(work: Path) -> dict[str, Any]:
     return {s: {m: {k: stats(v) for k, v in keys.items()} for m, keys in methods.items()} for s, methods in raw.items()}
 
 
+def recorded_settings(command_md: Path) -> dict[str, Any]:
+    """The `Settings: {...}` line of a record's COMMAND.md ({} when it has none or the file is missing)."""
+    lines = command_md.read_text().splitlines() if command_md.is_file() else []
+    found = [json.loads(line.removeprefix("Settings: ")) for line in lines if line.startswith("Settings: ")]
+    return found[0] if found else {}
+
+
 def write_summary(summary: dict[str, Any], settings: dict[str, Any], command: str) -> None:
     """summary.json, summary.csv (rounded) and COMMAND.md (the command and its settings) of a run."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from toy_reproduction_report import HAYSTACK
+from toy_reproduction_summary import recorded_settings
 
 from longwin.eval.compare_paired import fmt, ppl_losses
 from longwin.eval.paired import Interval, perplexity_ratio, run_cells, score_difference
@@ -164,11 +165,7 @@ def row(work: Path, m: str, ref: str, length: int, key_depth: str | None) -> str
 
 def haystack_note() -> list[str]:
     """A caveat when the record's copy prompts planted their span in training text (runs before issue #32)."""
-    command = RESULTS / "COMMAND.md"
-    lines = command.read_text().splitlines() if command.is_file() else []
-    found = [json.loads(line.removeprefix("Settings: ")) for line in lines if line.startswith("Settings: ")]
-    settings = found[0] if found else {}
-    if settings.get("haystack", "essays") == HAYSTACK:
+    if recorded_settings(RESULTS / "COMMAND.md").get("haystack", "essays") == HAYSTACK:
         return []
     return [
         f"**The copy rows of this record plant their span in the essays**, training text of every toy model; the "
