@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,53 +66,52 @@ def split_data() -> tuple[list[Any], list[Any]]:
     return split_documents(load_documents(DATA), 0.1, seed=0)
 
 
-def heldout_rows(tokens: int, count: int) -> list[dict[str, str]]:
-    """The first `tokens` tokens of each of the `count` longest held-out documents that have that many
-    (count 0: all of them), longest first, as JSONL rows."""
+def _tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from longwin.data.heldout import heldout_rows as cut
     from longwin.models import model_path
 
-    return cut(split_data()[1], AutoTokenizer.from_pretrained(model_path(MODEL)), tokens, count)
+    return AutoTokenizer.from_pretrained(model_path(MODEL))
+
+
+def _jsonl(path: Path, rows: Callable[[], list[dict[str, str]]]) -> Path:
+    """`path`, written once (atomically) from `rows()` as JSONL; an existing file is the study's text and kept."""
+    if not path.is_file():
+        from longwin.outputs import write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, "".join(json.dumps(r) + "\n" for r in rows()))
+    return path
 
 
 def heldout_corpus(work: Path) -> Path:
     """The PPL_DOCS longest held-out documents cut to TARGET tokens, one after another, so that sample i of
     the perplexity task is document i."""
-    path = work / "heldout-ppl.jsonl"
-    if not path.is_file():
-        work.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in heldout_rows(TARGET, PPL_DOCS)))
-    return path
+    from longwin.data.heldout import heldout_rows
+
+    return _jsonl(work / "heldout-ppl.jsonl", lambda: heldout_rows(split_data()[1], _tokenizer(), TARGET, PPL_DOCS))
 
 
 def heldout_haystack(work: Path) -> Path:
     """The held-out prose documents whole (HAYSTACK_SKIP left out), in the split's order: the copy task's
     haystack, so that no prompt carries text a fine-tuned row was trained on (the default haystack, the essays,
     is in DATA)."""
-    path = work / "heldout-haystack.jsonl"
-    if not path.is_file():
-        docs = [d for d in split_data()[1] if not d.id.startswith(HAYSTACK_SKIP)]
-        work.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
-    return path
+    from longwin.data.heldout import whole_rows
+
+    def prose() -> list[dict[str, str]]:
+        return whole_rows([d for d in split_data()[1] if not d.id.startswith(HAYSTACK_SKIP)])
+
+    return _jsonl(work / "heldout-haystack.jsonl", prose)
 
 
 def ood_corpus(work: Path) -> Path:
     """The out-of-domain text: the PPL_DOCS longest OOD_DATA documents cut to TARGET tokens (none trained on)."""
-    path = work / "ood-ppl.jsonl"
-    if not path.is_file():
-        from transformers import AutoTokenizer
+    from longwin.data.corpora import load_documents
+    from longwin.data.heldout import heldout_rows
 
-        from longwin.data.corpora import load_documents
-        from longwin.data.heldout import heldout_rows as cut
-        from longwin.models import model_path
-
-        rows = cut(load_documents(OOD_DATA), AutoTokenizer.from_pretrained(model_path(MODEL)), TARGET, PPL_DOCS)
-        work.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return _jsonl(
+        work / "ood-ppl.jsonl", lambda: heldout_rows(load_documents(OOD_DATA), _tokenizer(), TARGET, PPL_DOCS)
+    )
 
 
 def model_ref(name: str, work: Path) -> list[str]:

@@ -12,6 +12,11 @@ from typing import Any
 from longwin.data.corpora import Document
 
 
+def whole_rows(documents: Sequence[Document]) -> list[dict[str, str]]:
+    """`documents` whole, in their order, as JSONL rows (`id`, `text`): a haystack or perplexity corpus file."""
+    return [{"id": doc.id, "text": doc.text} for doc in documents]
+
+
 def heldout_rows(documents: Sequence[Document], tokenizer: Any, tokens: int, count: int) -> list[dict[str, str]]:
     """The first `tokens` tokens of each of the `count` longest `documents` that have that many (count 0:
     all of them), longest first, as JSONL rows (`id`, `text`)."""

@@ -206,6 +206,7 @@ def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
     haystack of every task that plants its item in real text. The toy base's pretraining holds out the same
     documents (`pretrain-toy`: same corpora, fraction and seed), so no model of the demo has read them."""
     from longwin.data.corpora import load_documents, split_documents
+    from longwin.data.heldout import whole_rows
     from longwin.methods import CommonOptions
 
     path = root / "heldout.jsonl"
@@ -213,7 +214,7 @@ def heldout_corpus(cfg: DemoConfig, root: Path) -> Path:
         common = CommonOptions()
         _, held = split_documents(load_documents(common.data), common.val_fraction, seed=cfg.seed)
         root.mkdir(parents=True, exist_ok=True)
-        write_text(path, "".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in held))
+        write_text(path, "".join(json.dumps(row) + "\n" for row in whole_rows(held)))
     return path
 
 
