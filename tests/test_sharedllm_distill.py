@@ -105,9 +105,10 @@ def test_teacher_targets_are_stored_once_and_refused_under_other_settings(tmp_pa
     TeacherCache(tmp_path / "cache", SETTINGS).fill(teacher, examples, 3)
     assert teacher.calls == 6  # a rerun reuses them
     changed = [{**examples[0], "input_ids": examples[0]["input_ids"][:-1]}, *examples[1:]]
-    cache.fill(teacher, changed, 3)
+    share = cache.fill(teacher, changed, 3)
     assert teacher.calls == 8  # only the example whose tokens changed is scored again
-    assert 0 < cache.key_share(3) < 1
+    assert 0 < share < 1  # the share of key tokens among the stored predictions
+    assert cache.fill(teacher, changed, 3) == share and teacher.calls == 8  # read back from the stored files
     with pytest.raises(LongwinError, match="other settings"):
         TeacherCache(tmp_path / "cache", DistillSettings("tiny", top_k=4))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from longwin.errors import LongwinError
@@ -133,26 +134,25 @@ class TeacherCache:
         stored = torch.load(self.path(index), weights_only=True)
         return stored["targets"] if stored.get("digest") == self.digest(example) else None
 
-    def fill(self, teacher: Any, examples: Dataset, count: int, log: Any = None) -> None:
-        """Compute and store the targets of examples 0..count-1 that are not stored yet (atomic writes)."""
+    def fill(self, teacher: Any, examples: Dataset, count: int, log: Any = None) -> float:
+        """Compute and store the targets of examples 0..count-1 that are not stored yet (atomic writes); return
+        the share of the stored predictions that are key tokens (weight above 1)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "settings.json").write_text(json.dumps(asdict(self.settings)) + "\n")
+        keys = total = 0
         for index in range(count):
             example = examples[index]
-            if self.load(index, example) is not None:
-                continue
-            targets = teacher_targets(teacher, example["context_ids"], example["input_ids"], self.settings)
-            partial = self.path(index).with_suffix(".pt.partial")
-            torch.save({"digest": self.digest(example), "targets": targets}, partial)
-            os.replace(partial, self.path(index))
-            if log is not None:
-                log(index + 1, count)
-
-    def key_share(self, count: int) -> float:
-        """Share of the cached predictions that are key tokens (weight above 1)."""
-        weights = [torch.load(self.path(i), weights_only=True)["targets"]["token_weight"] for i in range(count)]
-        total = sum(len(w) for w in weights)
-        return sum(int((w > 1).sum()) for w in weights) / max(1, total)
+            targets = self.load(index, example)
+            if targets is None:
+                targets = teacher_targets(teacher, example["context_ids"], example["input_ids"], self.settings)
+                partial = self.path(index).with_suffix(".pt.partial")
+                torch.save({"digest": self.digest(example), "targets": targets}, partial)
+                os.replace(partial, self.path(index))
+                if log is not None:
+                    log(index + 1, count)
+            keys += int((targets["token_weight"] > 1).sum())
+            total += len(targets["token_weight"])
+        return keys / max(1, total)
 
 
 class ContextDistillDataset(Dataset):
@@ -181,13 +181,8 @@ class ContextDistillCollator(SharedLLMCollator):
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         batch = super().__call__([{k: v for k, v in e.items() if k not in TARGETS} for e in examples])
-        steps = max(len(e["token_weight"]) for e in examples)
         for key in TARGETS:
-            rows = [torch.as_tensor(e[key]) for e in examples]
-            out = rows[0].new_zeros((len(rows), steps, *rows[0].shape[1:]))
-            for i, row in enumerate(rows):
-                out[i, : len(row)] = row
-            batch[key] = out
+            batch[key] = pad_sequence([torch.as_tensor(e[key]) for e in examples], batch_first=True)
         return batch
 
 

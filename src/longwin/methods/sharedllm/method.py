@@ -7,7 +7,7 @@ saved SharedLLM to continue, e.g. the instruction stage after the LM stage), cho
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 from longwin.errors import LongwinError
@@ -23,7 +23,7 @@ from longwin.methods.sharedllm.context_distill import (
 )
 from longwin.methods.sharedllm.dataset import ChunkedWindow, SharedLLMDataset, load_instructions, make_layout
 from longwin.methods.sharedllm.modeling import SharedLLMForCausalLM
-from longwin.methods.sharedllm.options import SharedLLMOptions
+from longwin.methods.sharedllm.options import DISTILL_OPTIONS, SharedLLMOptions
 from longwin.methods.sharedllm.trainable import trainable_parameters
 
 LOAD_NOTE = (
@@ -41,8 +41,7 @@ def _check_request(config: TrainConfig) -> None:
         )
     if opts.instructions and opts.stage != "instruct":
         raise LongwinError("--sharedllm-instructions needs --sharedllm-stage instruct")
-    distill_only = {"teacher": "", "teacher_cache": "", "distill_examples": 0, "distill_lm_weight": 0.0}
-    given = sorted(k for k, default in distill_only.items() if getattr(opts, k) != default)
+    given = sorted(f.name for f in fields(opts) if f.name in DISTILL_OPTIONS and getattr(opts, f.name) != f.default)
     if given and opts.stage != "distill":
         raise LongwinError(f"--sharedllm-{given[0].replace('_', '-')} needs --sharedllm-stage distill")
 
@@ -99,18 +98,9 @@ def _card(
     }
 
 
-def distill_parts(
-    config: TrainConfig,
-    targs: Any,
-    model: SharedLLMForCausalLM,
-    tokenizer: Any,
-    examples: SharedLLMDataset,
-    pool: Any,
-    card: dict[str, Any],
-    steps: int,
-) -> TrainParts:
-    """The distill stage: the teacher's targets stored once (rank 0 computes, the others read), then the student's
-    dataset, collator and loss. The teacher is freed before training starts."""
+def distill_parts(config: TrainConfig, targs: Any, parts: TrainParts, steps: int) -> TrainParts:
+    """The distill stage on top of the LM stage's parts: the teacher's targets stored once (rank 0 computes, the
+    others read), then the student's dataset, collator and loss. The teacher is freed before training starts."""
     from longwin.models import load_model
 
     common, opts = config.common, config.get(SharedLLMOptions)
@@ -122,27 +112,26 @@ def distill_parts(
         )
     settings = DistillSettings(str(teacher_ref), opts.distill_top_k, opts.distill_key_weight)
     cache = TeacherCache(opts.teacher_cache or f"{str(targs.output_dir).rstrip('/')}.teacher-targets", settings)
-    count = len(examples)
+    count = len(parts.dataset)
     with targs.main_process_first(desc="teacher targets"):
         teacher.to(targs.device).eval()
-        cache.fill(teacher, examples, count, log=lambda i, n: print(f"longwin train: teacher {i}/{n}", flush=True))
+        key_share = cache.fill(
+            teacher, parts.dataset, count, log=lambda i, n: print(f"longwin train: teacher {i}/{n}", flush=True)
+        )
     del teacher
-    card["distill"] = {
+    parts.card["distill"] = {
         **asdict(settings),
         "cache": str(cache.folder),
         "examples": count,
         "epochs": round(steps / count, 2),
-        "key_token_share": round(cache.key_share(count), 4),
+        "key_token_share": round(key_share, 4),
         "lm_weight": opts.distill_lm_weight,
     }
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return TrainParts(
-        model,
-        tokenizer,
-        ContextDistillDataset(examples, cache, count, steps),
-        ContextDistillCollator(pad_token_id=pad, chunk_size=model.config.chunk_size),
-        pool,
-        card,
+    assert isinstance(parts.collator, SharedLLMCollator)  # build's, whose padding the targets follow
+    return replace(
+        parts,
+        dataset=ContextDistillDataset(parts.dataset, cache, count, steps),
+        collator=ContextDistillCollator(**asdict(parts.collator)),
         trainer_class=context_distill_trainer(opts.distill_lm_weight),
     )
 
@@ -192,8 +181,7 @@ def build(config: TrainConfig, targs: Any) -> TrainParts:
     model.train()
     targs.remove_unused_columns = False  # examples carry context_ids/prompt_ids, which only the collator reads
     card = _card(model, opts, layout, native, sum(p.numel() for p in params))
-    if distilling:
-        return distill_parts(config, targs, model, tokenizer, dataset, pool, card, steps)
-    return TrainParts(
+    parts = TrainParts(
         model, tokenizer, dataset, SharedLLMCollator(pad_token_id=pad, chunk_size=layout.chunk), pool, card
     )
+    return distill_parts(config, targs, parts, steps) if distilling else parts

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 STAGES = ("lm", "instruct", "distill")
+# options only the distill stage reads: given with another stage, they are refused
+DISTILL_OPTIONS = (
+    "teacher", "teacher_cache", "distill_examples", "distill_top_k", "distill_key_weight", "distill_lm_weight",
+)  # fmt: skip
 # options that shape the model: passed to SharedLLMConfig when given, its own defaults otherwise
 MODEL_OPTIONS = {
     "lower_layers": "num_lower_layers",
