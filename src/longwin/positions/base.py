@@ -67,6 +67,11 @@ def contiguous(n: int) -> torch.Tensor:
     return torch.arange(n, dtype=torch.long)
 
 
+def gather_prefix(placed: Placement, doc_len: int, target_len: int, generator: torch.Generator) -> torch.Tensor:
+    """A `gather` for schemes that read the document's first train_len tokens in order."""
+    return contiguous(len(placed.position_ids))
+
+
 def randint(low: int, high: int, generator: torch.Generator) -> int:
     """A uniform integer in [low, high], both ends inclusive (the reference's `random.randint`)."""
     return int(torch.randint(low, high + 1, (), generator=generator))

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from longwin.errors import LongwinError
-from longwin.positions.base import Placement, Scheme, contiguous
+from longwin.positions.base import Placement, Scheme, contiguous, gather_prefix
 
 
 def _place(train_len: int, target_len: int, generator: torch.Generator, options: Mapping[str, Any]) -> Placement:
@@ -32,15 +32,11 @@ def _place(train_len: int, target_len: int, generator: torch.Generator, options:
     return Placement(position_ids, (("context", 0, first), ("terminal", first, train_len)))
 
 
-def _gather(placed: Placement, doc_len: int, target_len: int, generator: torch.Generator) -> torch.Tensor:
-    return contiguous(placed.segments[-1][2])
-
-
 ENDPROMPT = Scheme(
     name="endprompt",
     description="EndPrompt: the window's text in order, its last terminal_len tokens at positions ending at L-1",
     extends=True,
     place=_place,
-    gather=_gather,
+    gather=gather_prefix,
     options=("terminal_len",),
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from longwin.positions.base import Placement, Scheme, contiguous
+from longwin.positions.base import Placement, Scheme, contiguous, gather_prefix
 
 
 def _whole(train_len: int) -> tuple[tuple[str, int, int], ...]:
@@ -25,28 +25,24 @@ def _native(train_len: int, target_len: int, generator: torch.Generator, options
     return Placement(contiguous(train_len), _whole(train_len))
 
 
-def _prefix(placed: Placement, doc_len: int, target_len: int, generator: torch.Generator) -> torch.Tensor:
-    return contiguous(len(placed.position_ids))
-
-
 RANDPOS = Scheme(
     name="randpos",
     description="RandPos: a sorted uniform random subset of range(target_len) of size train_len",
     extends=True,
     place=_random_subset,
-    gather=_prefix,
+    gather=gather_prefix,
 )
 NONE = Scheme(
     name="none",
     description="contiguous 0..train_len-1 at the native window (plain fine-tuning; the PI-only baseline)",
     extends=False,
     place=_native,
-    gather=_prefix,
+    gather=gather_prefix,
 )
 FULL = Scheme(
     name="full",
     description="contiguous 0..train_len-1 for full-length training, e.g. train_len = target_len (train-at-L)",
     extends=False,
     place=_native,
-    gather=_prefix,
+    gather=gather_prefix,
 )
