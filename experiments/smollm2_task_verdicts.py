@@ -119,21 +119,21 @@ def middle_verdicts() -> list[str]:
 
 
 def copy_pair_verdict(names: list[str], reference: str, lengths: tuple[int, ...], what: str) -> list[str]:
-    """Words copied by each of `names` against `reference` on the same prompts (cells paired by prompt digest):
-    the mean difference in points with its paired 95 % interval at each of `lengths` measured."""
-    from longwin.eval.compare_paired import fmt
-    from longwin.eval.paired import score_difference
+    """Words copied by each of `names` against `reference` on the same prompts (the harness's paired score rows,
+    `longwin.eval.compare_paired.score_rows`): the mean difference in points with its paired 95 % interval at
+    each of `lengths` where both have every cell."""
+    from longwin.eval.compare_paired import score_rows
 
-    ref = {(r["length"], r["prompt_sha"]): r["score"] for r in cells(reference, "copy")}
     out = []
     for name in names:
-        mine = {(r["length"], r["prompt_sha"]): r["score"] for r in cells(name, "copy")}
-        parts = []
-        for n in lengths:
-            keys = sorted(k for k in mine.keys() & ref.keys() if k[0] == n)
-            if len(keys) == TASK_CELLS:
-                diff = score_difference([100 * mine[k] for k in keys], [100 * ref[k] for k in keys])
-                parts.append(f"{fmt(diff, points=True)} points at {n // 1024}K")
+        rows = score_rows([cells(reference, "copy"), cells(name, "copy")], [reference, name])
+        parts = [
+            f"{figure} points at {n // 1024}K"
+            for _, n, _, figure in rows
+            if n in lengths
+            and not figure.startswith("different prompts")
+            and hits(name, "copy", n)[1] == hits(reference, "copy", n)[1] == TASK_CELLS
+        ]
         if parts:
             out.append(f"- **{name}, {what} (same prompts):** " + "; ".join(parts) + ".")
     return out

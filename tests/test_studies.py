@@ -320,7 +320,7 @@ def test_sharedllm_report_states_the_distillation_pilots_decision(tmp_path, monk
 def copy_cells(fingerprint: str, scores: dict[int, list[float]], prompts: str = "p") -> list[dict]:
     """Ten copy cells a length (2 a depth), each with the digest of its prompt."""
     return [
-        {"key": f"copy/{n}/{d}/{i}", "fingerprint": fingerprint, "length": n, "position": str(d),
+        {"task": "copy", "key": f"copy/{n}/{d}/{i}", "fingerprint": fingerprint, "length": n, "position": str(d),
          "score": s, "whole": float(s == 1.0), "prompt_sha": f"{prompts}{n}-{d}-{i}"}
         for n, row in scores.items()
         for j, s in enumerate(row)
