@@ -74,15 +74,18 @@ def heldout_items(work: Path, count: int) -> list[dict[str, Any]]:
     return [data[i] for i in range(count)]
 
 
-def reduction(pairs: list[tuple[float, float]], resamples: int = 2000) -> tuple[float, float, float]:
-    """1 - mean KL with trees / mean KL without (the stop rule's figure) and its paired 95 % bootstrap interval
-    over examples (one resample draws the same examples for both)."""
+def reduction(pairs: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """1 - mean KL with trees / mean KL without (the stop rule's figure, a ratio of means the harness's paired
+    intervals do not cover) and its paired bootstrap interval over examples at the harness's resamples and level
+    (one resample draws the same examples for both)."""
     import numpy as np
 
+    from longwin.eval.paired import LEVEL, RESAMPLES
+
     arr = np.asarray(pairs)
-    picks = np.random.default_rng(0).integers(0, len(arr), size=(resamples, len(arr)))
+    picks = np.random.default_rng(0).integers(0, len(arr), size=(RESAMPLES, len(arr)))
     boot = 1 - arr[picks, 0].mean(1) / arr[picks, 1].mean(1)
-    low, high = np.quantile(boot, [0.025, 0.975])
+    low, high = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return float(1 - arr[:, 0].mean() / arr[:, 1].mean()), float(low), float(high)
 
 
