@@ -93,8 +93,8 @@ def measure(model: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
     from longwin.methods.sharedllm.context_distill import tree_kl
 
     out: dict[str, Any] = {}
-    for prefix, weighted in (("", True), ("plain_", False)):
-        pairs = tree_kl(model, items, weighted=weighted)
+    measured = tree_kl(model, items)
+    for prefix, pairs in (("", measured["weighted"]), ("plain_", measured["plain"])):
         value, low, high = reduction(pairs)
         out |= {
             f"{prefix}kl_with_trees": sum(p[0] for p in pairs) / len(pairs),

@@ -179,12 +179,15 @@ def test_tree_kl_compares_the_same_model_with_and_without_its_trees(tmp_path, sc
     examples = [{"context_ids": list(range(3, 67)), "input_ids": list(range(70, 90))}]
     cache = TeacherCache(tmp_path / "cache", SETTINGS)
     cache.fill(teacher, examples, 1)
-    ((with_trees, without),) = tree_kl(student, ContextDistillDataset(examples, cache, 1, 1))
+    measured = tree_kl(student, ContextDistillDataset(examples, cache, 1, 1))
+    ((with_trees, without),), ((plain_with, plain_without),) = measured["weighted"], measured["plain"]
     assert without > 0  # the teacher read the context; the student without its trees did not
     if scale:
         assert with_trees != pytest.approx(without, abs=1e-6)  # what the trees add changes the student's KL
     else:
         assert with_trees == pytest.approx(without, abs=1e-6)  # a zero cross-attention reads nothing
+        assert plain_with == pytest.approx(plain_without, abs=1e-6)
+    assert plain_without > 0
 
 
 def test_distill_options_need_the_distill_stage_and_a_window_the_teacher_can_read(

@@ -209,21 +209,22 @@ def context_distill_trainer(lm_weight: float) -> type:
 
 
 @torch.no_grad()
-def tree_kl(model: Any, examples: Sequence[Mapping[str, Any]], weighted: bool = True) -> list[tuple[float, float]]:
+def tree_kl(model: Any, examples: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
     """Per example, (KL with the trees, KL without them) of the same model against the stored teacher targets
-    (`examples`: items of `ContextDistillDataset`): the stop rule's measure of what reading the trees buys."""
+    (`examples`: items of `ContextDistillDataset`), both as trained (`weighted`, key tokens weighted) and as a
+    plain mean over tokens (`plain`), from one forward pass each way: the stop rule's measure of what reading
+    the trees buys."""
     model.eval()
     device = _device(model)
-    out = []
+    out: dict[str, list[tuple[float, float]]] = {"weighted": [], "plain": []}
     for example in examples:
         window = torch.tensor([list(example["input_ids"])], device=device)
         targets = {k: torch.as_tensor(example[k]).unsqueeze(0).to(device) for k in TARGETS}
-        if not weighted:
-            targets["token_weight"] = torch.ones_like(targets["token_weight"])
+        plain = {**targets, "token_weight": torch.ones_like(targets["token_weight"])}
         context = torch.tensor([list(example["context_ids"])], device=device)
-        with_trees, without = (
-            float(distill_loss(model(input_ids=window, use_cache=False, **extra).logits, targets))
-            for extra in ({"context_input_ids": context}, {})
-        )
-        out.append((with_trees, without))
+        logits = [
+            model(input_ids=window, use_cache=False, **extra).logits for extra in ({"context_input_ids": context}, {})
+        ]
+        out["weighted"].append((float(distill_loss(logits[0], targets)), float(distill_loss(logits[1], targets))))
+        out["plain"].append((float(distill_loss(logits[0], plain)), float(distill_loss(logits[1], plain))))
     return out
