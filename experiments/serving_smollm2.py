@@ -5,6 +5,10 @@ tokens a `longwin eval --task ppl` record scored in transformers (`chunks`: ever
     python experiments/serving_smollm2.py --folder F --name N --cells EVAL_OUT/cells.jsonl \
         --corpus heldout-ppl.jsonl --samples 3 --spacing 16384 --outtypes f16,q8_0 --out DIR
 
+With `--free-rope R --target-length L`, `--folder` is a model reference instead (e.g. `smollm2-135m`): the
+training-free row `longwin eval --rope R --target-length L` scores, saved as a folder first (`--free-rope none`:
+the base exactly as it loads, no scaling). The transformers cells must come from that same eval row.
+
 Each cell's window is rebuilt as the ppl task builds it (`[bos] + stream[end - L + 1 : end]`, the stream being
 the corpus texts tokenized one by one with "\\n\\n" after each) and its digest compared with the cell's
 `tokens_sha` before llama.cpp scores it, so a figure is only written for the very tokens transformers scored.
@@ -42,6 +46,30 @@ def window(tokenizer, stream: list[int], spacing: int, sample: int, length: int)
     return head + stream[end - body : end]
 
 
+def score_cell(gguf: Path, ids: list[int], cell: dict) -> dict:
+    """llama.cpp's perplexity on the very tokens a transformers cell scored, beside that cell's figure."""
+    if tokens_digest(ids, cell["convention"]) != cell["tokens_sha"]:
+        raise SystemExit(f"cell {cell['key']}: rebuilt tokens differ from the ones transformers scored")
+    started = time.time()
+    ppl = perplexity(llama_cpp_nll(gguf, ids, n_ctx=len(ids))[-cell["tokens"] :])
+    return {"length": cell["length"], "sample": cell["sample"], "convention": cell["convention"],
+            "tokens_sha": cell["tokens_sha"], "ppl_transformers": round(cell["ppl"], 4),
+            "ppl_llama_cpp": round(ppl, 4), "rel_diff": round(ppl / cell["ppl"] - 1, 5),
+            "llama_cpp_seconds": round(time.time() - started, 1)}  # fmt: skip
+
+
+def free_folder(ref: str, rope: str, target_length: int, out: Path) -> Path:
+    """The training-free row `longwin eval --model ref --rope rope --target-length L` loads, saved as a folder."""
+    from longwin.eval.loading import load_for_eval
+
+    if not (out / "config.json").is_file():
+        scaled = {"rope": rope, "target_length": target_length} if rope != "none" else {}
+        model, tokenizer = load_for_eval(ref, device="cpu", dtype="float32", **scaled)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    return out
+
+
 def main(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
@@ -52,32 +80,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spacing", type=int, default=16384)
     parser.add_argument("--outtypes", default="f16")
     parser.add_argument("--lengths", default="")
+    parser.add_argument("--keys", default="", help="only these cell keys (comma-separated)")
     parser.add_argument("--gguf-dir", default="/tmp/longwin-gguf")
+    parser.add_argument("--free-rope", default="", help="save this training-free row of --folder first")
+    parser.add_argument("--target-length", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    Path(args.gguf_dir).mkdir(parents=True, exist_ok=True)
+    if args.free_rope:
+        target = Path(args.gguf_dir) / f"{args.name}-folder"
+        args.folder = str(free_folder(args.folder, args.free_rope, args.target_length, target))
     tokenizer = AutoTokenizer.from_pretrained(args.folder)
     cells = [json.loads(line) for line in Path(args.cells).read_text().splitlines() if line.strip()]
-    wanted = {int(x) for x in args.lengths.split(",") if x}
-    Path(args.gguf_dir).mkdir(parents=True, exist_ok=True)
+    wanted, keys = {int(x) for x in args.lengths.split(",") if x}, {k for k in args.keys.split(",") if k}
+    cells = [c for c in cells if c.get("position") in ("chunks", "last-k")]
+    cells = [c for c in cells if (not wanted or c["length"] in wanted) and (not keys or c["key"] in keys)]
     stream = token_stream(tokenizer, args.corpus, args.samples * args.spacing)
     for outtype in args.outtypes.split(","):
         done = export_gguf(Path(args.folder), Path(args.gguf_dir) / f"{args.name}-{outtype}.gguf", outtype)
         _append(out / "exports.jsonl", {"name": args.name, "outtype": outtype, "seconds": round(done.seconds, 1),
                                         "mib": round(done.bytes / 2**20, 1)})  # fmt: skip
         for cell in cells:
-            if cell.get("position") not in ("chunks", "last-k") or (wanted and cell["length"] not in wanted):
-                continue
             ids = window(tokenizer, stream, args.spacing, cell["sample"], cell["length"])
-            if tokens_digest(ids, cell["convention"]) != cell["tokens_sha"]:
-                raise SystemExit(f"cell {cell['key']}: rebuilt tokens differ from the ones transformers scored")
-            started = time.time()
-            ppl = perplexity(llama_cpp_nll(done.path, ids, n_ctx=len(ids))[-cell["tokens"] :])
-            row = {"name": args.name, "outtype": outtype, "length": cell["length"], "sample": cell["sample"],
-                   "convention": cell["convention"],
-                   "tokens_sha": cell["tokens_sha"], "ppl_transformers": round(cell["ppl"], 4),
-                   "ppl_llama_cpp": round(ppl, 4), "rel_diff": round(ppl / cell["ppl"] - 1, 5),
-                   "llama_cpp_seconds": round(time.time() - started, 1)}  # fmt: skip
+            row = {"name": args.name, "outtype": outtype, **score_cell(done.path, ids, cell)}
             print(json.dumps(row), flush=True)
             _append(out / "cells.jsonl", row)
     return 0

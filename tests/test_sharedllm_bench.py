@@ -74,6 +74,19 @@ def test_report_ratios_and_a_command_that_reproduces_the_settings():
     json.dumps(report)
 
 
+def test_full_attention_at_a_reference_length_is_measured_first_and_set_against_every_sharedllm_prefill():
+    cfg = bench.SharedLLMBench(lengths=[4096], methods=["sharedllm"], full_reference_length=2048)
+    assert bench._measurements(cfg) == [("full", 2048), ("sharedllm", 4096)]
+    both = bench.SharedLLMBench(lengths=[2048, 4096], methods=["full", "sharedllm"], full_reference_length=2048)
+    assert bench._measurements(both).count(("full", 2048)) == 1  # measured once when also a benchmark length
+    rows = [r for r in _fake_rows() if (r["method"], r["length"]) in {("full", 2048), ("sharedllm", 4096)}]
+    report = build_report(cfg, "random", rows)
+    assert report["ratios"] == [{"length": 4096, "sharedllm": "sharedllm", "reference_length": 2048,
+                                 "reference_time_ratio": 2.0}]  # fmt: skip
+    assert "| 4096 | sharedllm | 2.00 |" in markdown(report)
+    assert "full at" not in markdown(build_report(bench.SharedLLMBench(lengths=[4096]), "random", rows))
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

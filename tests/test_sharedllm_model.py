@@ -287,6 +287,33 @@ def test_the_cheap_last_token_probe_equals_a_full_one_layer_pass(family):
     torch.testing.assert_close(last_token_state(view, x), last_states(view, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_node_encoder_holds_the_cache_a_whole_lower_model_pass_would(family, layers):
+    """Layer M-1 stops at its keys and values; they equal those of a full M-layer pass (YaRN-scaled too)."""
+    from longwin.methods.sharedllm.lower import NodeEncoder, truncated_view
+    from longwin.models.compat import cache_layer_kv, output_cache
+    from longwin.rope import scale_rope
+
+    if family == "llama":
+        base = make_tiny_llama(layers=3)
+        base = type(base)(scale_rope(base.config, "yarn", 4 * base.config.max_position_embeddings)).eval()
+    else:  # q/k/v biases
+        torch.manual_seed(0)
+        config = Qwen2Config(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+        base = Qwen2ForCausalLM(config).eval()
+    x = ids(3, 24)
+    with torch.no_grad():
+        cache = output_cache(truncated_view(base.model, layers)(input_ids=x, use_cache=True))
+        got = NodeEncoder.of(base.model, layers)(x)
+    assert len(got) == layers
+    for layer, (k, v) in enumerate(got):
+        want_k, want_v = cache_layer_kv(cache, layer)
+        torch.testing.assert_close(k, want_k, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(v, want_v, rtol=1e-5, atol=1e-6)
+
+
 def test_encoding_in_bounded_batches_builds_the_same_tree():
     x, context = ids(2, 8), ids(2, 5 * 32, seed=11)
     whole = wrapped().build_tree(context, input_ids=x)

@@ -59,17 +59,16 @@ def run(args: argparse.Namespace) -> int:
     model = _resolve_model(cfg.model)
     _preimport()
     rows = []
-    for length in cfg.lengths:
-        for method in cfg.methods:
-            if method == "full" and 0 < cfg.full_max_length < length:
-                print(f"{method:>10} {length:>7} tokens: skipped (--full-max-length {cfg.full_max_length})")
-                continue
-            result = measure_in_child({**asdict(cfg), "model": model, "method": method, "length": length})
-            print(
-                f"{method:>10} {length:>7} tokens: {result['time_s']:8.3f} s  {result['prefill_mb']:9.1f} MB",
-                flush=True,
-            )
-            rows.append(result)
+    for method, length in _measurements(cfg):
+        if method == "full" and 0 < cfg.full_max_length < length != cfg.full_reference_length:
+            print(f"{method:>10} {length:>7} tokens: skipped (--full-max-length {cfg.full_max_length})")
+            continue
+        result = measure_in_child({**asdict(cfg), "model": model, "method": method, "length": length})
+        print(
+            f"{method:>10} {length:>7} tokens: {result['time_s']:8.3f} s  {result['prefill_mb']:9.1f} MB",
+            flush=True,
+        )
+        rows.append(result)
     report = build_report(cfg, model, rows)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
     write_text(out / "sharedllm_bench.md", markdown(report))
     print(f"wrote {out / 'sharedllm_bench.json'} and {out / 'sharedllm_bench.md'}")
     return 0
+
+
+def _measurements(cfg: SharedLLMBench) -> list[tuple[str, int]]:
+    """(method, length) in the order measured: the full-attention reference first, then each length's methods."""
+    pairs = [(method, length) for length in cfg.lengths for method in cfg.methods]
+    reference = ("full", cfg.full_reference_length)
+    return ([reference] if cfg.full_reference_length and reference not in pairs else []) + pairs
 
 
 def with_model_defaults(cfg: SharedLLMBench) -> SharedLLMBench:

@@ -55,6 +55,14 @@ class SharedLLMBench:
             "takes minutes a prefill and attention's T x T scores may not fit in memory",
         },
     )
+    full_reference_length: int = field(
+        default=0,
+        metadata={
+            "min": 0,
+            "help": "also time full attention at this many tokens (e.g. the native window) and give every "
+            "SharedLLM prefill's time as a ratio to it: what a long read costs against one native-window forward",
+        },
+    )
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads per measurement"})
     repeats: int = field(
         default=2, metadata={"min": 1, "help": "timed prefills per measurement; the fastest is reported"}

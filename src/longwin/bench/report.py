@@ -23,6 +23,10 @@ def build_report(cfg: SharedLLMBench, model: str, rows: list[dict[str, Any]]) ->
             if ours is None:
                 continue
             entry: dict[str, Any] = {"length": length, "sharedllm": variant}
+            reference = by.get(("full", cfg.full_reference_length))
+            if reference is not None:
+                entry["reference_length"] = cfg.full_reference_length
+                entry["reference_time_ratio"] = reference["time_s"] / ours["time_s"]
             for other in ("full", "streaming"):
                 if (other, length) in by:
                     entry[f"{other}_time_ratio"] = by[other, length]["time_s"] / ours["time_s"]
@@ -95,4 +99,21 @@ def markdown(report: dict[str, Any]) -> str:
             + " | ".join("-" if c is None else f"{c:.2f}" for c in cells)
             + " |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _reference_lines(report)) + "\n"
+
+
+def _reference_lines(report: dict[str, Any]) -> list[str]:
+    """Each SharedLLM prefill against full attention at the reference length, when one was measured."""
+    rows = [r for r in report["ratios"] if "reference_time_ratio" in r]
+    if not rows:
+        return []
+    ref = rows[0]["reference_length"]
+    return [
+        "",
+        f"Against full attention over {ref} tokens, measured in the same run (full time at {ref} / SharedLLM time; "
+        "1 or more: the long read costs no more than that forward):",
+        "",
+        f"| tokens | SharedLLM variant | full at {ref} / SharedLLM time |",
+        "|---:|---|---:|",
+        *(f"| {r['length']} | {r['sharedllm']} | {r['reference_time_ratio']:.2f} |" for r in rows),
+    ]

@@ -24,7 +24,15 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from longwin.errors import LongwinError
 from longwin.methods.sharedllm.config import SharedLLMConfig
 from longwin.methods.sharedllm.cross_attention import TREE_KWARG, TreeCrossAttention, TreeKV
-from longwin.methods.sharedllm.lower import cosine_to, encode_spans, eval_mode, last_states, span_states, truncated_view
+from longwin.methods.sharedllm.lower import (
+    NodeEncoder,
+    cosine_to,
+    encode_spans,
+    eval_mode,
+    last_states,
+    span_states,
+    truncated_view,
+)
 from longwin.methods.sharedllm.rotary import rotate
 from longwin.methods.sharedllm.tree import check_tree_shape, chunk_context, plan_trees
 from longwin.models import load_model
@@ -179,8 +187,9 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
             layer.input_layernorm.register_forward_hook(block.capture_residual)
             layer.self_attn.register_forward_hook(block.inject, with_kwargs=True)
         source = self.model if self.config.share_lower else self.lower
+        self._encoder = NodeEncoder.of(source, self.config.num_lower_layers)
         self._views = {
-            "lower": truncated_view(source, self.config.num_lower_layers) if self.config.share_lower else self.lower,
+            "lower": self._encoder.body,
             "lower_probe": truncated_view(source, 1),
             "query_probe": truncated_view(self.model, 1),
         }
@@ -268,7 +277,7 @@ class SharedLLMForCausalLM(PreTrainedModel, GenerationMixin):
         if not len(chunks):
             return TreeKV([], [], None, query_cos, query_sin, spans, counts)
         keys, values = [], []
-        for k, v in encode_spans(self._views["lower"], chunks, spans, cfg.kv_per_node, cfg.encode_batch_tokens):
+        for k, v in encode_spans(self._encoder, chunks, spans, cfg.kv_per_node, cfg.encode_batch_tokens):
             if cfg.chunk_positions:
                 k = self._rotate_by_chunk(k, chunk_id)
             keys.append(self._pack(k, sample, chunk_id, counts))
