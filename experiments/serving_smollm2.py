@@ -46,16 +46,16 @@ def window(tokenizer, stream: list[int], spacing: int, sample: int, length: int)
     return head + stream[end - body : end]
 
 
-def score_cell(gguf: Path, ids: list[int], cell: dict) -> dict:
+def score_cell(gguf: Path, ids: list[int], cell: dict, threads: int = 2) -> dict:
     """llama.cpp's perplexity on the very tokens a transformers cell scored, beside that cell's figure."""
     if tokens_digest(ids, cell["convention"]) != cell["tokens_sha"]:
         raise SystemExit(f"cell {cell['key']}: rebuilt tokens differ from the ones transformers scored")
     started = time.time()
-    ppl = perplexity(llama_cpp_nll(gguf, ids, n_ctx=len(ids))[-cell["tokens"] :])
+    ppl = perplexity(llama_cpp_nll(gguf, ids, n_ctx=len(ids), threads=threads)[-cell["tokens"] :])
     return {"length": cell["length"], "sample": cell["sample"], "convention": cell["convention"],
             "tokens_sha": cell["tokens_sha"], "ppl_transformers": round(cell["ppl"], 4),
             "ppl_llama_cpp": round(ppl, 4), "rel_diff": round(ppl / cell["ppl"] - 1, 5),
-            "llama_cpp_seconds": round(time.time() - started, 1)}  # fmt: skip
+            "llama_cpp_seconds": round(time.time() - started, 1), "threads": threads}  # fmt: skip
 
 
 def free_folder(ref: str, rope: str, target_length: int, out: Path) -> Path:
@@ -63,8 +63,14 @@ def free_folder(ref: str, rope: str, target_length: int, out: Path) -> Path:
     from longwin.eval.loading import load_for_eval
 
     if not (out / "config.json").is_file():
-        scaled = {"rope": rope, "target_length": target_length} if rope != "none" else {}
-        model, tokenizer = load_for_eval(ref, device="cpu", dtype="float32", **scaled)
+        scaled = rope != "none"
+        model, tokenizer = load_for_eval(
+            ref,
+            device="cpu",
+            dtype="float32",
+            rope=rope if scaled else "",
+            target_length=target_length if scaled else 0,
+        )
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     return out
@@ -80,6 +86,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spacing", type=int, default=16384)
     parser.add_argument("--outtypes", default="f16")
     parser.add_argument("--lengths", default="")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--keys", default="", help="only these cell keys (comma-separated)")
     parser.add_argument("--gguf-dir", default="/tmp/longwin-gguf")
     parser.add_argument("--free-rope", default="", help="save this training-free row of --folder first")
@@ -103,7 +110,7 @@ def main(argv: list[str]) -> int:
                                         "mib": round(done.bytes / 2**20, 1)})  # fmt: skip
         for cell in cells:
             ids = window(tokenizer, stream, args.spacing, cell["sample"], cell["length"])
-            row = {"name": args.name, "outtype": outtype, **score_cell(done.path, ids, cell)}
+            row = {"name": args.name, "outtype": outtype, **score_cell(done.path, ids, cell, args.threads)}
             print(json.dumps(row), flush=True)
             _append(out / "cells.jsonl", row)
     return 0
