@@ -12,6 +12,8 @@ the base exactly as it loads, no scaling). The transformers cells must come from
 Each cell's window is rebuilt as the ppl task builds it (`[bos] + stream[end - L + 1 : end]`, the stream being
 the corpus texts tokenized one by one with "\\n\\n" after each) and its digest compared with the cell's
 `tokens_sha` before llama.cpp scores it, so a figure is only written for the very tokens transformers scored.
+Each row keeps llama.cpp's per-token losses (`token_nll`, as the ppl task writes its own), so a part of the
+window (e.g. the tokens past the native window) can be compared between the engines afterwards.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from serving_parity import llama_cpp_nll, perplexity
 
 from longwin.eval.haystack import iter_texts
-from longwin.eval.tasks.ppl import tokens_digest
+from longwin.eval.tasks.ppl import encode_losses, tokens_digest
 from longwin.serving.export import export_gguf
 
 
@@ -51,11 +54,13 @@ def score_cell(gguf: Path, ids: list[int], cell: dict, threads: int = 2) -> dict
     if tokens_digest(ids, cell["convention"]) != cell["tokens_sha"]:
         raise SystemExit(f"cell {cell['key']}: rebuilt tokens differ from the ones transformers scored")
     started = time.time()
-    ppl = perplexity(llama_cpp_nll(gguf, ids, n_ctx=len(ids), threads=threads)[-cell["tokens"] :])
+    nll = llama_cpp_nll(gguf, ids, n_ctx=len(ids), threads=threads)[-cell["tokens"] :]
+    ppl = perplexity(nll)
     return {"length": cell["length"], "sample": cell["sample"], "convention": cell["convention"],
             "tokens_sha": cell["tokens_sha"], "ppl_transformers": round(cell["ppl"], 4),
             "ppl_llama_cpp": round(ppl, 4), "rel_diff": round(ppl / cell["ppl"] - 1, 5),
-            "llama_cpp_seconds": round(time.time() - started, 1), "threads": threads}  # fmt: skip
+            "llama_cpp_seconds": round(time.time() - started, 1), "threads": threads,
+            "token_nll": encode_losses(torch.from_numpy(nll))}  # fmt: skip
 
 
 def free_folder(ref: str, rope: str, target_length: int, out: Path) -> Path:
@@ -111,7 +116,7 @@ def main(argv: list[str]) -> int:
         for cell in cells:
             ids = window(tokenizer, stream, args.spacing, cell["sample"], cell["length"])
             row = {"name": args.name, "outtype": outtype, **score_cell(done.path, ids, cell, args.threads)}
-            print(json.dumps(row), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "token_nll"}), flush=True)
             _append(out / "cells.jsonl", row)
     return 0
 

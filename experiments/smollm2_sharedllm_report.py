@@ -29,6 +29,8 @@ from longwin.studies.tables import depth_table, status_list
 
 TEMPLATE = ROOT / "experiments" / "templates" / "smollm2_sharedllm.md"
 DISTILL = ROOT / "benchmarks" / "results" / "sharedllm_distill"  # the context-distillation pilots' records
+PREFILL = ROOT / "benchmarks" / "results" / "sharedllm_prefill"  # the long read against the native window's forward
+STAGE_ORDER = ("query probe", "query-aware search", "lower node passes", "packing and planning", "upper model")
 NOT_MEASURED = "Not measured yet."
 RETENTION_ROWS = ("base", "sharedllm", "sharedllm-sft")
 
@@ -86,6 +88,38 @@ def bench_table() -> str:
             f"| {r['prefill_mb']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def read_cost() -> str:
+    """A long read against one full-attention forward over the native window: the benchmark's ratios (one run)
+    and the profile's stages before and after the node-encoder change."""
+    from longwin.studies.records import read_json
+
+    lines: list[str] = []
+    bench = read_json(PREFILL / "sharedllm_bench.json")
+    if bench:
+        ref = next(r for r in bench["results"] if r["method"] == "full")
+        lines += [f"`{bench['command']}`:", "",
+                  f"| prefill | tokens | time (s) | full attention over {ref['length']:,} tokens (s) | ratio |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for r in bench["ratios"]:
+            ours = next(x for x in bench["results"] if x["method"] == r["sharedllm"] and x["length"] == r["length"])
+            lines.append(f"| {r['sharedllm']} | {r['length']:,} | {ours['time_s']:.1f} | {ref['time_s']:.1f} "
+                         f"| {r['reference_time_ratio']:.2f} |")  # fmt: skip
+        lines.append("")
+    profiles = {name: read_json(PREFILL / f"profile-{name}.json") for name in ("before", "after")}
+    if any(profiles.values()):
+        shown = [name for name, record in profiles.items() if record]
+        lines += ["Where one read's time goes (`experiments/sharedllm_prefill_profile.py`, seconds; the node "
+                  "encoder stops the lower model's last layer at its keys and values):", "",
+                  "| stage | " + " | ".join(shown) + " |", "|---|" + "---:|" * len(shown)]  # fmt: skip
+        for stage in (*STAGE_ORDER, "read total", "full attention"):
+            values = [
+                p["full attention seconds"] if stage == "full attention" else p["read stages seconds"][stage]
+                for p in (profiles[name] for name in shown)
+            ]
+            lines.append(f"| {stage} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    return "\n".join(lines) if lines else NOT_MEASURED
 
 
 READ_PROBES = {  # record -> what the model is
@@ -186,6 +220,7 @@ def report() -> str:
         native_table=passkey_table("native", RETENTION_ROWS),
         local_table=passkey_table("local", RETENTION_ROWS),
         bench_table=bench_table(),
+        read_cost=read_cost(),
         read_probe_table=read_probe_table(),
         tree_probe=tree_probe_summary(),
         tree_probe_p128=tree_probe_summary("tree-probe-sft-p128"),
