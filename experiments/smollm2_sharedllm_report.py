@@ -107,9 +107,10 @@ def read_cost() -> str:
             lines.append(f"| {r['sharedllm']} | {r['length']:,} | {ours['time_s']:.1f} | {ref['time_s']:.1f} "
                          f"| {r['reference_time_ratio']:.2f} |")  # fmt: skip
         lines.append("")
-    profiles = {name: read_json(PREFILL / f"profile-{name}.json") for name in ("before", "after")}
-    if any(profiles.values()):
-        shown = [name for name, record in profiles.items() if record]
+    found = {name: read_json(PREFILL / f"profile-{name}.json") for name in ("before", "after")}
+    profiles = {name: record for name, record in found.items() if record}
+    if profiles:
+        shown = list(profiles)
         lines += ["Where one read's time goes (`experiments/sharedllm_prefill_profile.py`, seconds; the node "
                   "encoder stops the lower model's last layer at its keys and values):", "",
                   "| stage | " + " | ".join(shown) + " |", "|---|" + "---:|" * len(shown)]  # fmt: skip
