@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+ROWS = 1024  # logits rows turned into losses at a time
+
 
 def llama_cpp_module() -> Any | None:
     """`llama_cpp`, from `$LONGWIN_LLAMA_CPP_PYTHON` if set, else the environment; None when absent."""
@@ -39,9 +41,14 @@ def llama_cpp_nll(gguf: Path, ids: list[int], *, n_ctx: int | None = None, threa
         n_threads=threads, n_threads_batch=threads, verbose=False,
     )  # fmt: skip
     llm.eval(ids)
-    logits = np.asarray(llm.scores[: len(ids) - 1], dtype=np.float64)
+    targets = np.asarray(ids[1:])
+    # in blocks of rows: at 16K tokens the float64 logits alone would take 6 GiB (49K vocabulary)
+    nll = np.concatenate([
+        _nll(np.asarray(llm.scores[i : min(i + ROWS, len(targets))], dtype=np.float64), targets[i : i + ROWS])
+        for i in range(0, len(targets), ROWS)
+    ])  # fmt: skip
     llm.close()
-    return _nll(logits, np.asarray(ids[1:]))
+    return nll
 
 
 def transformers_nll(model: Any, ids: list[int]) -> np.ndarray:
