@@ -30,6 +30,12 @@ from longwin.studies.tables import depth_table, status_list
 TEMPLATE = ROOT / "experiments" / "templates" / "smollm2_sharedllm.md"
 DISTILL = ROOT / "benchmarks" / "results" / "sharedllm_distill"  # the context-distillation pilots' records
 PREFILL = ROOT / "benchmarks" / "results" / "sharedllm_prefill"  # the long read against the native window's forward
+PROFILES = {  # profile record -> its column
+    "before-unbounded": "before: every node of a length in one pass",
+    "before": "before: 2,048 tokens a pass",
+    "after-unbounded": "node encoder: every node of a length in one pass",
+    "after": "node encoder: 2,048 tokens a pass",
+}
 STAGE_ORDER = ("query probe", "query-aware search", "lower node passes", "packing and planning", "upper model")
 NOT_MEASURED = "Not measured yet."
 RETENTION_ROWS = ("base", "sharedllm", "sharedllm-sft")
@@ -107,12 +113,13 @@ def read_cost() -> str:
             lines.append(f"| {r['sharedllm']} | {r['length']:,} | {ours['time_s']:.1f} | {ref['time_s']:.1f} "
                          f"| {r['reference_time_ratio']:.2f} |")  # fmt: skip
         lines.append("")
-    found = {name: read_json(PREFILL / f"profile-{name}.json") for name in ("before", "after")}
-    profiles = {name: record for name, record in found.items() if record}
+    found = {label: read_json(PREFILL / f"profile-{name}.json") for name, label in PROFILES.items()}
+    profiles = {label: record for label, record in found.items() if record}
     if profiles:
         shown = list(profiles)
-        lines += ["Where one read's time goes (`experiments/sharedllm_prefill_profile.py`, seconds; the node "
-                  "encoder stops the lower model's last layer at its keys and values):", "",
+        lines += ["Where one read's time goes (`experiments/sharedllm_prefill_profile.py`, seconds, each column one "
+                  "run on idle cores with its own full-attention forward; the node encoder computes only the "
+                  "keys and values a node keeps, `docs/sharedllm.md`):", "",
                   "| stage | " + " | ".join(shown) + " |", "|---|" + "---:|" * len(shown)]  # fmt: skip
         for stage in (*STAGE_ORDER, "read total", "full attention"):
             values = [

@@ -262,6 +262,19 @@ def test_user_errors_are_one_line_longwin_errors():
         wrapped()(input_ids=ids(2, 4), context_input_ids=ids(1, 64))
     with pytest.raises(LongwinError, match="base_config"):
         SharedLLMForCausalLM(SharedLLMConfig())
+    windowed = MistralForCausalLM(
+        MistralConfig(
+            vocab_size=320,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            sliding_window=16,
+        )  # fmt: skip
+    )
+    with pytest.raises(LongwinError, match="sliding window"):  # a node of a whole chunk (32) is encoded at once
+        SharedLLMForCausalLM.from_base(windowed, **OPTS)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
@@ -287,36 +300,41 @@ def test_the_cheap_last_token_probe_equals_a_full_one_layer_pass(family):
     torch.testing.assert_close(last_token_state(view, x), last_states(view, x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
-@pytest.mark.parametrize("layers", [1, 3])
-def test_the_node_encoder_holds_the_cache_a_whole_lower_model_pass_would(family, layers):
-    """Layer M-1 stops at its keys and values; they equal those of a full M-layer pass (YaRN-scaled too)."""
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_the_node_encoder_keeps_what_a_whole_lower_model_pass_would(family, layers):
+    """The kept positions' keys and values equal those of a full M-layer pass, though layer M-2 runs its
+    queries and MLP at the kept positions only and layer M-1 stops at their keys and values (YaRN-scaled
+    Llama, Qwen2 with q/k/v biases, Mistral with a sliding window longer than the node)."""
     from longwin.methods.sharedllm.lower import NodeEncoder, truncated_view
+    from longwin.methods.sharedllm.tree import keep_positions
     from longwin.models.compat import cache_layer_kv, output_cache
     from longwin.rope import scale_rope
 
+    torch.manual_seed(0)
+    shape = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2)  # fmt: skip
     if family == "llama":
         base = make_tiny_llama(layers=3)
         base = type(base)(scale_rope(base.config, "yarn", 4 * base.config.max_position_embeddings)).eval()
-    else:  # q/k/v biases
-        torch.manual_seed(0)
-        config = Qwen2Config(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                             num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-        base = Qwen2ForCausalLM(config).eval()
-    x = ids(3, 24)
+    elif family == "qwen2":
+        base = Qwen2ForCausalLM(Qwen2Config(**shape)).eval()
+    else:
+        base = MistralForCausalLM(MistralConfig(**shape, sliding_window=32)).eval()
+    x, keep = ids(3, 24), keep_positions(24, 6)
     with torch.no_grad():
         cache = output_cache(truncated_view(base.model, layers)(input_ids=x, use_cache=True))
-        got = NodeEncoder.of(base.model, layers)(x)
+        got = NodeEncoder.of(base.model, layers)(x, keep)
     assert len(got) == layers
     for layer, (k, v) in enumerate(got):
         want_k, want_v = cache_layer_kv(cache, layer)
-        torch.testing.assert_close(k, want_k, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(v, want_v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(k, want_k[:, :, keep], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(v, want_v[:, :, keep], rtol=1e-5, atol=1e-5)
 
 
 def test_encoding_in_bounded_batches_builds_the_same_tree():
     x, context = ids(2, 8), ids(2, 5 * 32, seed=11)
-    whole = wrapped().build_tree(context, input_ids=x)
+    whole = wrapped(encode_batch_tokens=0).build_tree(context, input_ids=x)
     batched = wrapped(encode_batch_tokens=40).build_tree(context, input_ids=x)
     assert torch.equal(whole.spans, batched.spans)
     for a, b in zip(whole.keys + whole.values, batched.keys + batched.values):

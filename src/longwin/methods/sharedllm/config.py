@@ -34,7 +34,8 @@ class SharedLLMConfig(PretrainedConfig):
                       untrained stack worse with its trees than without: docs/results-sharedllm.md]
     share_lower       the lower model reuses the upper model's frozen bottom layers (no copy)
     encode_batch_tokens  most tokens the lower model encodes per pass (bounds memory on long contexts);
-                      0 encodes all chunks of a tree level at once, as the paper does [0]
+                      0 encodes every node of one length at once, as the paper does, which on a 2-core CPU
+                      reads a 128K context 1.7x slower than 2,048 a pass (docs/results-sharedllm.md) [2048]
     local_length      the local window the model was trained with (`--sharedllm-local-length`), so evaluation
                       splits prompts as training did; 0 = not recorded: the base's native window [0]
     """
@@ -54,7 +55,7 @@ class SharedLLMConfig(PretrainedConfig):
         split_noise: float = 0.2,
         cross_attn_init_scale: float = 0.0,
         share_lower: bool = True,
-        encode_batch_tokens: int = 0,
+        encode_batch_tokens: int = 2048,
         local_length: int = 0,
         **kwargs: Any,
     ) -> None:

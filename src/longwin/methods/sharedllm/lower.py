@@ -110,29 +110,66 @@ def _keys_values(attn: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
 
 @dataclass
 class NodeEncoder:
-    """The lower model as tree nodes need it: layers 0..M-2 run whole (`body`, a view without the final norm,
-    whose cache holds their keys and values), layer M-1 (`last`) only up to its keys and values. Its
-    attention output and MLP feed nothing a tree keeps, and skipping them saves about a quarter of the
-    lower model's work at M = 4."""
+    """The lower model as tree nodes need it: the keys and values at the positions a node keeps, computed
+    exactly but without the work that reaches nothing kept. Layers 0..M-3 run whole (`body`, a view without
+    the final norm, whose cache holds their keys and values); layer M-2 computes keys and values at every
+    position (the kept positions attend to all of them) but its queries, attention output and MLP only at the
+    kept positions; layer M-1 computes only the keys and values of the kept positions. At M = 4, keeping 32
+    of each node's 128-512 tokens, that is about 45 % less work than M whole layers."""
 
     body: PreTrainedModel
-    last: nn.Module
+    tail: list[nn.Module]  # layers M-2 and M-1 (M-1 alone when M = 1)
 
     @classmethod
     def of(cls, model: PreTrainedModel, num_layers: int) -> NodeEncoder:
-        return cls(
-            truncated_view(model, num_layers - 1, final_norm=False), cast(nn.ModuleList, model.layers)[num_layers - 1]
-        )
+        whole = max(num_layers - 2, 0)
+        layers = cast(nn.ModuleList, model.layers)
+        return cls(truncated_view(model, whole, final_norm=False), list(layers[whole:num_layers]))
 
-    def __call__(self, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(K, V) of every lower layer for `input_ids` [rows, length] at positions 0..length-1."""
+    @property
+    def num_layers(self) -> int:
+        return int(self.body.config.num_hidden_layers) + len(self.tail)
+
+    def __call__(self, input_ids: torch.Tensor, keep: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(K, V) of every lower layer for `input_ids` [rows, length] at positions 0..length-1, at the
+        positions `keep` only: each [rows, kv_heads, len(keep), head_dim]."""
         body: Any = self.body
         out = body(input_ids=input_ids, use_cache=True)
         cache, hidden = output_cache(out), out.last_hidden_state
         cos, sin = body.rotary_emb(hidden, torch.arange(hidden.shape[1], device=hidden.device)[None])
-        last: Any = self.last
-        kv = [cache_layer_kv(cache, layer) for layer in range(body.config.num_hidden_layers)]
-        return [*kv, _keys_values(last.self_attn, last.input_layernorm(hidden), cos, sin)]
+        kv = []
+        for layer in range(body.config.num_hidden_layers):
+            k, v = cache_layer_kv(cache, layer)
+            kv.append((k[:, :, keep], v[:, :, keep]))
+        if len(self.tail) == 2:
+            hidden, kept = _kept_outputs(self.tail[0], hidden, cos, sin, keep)
+            kv.append(kept)
+        else:
+            hidden = hidden[:, keep]
+        last: Any = self.tail[-1]
+        kv.append(_keys_values(last.self_attn, last.input_layernorm(hidden), cos[:, keep], sin[:, keep]))
+        return kv
+
+
+def _kept_outputs(
+    layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """A decoder layer's output at the positions `keep` only (queries there, keys and values everywhere, causal
+    masking), and its (K, V) at `keep`."""
+    attn = layer.self_attn
+    x = layer.input_layernorm(hidden)
+    rows, length, _ = x.shape
+    k, v = _keys_values(attn, x, cos, sin)
+    q = attn.q_proj(x[:, keep]).view(rows, len(keep), -1, attn.head_dim).transpose(1, 2)
+    q = rotate(q, cos[:, keep], sin[:, keep])
+    allowed = keep[:, None] >= torch.arange(length, device=x.device)[None]  # causal; no window is shorter than a node
+    groups = q.shape[1] // k.shape[1]
+    out = F.scaled_dot_product_attention(
+        q, repeat_kv(k, groups), repeat_kv(v, groups), attn_mask=allowed, scale=attn.scaling
+    )
+    h = hidden[:, keep] + attn.o_proj(out.transpose(1, 2).reshape(rows, len(keep), -1))
+    h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return h, (k[:, :, keep], v[:, :, keep])
 
 
 def _batches(lengths: torch.Tensor, batch_tokens: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -175,21 +212,20 @@ def encode_spans(
     the tokens encoded per pass (memory), 0 encodes each length group at once (the paper's parallelism).
     """
     trees, nodes, _ = spans.shape
-    layers = encoder.body.config.num_hidden_layers + 1
     flat = spans.reshape(-1, 2).to(chunks.device)
     rows = torch.arange(trees, device=chunks.device).repeat_interleave(nodes)
     kept: dict[tuple[int, int], torch.Tensor] = {}  # (layer, 0=K / 1=V) -> [trees·nodes, H, p, d]
     for length, idx in _batches(flat[:, 1], batch_tokens):
-        per_layer = encoder(_gather(chunks, rows[idx], flat[idx, 0], length))
         keep = keep_positions(length, kv_per_node).to(chunks.device)
-        for layer in range(layers):
+        per_layer = encoder(_gather(chunks, rows[idx], flat[idx, 0], length), keep)
+        for layer in range(encoder.num_layers):
             for slot, tensor in enumerate(per_layer[layer]):
                 if (layer, slot) not in kept:
                     kept[layer, slot] = tensor.new_empty(trees * nodes, tensor.shape[1], kv_per_node, tensor.shape[3])
-                kept[layer, slot][idx] = tensor[:, :, keep]
+                kept[layer, slot][idx] = tensor
     return [
         (_nodes_to_sequence(kept[layer, 0], trees, nodes), _nodes_to_sequence(kept[layer, 1], trees, nodes))
-        for layer in range(layers)
+        for layer in range(encoder.num_layers)
     ]
 
 

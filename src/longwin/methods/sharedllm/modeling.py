@@ -89,6 +89,12 @@ def check_options(config: SharedLLMConfig) -> None:
             f"num_lower_layers must be between 1 and the model's {layers} layers, got {config.num_lower_layers}"
         )
     check_tree_shape(config.chunk_size, config.tree_height, config.kv_per_node)
+    window = getattr(config.base_config, "sliding_window", None)
+    if window and getattr(config.base_config, "use_sliding_window", True) and window <= config.chunk_size:
+        raise LongwinError(
+            f"the model's sliding window ({window} tokens) must exceed chunk_size {config.chunk_size}: the lower "
+            "model encodes a node of up to a chunk at once, and a windowed cache would drop its first keys"
+        )
     if config.split_noise < 0:
         raise LongwinError(f"split_noise must be >= 0, got {config.split_noise}")
     if config.cross_attn_init_scale < 0:
