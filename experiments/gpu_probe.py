@@ -63,7 +63,7 @@ def probe_measure(plan: Plan, work: Path, env: dict[str, str], train_argv: Calla
     probe = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
-        "bf16_tflops": round(_bf16_tflops(device), 2),
+        "bf16_tflops": float(f"{_bf16_tflops(device):.4g}"),  # 4 significant digits: a CPU's rate is < 0.01
         "matmul_params": matmul,
         "layers": config.num_hidden_layers,
         "width": config.hidden_size,

@@ -273,7 +273,9 @@ def test_sharedllm_attention_kernels(sdpa_calls):
     """SharedLLM under bf16 autocast: the decoder's self-attention is flash-eligible (no mask, causal); the
     cross-attention into the trees is non-causal and unmasked when every sample has as many context chunks
     (PyTorch's flash kernel takes that too). NOT flash-eligible, by design: a batch whose samples have different
-    chunk counts masks the missing chunks' keys (SDPA then runs its memory-efficient kernel)."""
+    chunk counts masks the missing chunks' keys (SDPA then runs its memory-efficient kernel); and the node
+    encoder's layer M-2, whose only queries are a node's kept positions (kv_per_node of them, strided) attending
+    causally to the whole node, passes that causal pattern as a mask (a small call: kv_per_node queries)."""
     from longwin.methods.sharedllm import SharedLLMForCausalLM
 
     model = SharedLLMForCausalLM.from_base(
@@ -283,9 +285,12 @@ def test_sharedllm_attention_kernels(sdpa_calls):
     context = torch.randint(3, 320, (2, 96), generator=torch.Generator().manual_seed(1))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(input_ids=x, context_input_ids=context, use_cache=False)
-        causal, cross = [c for c in sdpa_calls if c.is_causal], [c for c in sdpa_calls if not c.is_causal]
+        causal = [c for c in sdpa_calls if c.is_causal]
+        cross = [c for c in sdpa_calls if not c.is_causal and c.q_len == x.shape[1]]
+        kept = [c for c in sdpa_calls if c.q_len == model.config.kv_per_node]
         assert causal and all(c.flash_eligible for c in causal), sdpa_calls
         assert cross and all(c.no_mask and c.dtype == torch.bfloat16 for c in cross), sdpa_calls
+        assert kept and all(not c.no_mask and not c.is_causal for c in kept), sdpa_calls
 
         sdpa_calls.clear()
         ragged = torch.ones_like(context)
