@@ -22,6 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 OPTS = dict(num_lower_layers=2, chunk_size=32, tree_height=2, kv_per_node=4)
+# Qwen2 and Mistral twins of the tiny Llama: 4 heads of 8 (2 KV heads), width 32
+TINY_SHAPE = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
 
 
 def wrapped(layers: int = 3, seed: int = 0, active: bool = True, **opts) -> SharedLLMForCausalLM:
@@ -262,17 +264,7 @@ def test_user_errors_are_one_line_longwin_errors():
         wrapped()(input_ids=ids(2, 4), context_input_ids=ids(1, 64))
     with pytest.raises(LongwinError, match="base_config"):
         SharedLLMForCausalLM(SharedLLMConfig())
-    windowed = MistralForCausalLM(
-        MistralConfig(
-            vocab_size=320,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            sliding_window=16,
-        )  # fmt: skip
-    )
+    windowed = MistralForCausalLM(MistralConfig(**TINY_SHAPE, num_hidden_layers=2, sliding_window=16))
     with pytest.raises(LongwinError, match="sliding window"):  # a node of a whole chunk (32) is encoded at once
         SharedLLMForCausalLM.from_base(windowed, **OPTS)
 
@@ -285,16 +277,7 @@ def test_the_cheap_last_token_probe_equals_a_full_one_layer_pass(family):
         base = make_tiny_llama(layers=2)
     else:  # Qwen2 has q/k/v biases
         torch.manual_seed(0)
-        base = Qwen2ForCausalLM(
-            Qwen2Config(
-                vocab_size=320,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-            )
-        ).eval()
+        base = Qwen2ForCausalLM(Qwen2Config(**TINY_SHAPE, num_hidden_layers=2)).eval()
     view = truncated_view(base.model, 1)
     x = ids(3, 24)
     torch.testing.assert_close(last_token_state(view, x), last_states(view, x), rtol=1e-5, atol=1e-5)
@@ -312,15 +295,13 @@ def test_the_node_encoder_keeps_what_a_whole_lower_model_pass_would(family, laye
     from longwin.rope import scale_rope
 
     torch.manual_seed(0)
-    shape = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                 num_key_value_heads=2)  # fmt: skip
     if family == "llama":
         base = make_tiny_llama(layers=3)
         base = type(base)(scale_rope(base.config, "yarn", 4 * base.config.max_position_embeddings)).eval()
     elif family == "qwen2":
-        base = Qwen2ForCausalLM(Qwen2Config(**shape)).eval()
+        base = Qwen2ForCausalLM(Qwen2Config(**TINY_SHAPE, num_hidden_layers=3)).eval()
     else:
-        base = MistralForCausalLM(MistralConfig(**shape, sliding_window=32)).eval()
+        base = MistralForCausalLM(MistralConfig(**TINY_SHAPE, num_hidden_layers=3, sliding_window=32)).eval()
     x, keep = ids(3, 24), keep_positions(24, 6)
     with torch.no_grad():
         cache = output_cache(truncated_view(base.model, layers)(input_ids=x, use_cache=True))
