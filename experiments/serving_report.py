@@ -44,19 +44,11 @@ def transformers_cells(name: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def past_native(nll: list[float], length: int, native: int | None = None) -> float | None:
-    """Perplexity of the scored tokens at positions >= native (default NATIVE) in a window of `length` (scored:
-    its last ones)."""
-    native = NATIVE if native is None else native
+def past_native(nll: list[float], length: int, native: int) -> float | None:
+    """Perplexity of the scored tokens at positions >= native in a window of `length` (scored: its last ones)."""
     first = native - (length - len(nll))
     tail = nll[max(first, 0) :]
     return math.exp(sum(tail) / len(tail)) if length > native and tail else None
-
-
-def losses(text: str) -> list[float]:
-    from longwin.eval.tasks.ppl import decode_losses
-
-    return decode_losses(text).tolist()
 
 
 def signed(percent: float) -> str:
@@ -65,6 +57,8 @@ def signed(percent: float) -> str:
 
 
 def ppl_table() -> str:
+    from longwin.eval.tasks.ppl import decode_losses
+
     lines = [
         "| model | GGUF | length | sample | transformers | llama.cpp | difference | past 8K: transformers "
         "| past 8K: llama.cpp |",
@@ -75,8 +69,11 @@ def ppl_table() -> str:
         for r in sorted(rows(name), key=lambda r: (r["outtype"], r["length"], r["sample"])):
             tail = ("", "")
             if "token_nll" in r and r["tokens_sha"] in reference and r["length"] > NATIVE:
-                ours, theirs = losses(r["token_nll"]), losses(reference[r["tokens_sha"]]["token_nll"])
-                tail = (f"{past_native(theirs, r['length']):.4f}", f"{past_native(ours, r['length']):.4f}")
+                ours, theirs = (decode_losses(c["token_nll"]).tolist() for c in (r, reference[r["tokens_sha"]]))
+                tail = (
+                    f"{past_native(theirs, r['length'], NATIVE):.4f}",
+                    f"{past_native(ours, r['length'], NATIVE):.4f}",
+                )
             lines.append(
                 f"| {what} | {r['outtype'].upper()} | {r['length']:,} | {r['sample']} | {r['ppl_transformers']:.4f} "
                 f"| {r['ppl_llama_cpp']:.4f} | {signed(100 * r['rel_diff'])} % | {tail[0]} | {tail[1]} |"

@@ -104,7 +104,8 @@ def read_cost() -> str:
     lines: list[str] = []
     bench = read_json(PREFILL / "sharedllm_bench.json")
     if bench:
-        ref = next(r for r in bench["results"] if r["method"] == "full")
+        length = bench["settings"]["full_reference_length"]
+        ref = next(r for r in bench["results"] if r["method"] == "full" and r["length"] == length)
         lines += [f"`{bench['command']}`:", "",
                   f"| prefill | tokens | time (s) | full attention over {ref['length']:,} tokens (s) | ratio |",
                   "|---|---:|---:|---:|---:|"]  # fmt: skip

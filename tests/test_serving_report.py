@@ -15,9 +15,9 @@ from longwin.eval.tasks.ppl import encode_losses
 def test_past_native_scores_only_the_tokens_at_or_beyond_the_native_window():
     # a 12-token window scoring its last 11 tokens (positions 1..11); native window 8: positions 8..11
     nll = [0.0] * 7 + [1.0, 2.0, 3.0, 4.0]
-    assert serving_report.past_native(nll, 12, native=8) == pytest.approx(math.exp(2.5))
-    assert serving_report.past_native(nll[-5:], 12, native=8) == pytest.approx(math.exp(2.5))  # last-k scoring
-    assert serving_report.past_native(nll, 8, native=8) is None  # nothing past the window
+    assert serving_report.past_native(nll, 12, 8) == pytest.approx(math.exp(2.5))
+    assert serving_report.past_native(nll[-5:], 12, 8) == pytest.approx(math.exp(2.5))  # last-k scoring
+    assert serving_report.past_native(nll, 8, 8) is None  # nothing past the window
 
 
 def test_the_table_pairs_each_llama_cpp_row_with_the_transformers_cell_of_the_same_tokens(tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     _preimport()
     rows = []
     for method, length in _measurements(cfg):
-        if method == "full" and 0 < cfg.full_max_length < length != cfg.full_reference_length:
+        if method == "full" and length != cfg.full_reference_length and 0 < cfg.full_max_length < length:
             print(f"{method:>10} {length:>7} tokens: skipped (--full-max-length {cfg.full_max_length})")
             continue
         result = measure_in_child({**asdict(cfg), "model": model, "method": method, "length": length})
