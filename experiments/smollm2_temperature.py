@@ -11,10 +11,16 @@ from longwin.studies.tables import share
 
 PAIRS = [("yarn-free", "yarn-af1-free"), ("cream-yarn", "cream-yarn-af1")]  # (with it, without it)
 MIN_SCALES = 3  # CREAM-YaRN rows trained at distinct scales before the settings are compared
-# the copy record this section compares: every temperature row was copy-scored on the essay haystack (training
-# text), and the models without the temperature were not kept for the held-out rerun, so the pairs are compared
-# on that record, both sides on the same prompts
-COPY = "copy-essays"
+
+
+def copy_record(names: list[str]) -> str:
+    """The copy record the rows `names` are compared on, both sides on the same prompts: the held-out haystack's
+    once every one of them has it, else the earlier essay haystack's (training text), where they all began."""
+    return "copy" if all(cells(n, "copy") for n in names) else "copy-essays"
+
+
+def haystack_note(record: str) -> str:
+    return "held-out haystack" if record == "copy" else "essay haystack"
 
 
 def temperature_table() -> str:
@@ -24,14 +30,16 @@ def temperature_table() -> str:
         "| model | logit scale | "
         + " | ".join(f"ppl {n // 1024}K" for n in LENGTHS)
         + " | key at depth 100 %, 2K | passkey 16K | "
-        + " | ".join(f"words copied {n // 1024}K (essays)" for n in LENGTHS)
+        + " | ".join(f"words copied {n // 1024}K" for n in LENGTHS)
         + " |"
     )
     lines = [header, "|---|" + "---:|" * (2 * len(LENGTHS) + 3)]
-    for name in ["base", *yarn_rows(("", "cream"))]:
+    names = ["base", *yarn_rows(("", "cream"))]
+    record = copy_record([n for n in names if cells(n, "copy-essays")])
+    for name in names:
         ppl = ppl_by_length(name)
         key, far = last_key(name), hits(name, "passkey", TARGET)
-        copied = [f"{word_share(name, n, COPY):.0f} %" if hits(name, COPY, n)[1] else "–" for n in LENGTHS]
+        copied = [f"{word_share(name, n, record):.0f} %" if hits(name, record, n)[1] else "–" for n in LENGTHS]
         scale = f"{logit_scale(ROWS[name]):.3f}" if ROWS[name].rope else "1 (no YaRN)"
         lines.append(
             f"| {name} | {scale} | "
@@ -41,14 +49,15 @@ def temperature_table() -> str:
             + " | ".join(copied)
             + " |"
         )
-    return "\n".join(lines)
+    return f"Words copied on the {haystack_note(record)}.\n\n" + "\n".join(lines)
 
 
 def copy_shares(with_t: str, without_t: str) -> dict[int, tuple[float, float]]:
     """Length -> words copied (%) by the two models, or {} unless both have a copy record."""
-    if not all(cells(n, COPY) for n in (with_t, without_t)):
+    record = copy_record([with_t, without_t])
+    if not all(cells(n, record) for n in (with_t, without_t)):
         return {}
-    return {n: (word_share(with_t, n, COPY), word_share(without_t, n, COPY)) for n in LENGTHS}
+    return {n: (word_share(with_t, n, record), word_share(without_t, n, record)) for n in LENGTHS}
 
 
 def pair_verdict(with_t: str, without_t: str) -> str:
@@ -65,7 +74,7 @@ def pair_verdict(with_t: str, without_t: str) -> str:
     )
     copied = copy_shares(with_t, without_t)
     copy_note = (
-        "; words copied (essay haystack) with / without it "
+        f"; words copied ({haystack_note(copy_record([with_t, without_t]))}) with / without it "
         + "; ".join(f"{a:.0f} / {b:.0f} % at {n // 1024}K" for n, (a, b) in copied.items())
         if copied
         else ""
@@ -115,11 +124,12 @@ def cream_temperature_verdict() -> list[str]:
     base_key = last_key("base")
     if len(names) < MIN_SCALES or not base_key[1] or not all(TARGET in ppl[n] and keys[n][1] for n in names):
         return []
-    copied = {n: word_share(n, NATIVE, COPY) for n in names if hits(n, COPY, NATIVE)[1]}
+    record = copy_record([*names, "base"])
+    copied = {n: word_share(n, NATIVE, record) for n in names if hits(n, record, NATIVE)[1]}
     copy_note = (
-        "; words copied at 8K (essay haystack) "
+        f"; words copied at 8K ({haystack_note(record)}) "
         + " / ".join(f"{copied[n]:.0f}" for n in names)
-        + f" % (the base {word_share('base', NATIVE, COPY):.0f} %)"
+        + f" % (the base {word_share('base', NATIVE, record):.0f} %)"
         if len(copied) == len(names)
         else ""
     )
