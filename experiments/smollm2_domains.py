@@ -14,7 +14,7 @@ from smollm2_plan import LENGTHS, NATIVE, OOD_ROWS, PPL_DOCS, RESULTS, TARGET
 from smollm2_records import ppl_by_length
 
 from longwin.eval.compare_paired import fmt, matched, ppl_losses
-from longwin.eval.paired import perplexity_ratio
+from longwin.eval.paired import Interval, perplexity_ratio
 from longwin.studies.records import read_cells
 from longwin.studies.retention import change, signed
 
@@ -22,14 +22,22 @@ FREE = "yarn-free"
 DOMAINS = {"ppl": "in-domain", "oodppl": "out-of-domain"}
 
 
-def _paired(name: str, other: str, length: int) -> str:
-    """Paired perplexity ratio of `name` over `other` on the same out-of-domain tokens, as a % change."""
+def ood_ratio(name: str, other: str, length: int) -> Interval | None:
+    """`name`'s perplexity over `other`'s on the same out-of-domain tokens (paired 95 % interval), or None until
+    both records hold every document at `length`."""
     mine = ppl_losses(read_cells(RESULTS / name / "oodppl"), "last-k", length)
     theirs = ppl_losses(read_cells(RESULTS / other / "oodppl"), "last-k", length)
     samples = matched(mine, theirs) if mine and theirs else None
     if not samples or len(samples) < PPL_DOCS:  # a record still running
+        return None
+    return perplexity_ratio([mine[s][1] for s in samples], [theirs[s][1] for s in samples])
+
+
+def ood_change(name: str, other: str, length: int) -> str:
+    """Paired perplexity ratio of `name` over `other` on the same out-of-domain tokens, as a % change."""
+    ratio = ood_ratio(name, other, length)
+    if ratio is None:
         return "–"
-    ratio = perplexity_ratio([mine[s][1] for s in samples], [theirs[s][1] for s in samples])
     if not ratio.bounded:
         return fmt(ratio)
     return f"{signed(change(ratio.value, 1))} [{change(ratio.low, 1):+.1f}, {change(ratio.high, 1):+.1f}]"
@@ -39,7 +47,7 @@ def _change(task: str, name: str, other: str, length: int) -> str:
     if name in (other, "base"):  # the base is the reference inside the window and fails at 16K
         return ""
     if task == "oodppl":
-        return _paired(name, other, length)
+        return ood_change(name, other, length)
     mine, theirs = ppl_by_length(name, task), ppl_by_length(other, task)
     return signed(change(mine[length][0], theirs[length][0])) if length in mine and length in theirs else "–"
 
@@ -50,7 +58,7 @@ def domain_table() -> str:
     head = "| model | text | " + " | ".join(f"ppl @{n // 1024}K" for n in LENGTHS)
     head += " | 2K vs base | 8K vs base | 16K vs yarn-free |"
     lines = [head, "|---|---|" + "---:|" * (len(LENGTHS) + 3)]
-    for name in OOD_ROWS[-1:] + OOD_ROWS[:-1]:  # the base first
+    for name in ["base", *(n for n in OOD_ROWS if n != "base")]:
         for task, domain in DOMAINS.items():
             values = ppl_by_length(name, task)
             if not values:
@@ -72,11 +80,11 @@ def domain_verdict() -> str:
         gain_in = change(inside[NATIVE][0], base_in[NATIVE][0])
         lines.append(
             f"- **{name}:** at 8K, {signed(gain_in)} against the base on the training sources' held-out documents, "
-            f"{_paired(name, 'base', NATIVE)} on news; at 16K against training-free YaRN, "
-            f"{_change('ppl', name, FREE, TARGET)} in-domain and {_paired(name, FREE, TARGET)} on news."
+            f"{ood_change(name, 'base', NATIVE)} on news; at 16K against training-free YaRN, "
+            f"{_change('ppl', name, FREE, TARGET)} in-domain and {ood_change(name, FREE, TARGET)} on news."
         )
     layouts = [n for n in ("cream-yarn", "pose-yarn") if n in OOD_ROWS]
-    versus = [f"{n} {_paired(n, 'contiguous-yarn', TARGET)}" for n in layouts]
+    versus = [f"{n} {ood_change(n, 'contiguous-yarn', TARGET)}" for n in layouts]
     if lines and all("[" in v for v in versus):
         lines.append(
             "- **Position layouts against contiguous fine-tuning on news at 16K** (change in perplexity on the same "

@@ -10,6 +10,7 @@ from smollm2_domains import domain_table, domain_verdict
 from smollm2_keytokens import key_token_section
 from smollm2_plan import DATA, DEPTHS, LENGTHS, NATIVE, PPL_DOCS, RESULTS, ROOT, ROWS, STAGES, TARGET, done
 from smollm2_records import SUCCESS, cells, ppl_by_length
+from smollm2_retention import retention_section
 from smollm2_temperature import temperature_table
 from smollm2_verdicts import verdicts
 
@@ -165,6 +166,7 @@ def report() -> str:
         copy_table=task_table("copy"),
         essay_copy_table=task_table("copy-essays"),
         temperature_table=temperature_table(),
+        retention_section=retention_section(),
         key_token_section=key_token_section(),
         domain_table=domain_table(),
         domain_verdict=domain_verdict(),

@@ -29,6 +29,7 @@ from toy_reproduction_summary import recorded_settings
 
 from longwin.eval.compare_paired import fmt, ppl_losses
 from longwin.eval.paired import Interval, perplexity_ratio, run_cells, score_difference
+from longwin.studies.verdicts import said
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "toy_retention"
@@ -117,18 +118,8 @@ def _show_ppl(ratio: Interval | None) -> str:
     return "–" if ratio is None else fmt(ratio)
 
 
-def _said(interval: Interval | None, neutral: float, lower_is_better: bool) -> str:
-    """'better' / 'worse' / 'no measurable difference' from a paired interval around `neutral` (1 for a ratio,
-    0 for a difference in points)."""
-    if interval is None or not interval.bounded:
-        return "not measured"
-    if interval.low <= neutral <= interval.high:
-        return "no measurable difference"
-    return "better" if (interval.high < neutral) == lower_is_better else "worse"
-
-
 def _said_score(score: Score | None, lower_is_better: bool = False) -> str:
-    return _said(None if score is None else score[1], 0.0, lower_is_better)
+    return said(None if score is None else score[1], 0.0, lower_is_better)
 
 
 def verdicts(work: Path) -> list[str]:
@@ -140,9 +131,9 @@ def verdicts(work: Path) -> list[str]:
         key_in = _score(work, m, "base", "passkey", NATIVE, "100")
         ppl_out, copy_out = _ppl(work, m, "yarn-free", TARGET), _score(work, m, "yarn-free", "copy", TARGET)
         out.append(
-            f"- **{m}:** retention (vs the base at {NATIVE}): perplexity {_said(ppl_in, 1.0, True)}, the depth-100 % "
+            f"- **{m}:** retention (vs the base at {NATIVE}): perplexity {said(ppl_in, 1.0, True)}, the depth-100 % "
             f"pass key {_said_score(key_in)}, copying {_said_score(copy_in)}; reach (vs training-free YaRN at "
-            f"{TARGET}): perplexity {_said(ppl_out, 1.0, True)}, copying {_said_score(copy_out)}."
+            f"{TARGET}): perplexity {said(ppl_out, 1.0, True)}, copying {_said_score(copy_out)}."
         )
     for m in ("cream", "pose", "endprompt"):
         mixed = f"{m}-mixed"

@@ -265,16 +265,18 @@ def test_retention_table_marks_a_task_a_row_lacks():
     assert table.splitlines()[2:] == ["| base | 100.00 | 55.83 |", "| cream | 90.00 | - |"]
 
 
-def test_toy_retention_verdicts_read_the_interval_not_its_rounded_text() -> None:
+def test_verdict_words_read_the_interval_not_its_rounded_text() -> None:
     import toy_retention
 
     from longwin.eval.paired import Interval
+    from longwin.studies.verdicts import said
 
     # shown as 1.012 [1.000, 1.025]: the whole interval is above 1, so the ratio is worse, not "no difference"
-    assert toy_retention._said(Interval(1.012, 1.0004, 1.025, 96), 1.0, True) == "worse"
-    assert toy_retention._said(Interval(0.98, 0.97, 0.99, 96), 1.0, True) == "better"
-    assert toy_retention._said(Interval(1.0, 0.99, 1.01, 96), 1.0, True) == "no measurable difference"
-    assert toy_retention._said(Interval(1.0, float("nan"), float("nan"), 3), 1.0, True) == "not measured"
+    assert said(Interval(1.012, 1.0004, 1.025, 96), 1.0, True) == "worse"
+    assert said(Interval(0.98, 0.97, 0.99, 96), 1.0, True) == "better"
+    assert said(Interval(1.0, 0.99, 1.01, 96), 1.0, True) == "no measurable difference"
+    assert said(Interval(1.0, float("nan"), float("nan"), 3), 1.0, True) == "not measured"
+    assert said(None, 0.0, False) == "not measured"
     assert toy_retention._said_score((40.0, Interval(-16.4, -31.7, -2.5, 30))) == "worse"
     assert toy_retention._said_score((40.0, Interval(0.3, 0.0, 0.8, 30))) == "no measurable difference"
     assert toy_retention._said_score(None) == "not measured"

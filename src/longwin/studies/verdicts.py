@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from longwin.eval.metrics import wilson
+from longwin.eval.paired import Interval
 
 Claim = tuple[str, str]  # (the claim, its verdict with the figures behind it)
 
@@ -48,3 +49,13 @@ def all_overlap(counts: list[tuple[float, int]]) -> bool:
     """Whether every pair of Wilson 95 % intervals of (hits, total) counts overlaps."""
     bounds = [wilson(*c) for c in counts]
     return max(low for low, _ in bounds) <= min(high for _, high in bounds)
+
+
+def said(interval: Interval | None, neutral: float, lower_is_better: bool) -> str:
+    """'better' / 'worse' / 'no measurable difference' from a paired 95 % interval around `neutral` (1 for a
+    ratio, 0 for a difference in points); 'not measured' without one."""
+    if interval is None or not interval.bounded:
+        return "not measured"
+    if interval.low <= neutral <= interval.high:
+        return "no measurable difference"
+    return "better" if (interval.high < neutral) == lower_is_better else "worse"
