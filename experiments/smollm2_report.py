@@ -56,7 +56,7 @@ def task_table(task: str) -> str:
 def retrained_note() -> str:
     """Models whose records come from more than one training run of the same recipe (a model folder lost and
     trained again): a retrain need not repeat the first bit for bit, so say which record saw which run."""
-    notes, losses_differ = [], False
+    notes = []
     for name in ROWS:
         cards = {
             task.name: json.loads((task / "training.json").read_text())
@@ -68,17 +68,15 @@ def retrained_note() -> str:
                 f"{task}: final loss {c['final_loss']:.3f}, {c.get('loss', 'the model')} loss"
                 for task, c in cards.items()
             )
-            notes.append(f"`{name}` was trained twice with its recipe ({runs})")
-            losses_differ |= len({c.get("loss") for c in cards.values()}) > 1
-    if not notes:
-        return ""
-    why = (
-        "the chunked loss (`--chunked-loss`, the default since) sums the same terms in another order, and over "
-        "100 fp32 steps that moves the weights"
-        if losses_differ
-        else "fp32 training on a CPU does not repeat bit for bit"
-    )
-    return "- Retrained models: " + "; ".join(notes) + f". The same recipe and seed; {why}.\n"
+            why = (
+                "the chunked loss (`--chunked-loss`, the default since) sums the same terms in another order, and "
+                "over 100 fp32 steps that moves the weights"
+                if len({c.get("loss") for c in cards.values()}) > 1
+                else "the same loss; fp32 training on a CPU, on another machine and library build, need not repeat "
+                "bit for bit"
+            )
+            notes.append(f"`{name}` was trained twice with its recipe and seed ({runs}; {why})")
+    return "- Retrained models: " + "; ".join(notes) + ".\n" if notes else ""
 
 
 def speed_section() -> str:
