@@ -11,8 +11,8 @@ from smollm2_domains import ood_change, ood_ratio
 from smollm2_plan import NATIVE, RETENTION_ROWS, TARGET
 from smollm2_records import cells, hits, ppl_by_length
 
-from longwin.eval.compare_paired import fmt
-from longwin.eval.paired import Interval, score_difference
+from longwin.eval.compare_paired import fmt, prompt_difference, prompt_scores, same_prompts
+from longwin.eval.paired import Interval
 from longwin.studies.retention import change, signed
 from longwin.studies.tables import share
 from longwin.studies.verdicts import said
@@ -25,20 +25,12 @@ MIXED = {"cream-yarn-mixed": "cream-yarn", "endprompt-yarn-mixed": "endprompt-ya
 
 def paired_score(name: str, other: str, task: str, length: int, depth: float | None = None) -> Interval | None:
     """`name`'s score minus `other`'s on the same prompts (points, paired 95 % interval; at one depth if given),
-    or None unless both scored the same prompts there."""
-
-    def by_key(row: str) -> dict[str, tuple[str, float]]:
-        return {
-            c["key"]: (c["prompt_sha"], 100 * float(c["score"]))
-            for c in cells(row, task)
-            if c["length"] == length and (depth is None or float(c["position"]) == depth)
-        }
-
-    mine, theirs = by_key(name), by_key(other)
-    shared = sorted(mine)
-    if not shared or set(shared) != set(theirs) or any(mine[k][0] != theirs[k][0] for k in shared):
+    or None unless both scored every one of the same prompts there."""
+    mine, theirs = (prompt_scores(cells(row, task), task, length, depth) for row in (name, other))
+    shared = same_prompts(mine, theirs)
+    if not shared or len(shared) != len(mine) or len(shared) != len(theirs):
         return None
-    return score_difference([mine[k][1] for k in shared], [theirs[k][1] for k in shared])
+    return prompt_difference(mine, theirs, shared)
 
 
 def _ppl_change(name: str, other: str, length: int) -> str:
@@ -126,11 +118,11 @@ def mixed_verdict(mixed: str, unmixed: str) -> str:
 
 def retention_section() -> str:
     """The table and the verdicts, or what is not measured yet."""
-    verdicts = [v for v in [*(method_verdict(m) for m in METHODS), *(mixed_verdict(*p) for p in MIXED.items())] if v]
     if not any(cells(m, "ppl") for m in RETENTION_ROWS):
         return (
             "Not measured yet: the stages `ppl:`, `passkey:`, `copy:` and `oodppl:` of "
             + ", ".join(f"`{m}`" for m in RETENTION_ROWS)
             + "."
         )
+    verdicts = [v for v in [*(method_verdict(m) for m in METHODS), *(mixed_verdict(*p) for p in MIXED.items())] if v]
     return retention_table() + "\n\n" + ("\n".join(verdicts) or "Verdicts: not every record is complete yet.")

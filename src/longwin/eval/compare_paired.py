@@ -13,7 +13,6 @@ A pair that did not score the same tokens or prompts says so instead of a figure
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Any
 
 import torch
@@ -110,28 +109,45 @@ def key_token_rows(cells: list[list[dict]], names: list[str], window: int | None
     return rows
 
 
+Scores = dict[str, tuple[str, float]]  # cell key -> (prompt_sha, score in points)
+
+
+def prompt_scores(cells: list[dict[str, Any]], task: str, length: int, depth: float | None = None) -> Scores:
+    """One run's scores (points) by cell key for `task` at `length` (one depth if given), with each prompt's hash."""
+    return {
+        c["key"]: (c["prompt_sha"], 100 * float(c["score"]))
+        for c in cells
+        if c["task"] == task and c["length"] == length and "score" in c and "prompt_sha" in c
+        and (depth is None or float(c["position"]) == depth)
+    }  # fmt: skip
+
+
+def same_prompts(a: Scores, b: Scores) -> list[str] | None:
+    """The cell keys both runs scored, or None when any of them held another prompt in one run."""
+    shared = sorted(set(a) & set(b))
+    return None if any(a[k][0] != b[k][0] for k in shared) else shared
+
+
+def prompt_difference(a: Scores, b: Scores, keys: list[str]) -> paired.Interval:
+    """a − b on the prompts `keys` (points, paired 95 % interval)."""
+    return paired.score_difference([a[k][1] for k in keys], [b[k][1] for k in keys])
+
+
 def score_rows(cells: list[list[dict]], names: list[str]) -> list[list[Any]]:
     """[task, length, run, score - the first run's on the same prompts (points) with a paired interval]."""
 
-    def by_prompt(run: list[dict]) -> dict[tuple[str, int], dict[str, tuple[str, float]]]:
-        out: dict[tuple[str, int], dict[str, tuple[str, float]]] = defaultdict(dict)
-        for c in run:
-            if "score" in c and "prompt_sha" in c:
-                out[c["task"], c["length"]][c["key"]] = (c["prompt_sha"], float(c["score"]))
-        return out
+    def groups(run: list[dict]) -> set[tuple[str, int]]:
+        return {(c["task"], c["length"]) for c in run if "score" in c and "prompt_sha" in c}
 
-    ref, rows = by_prompt(cells[0]), []
+    rows = []
     for name, run in zip(names[1:], cells[1:]):
-        for (task, length), mine in sorted(by_prompt(run).items()):
-            theirs = ref.get((task, length), {})
-            shared = sorted(set(mine) & set(theirs))
-            if not shared:
-                continue
-            if any(mine[k][0] != theirs[k][0] for k in shared):
+        for task, length in sorted(groups(run)):
+            mine, theirs = prompt_scores(run, task, length), prompt_scores(cells[0], task, length)
+            shared = same_prompts(mine, theirs)
+            if shared is None:
                 rows.append([task, length, name, "different prompts: not paired"])
-                continue
-            diff = paired.score_difference([100 * mine[k][1] for k in shared], [100 * theirs[k][1] for k in shared])
-            rows.append([task, length, name, fmt(diff, points=True)])
+            elif shared:
+                rows.append([task, length, name, fmt(prompt_difference(mine, theirs, shared), points=True)])
     return rows
 
 
