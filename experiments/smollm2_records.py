@@ -94,6 +94,7 @@ def logit_scale(row: ModelRow) -> float:
 
 
 def yarn_rows(schemes: tuple[str, ...]) -> list[str]:
-    """The undistilled YaRN rows of the given schemes ("" = training-free), highest logit scale first."""
-    named = [n for n, m in ROWS.items() if m.rope == "yarn" and m.scheme in schemes and not m.distill]
+    """The YaRN rows of the given schemes ("" = training-free) that differ only in their logit scale (neither
+    distilled nor mixed-window), highest logit scale first."""
+    named = [n for n, m in ROWS.items() if m.rope == "yarn" and m.scheme in schemes and not (m.distill or m.mixed)]
     return sorted(named, key=lambda n: (ROWS[n].scheme, -logit_scale(ROWS[n])))

@@ -103,3 +103,12 @@ def test_other_prompts_or_a_missing_stage_leave_the_verdict_unsaid(results):
 
 def test_nothing_run_says_so(results):
     assert ret.retention_section().startswith("Not measured yet: the stages")
+
+
+def test_the_temperature_comparison_holds_only_rows_that_differ_in_their_logit_scale():
+    """A mixed-window or distilled CREAM-YaRN row shares a scale with `cream-yarn` but differs in training, so it
+    must not stand in the by-scale comparison."""
+    rows = smollm2_records.yarn_rows(("cream",))
+    assert "cream-yarn" in rows and len(rows) >= 3
+    assert not any(smollm2_records.ROWS[n].mixed or smollm2_records.ROWS[n].distill for n in rows)
+    assert {"cream-yarn-mixed", "cream-yarn-distill"} <= set(smollm2_records.ROWS)
