@@ -139,10 +139,11 @@ def score_rows(cells: list[list[dict]], names: list[str]) -> list[list[Any]]:
     def groups(run: list[dict]) -> set[tuple[str, int]]:
         return {(c["task"], c["length"]) for c in run if "score" in c and "prompt_sha" in c}
 
+    ref = {group: prompt_scores(cells[0], *group) for group in groups(cells[0])}
     rows = []
     for name, run in zip(names[1:], cells[1:]):
         for task, length in sorted(groups(run)):
-            mine, theirs = prompt_scores(run, task, length), prompt_scores(cells[0], task, length)
+            mine, theirs = prompt_scores(run, task, length), ref.get((task, length), {})
             shared = same_prompts(mine, theirs)
             if shared is None:
                 rows.append([task, length, name, "different prompts: not paired"])
